@@ -1,0 +1,1 @@
+//! ip (to be written).

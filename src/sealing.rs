@@ -1,0 +1,1 @@
+//! sealing (to be written).
