@@ -1,7 +1,49 @@
-//! api-keys: issue and check API keys (being assembled).
+#![doc = include_str!("../README.md")]
+#![cfg_attr(docsrs, feature(doc_cfg))]
 
+mod base62;
+mod clock;
+mod engine;
+mod environment;
+mod error;
+mod events;
+mod hash;
 pub mod ip;
+mod manager;
 pub mod origin;
+mod policy;
+mod record;
 pub mod replay;
+mod request;
 pub mod sealing;
+mod secret;
 pub mod signing;
+mod store;
+#[cfg(feature = "test-util")]
+pub mod testing;
+mod token;
+
+// The public interface, in one place.
+#[cfg(any(test, feature = "test-util"))]
+pub use clock::ManualClock;
+pub use clock::{Clock, SystemClock};
+pub use engine::{DEFAULT_KEY_NAME, Engine, KeyUpdate, NewKey, RollOptions};
+pub use environment::{Environment, KeyKind};
+pub use error::{ConfigError, Error, Field, Rejection, StoreError, StoreErrorKind, VerifyError};
+pub use events::{EventKind, EventSink, KeyEvent};
+pub use hash::{Pepper, SecretHash};
+pub use ip::{IpAllowList, IpListError};
+pub use manager::{CreatedKey, KeyManager, KeyManagerBuilder, RolledKey};
+pub use origin::{DomainAllowList, DomainError, HeaderField};
+pub use policy::{DEFAULT_GRACE, Policy};
+pub use record::{
+    Actor, KeyRecord, KeyStatus, MAX_ID_LEN, MAX_NAME_CHARS, MAX_TEXT_CHARS, OwnerId, Scopes,
+};
+pub use request::{Decision, RequestContext, VerifiedKey};
+pub use sealing::{SealedSecret, SealingKey, SealingKeyRing};
+pub use secret::{MAX_SECRET_BYTES, MIN_SECRET_BYTES, Token};
+pub use store::{AsyncKeyStore, KeyStore, MemoryKeyStore, RollPlan, WriteCondition};
+pub use token::{
+    CHECKSUM_CHARS, KEY_ID_BYTES, KEY_ID_CHARS, KeyFormat, KeyFormatBuilder, KeyId, MAX_PREFIX_LEN,
+    NewToken, PresentedKey,
+};

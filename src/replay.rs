@@ -1,1 +1,1 @@
-//! replay (to be written).
+//! Temporary stand-in; replaced by the real module.

@@ -1,0 +1,760 @@
+//! The pure core: every decision as a function of its inputs. No I/O, no
+//! clock reads, no global RNG — `now` and `rng` are arguments.
+//!
+//! [`KeyManager`](crate::KeyManager) drives it over a store; middleware that
+//! brings its own store or runtime can call it directly (parse, look the
+//! record up however it likes, then [`Engine::decide_bearer`]).
+
+use crate::environment::{Environment, KeyKind};
+use crate::error::{ConfigError, Error, Field, Rejection, VerifyError};
+use crate::hash::{KeyHasher, Pepper};
+use crate::ip::IpAllowList;
+use crate::origin::DomainAllowList;
+use crate::policy::Policy;
+use crate::record::{self, KeyRecord, KeyStatus, OwnerId, Scopes};
+use crate::request::{Decision, RequestContext};
+use crate::sealing::SealingKeyRing;
+use crate::secret::Token;
+use crate::store::RollPlan;
+use crate::token::{KeyFormat, PresentedKey};
+use rand::TryCryptoRng;
+use time::{Duration, UtcDateTime};
+
+/// The name [`KeyManager::create_default`](crate::KeyManager::create_default)
+/// gives an account's first key (Jahuty's "Default API Key").
+pub const DEFAULT_KEY_NAME: &str = "Default API Key";
+
+/// What to create: built with [`NewKey::secret`] or
+/// [`NewKey::publishable`] and the setters; validated when planned.
+#[derive(Debug, Clone)]
+pub struct NewKey {
+    pub(crate) owner: OwnerId,
+    pub(crate) kind: KeyKind,
+    pub(crate) environment: Environment,
+    pub(crate) name: String,
+    pub(crate) note: Option<String>,
+    pub(crate) description: Option<String>,
+    pub(crate) scopes: Scopes,
+    pub(crate) allowed_domains: DomainAllowList,
+    pub(crate) allowed_ips: IpAllowList,
+    pub(crate) expires_at: Option<UtcDateTime>,
+    pub(crate) active: bool,
+    pub(crate) signing: bool,
+}
+
+impl NewKey {
+    /// A secret key for `owner`, live, active, no expiry, no restrictions.
+    #[must_use]
+    pub fn secret(owner: OwnerId, name: impl Into<String>) -> Self {
+        Self::of_kind(owner, KeyKind::Secret, name)
+    }
+
+    /// A publishable key for `owner`, live, active, no expiry.
+    #[must_use]
+    pub fn publishable(owner: OwnerId, name: impl Into<String>) -> Self {
+        Self::of_kind(owner, KeyKind::Publishable, name)
+    }
+
+    /// A key of `kind`.
+    #[must_use]
+    pub fn of_kind(owner: OwnerId, kind: KeyKind, name: impl Into<String>) -> Self {
+        Self {
+            owner,
+            kind,
+            environment: Environment::Live,
+            name: name.into(),
+            note: None,
+            description: None,
+            scopes: Scopes::default(),
+            allowed_domains: DomainAllowList::default(),
+            allowed_ips: IpAllowList::default(),
+            expires_at: None,
+            active: true,
+            signing: false,
+        }
+    }
+
+    /// Test or live (default live).
+    #[must_use]
+    pub fn environment(mut self, environment: Environment) -> Self {
+        self.environment = environment;
+        self
+    }
+
+    /// A note, e.g. where the key is stored.
+    #[must_use]
+    pub fn note(mut self, note: impl Into<String>) -> Self {
+        self.note = Some(note.into());
+        self
+    }
+
+    /// A description.
+    #[must_use]
+    pub fn description(mut self, description: impl Into<String>) -> Self {
+        self.description = Some(description.into());
+        self
+    }
+
+    /// Scopes (a restricted key).
+    #[must_use]
+    pub fn scopes(mut self, scopes: Scopes) -> Self {
+        self.scopes = scopes;
+        self
+    }
+
+    /// Domains allowed in `Origin`/`Referer`.
+    #[must_use]
+    pub fn allowed_domains(mut self, domains: DomainAllowList) -> Self {
+        self.allowed_domains = domains;
+        self
+    }
+
+    /// Peer addresses allowed.
+    #[must_use]
+    pub fn allowed_ips(mut self, ips: IpAllowList) -> Self {
+        self.allowed_ips = ips;
+        self
+    }
+
+    /// An expiry instant (must be in the future).
+    #[must_use]
+    pub fn expires_at(mut self, at: UtcDateTime) -> Self {
+        self.expires_at = Some(at);
+        self
+    }
+
+    /// Create the key inactive: "generate, then activate" (CoinsPaid).
+    #[must_use]
+    pub fn inactive(mut self) -> Self {
+        self.active = false;
+        self
+    }
+
+    /// Make it a signing key (HMAC request signing): its secret is sealed
+    /// in the record under the manager's sealing keys, and it is refused as
+    /// a bearer token.
+    #[must_use]
+    pub fn signing(mut self) -> Self {
+        self.signing = true;
+        self
+    }
+}
+
+/// Changes to a key's settings; `None` fields stay as they are.
+#[derive(Debug, Clone, Default)]
+pub struct KeyUpdate {
+    pub(crate) name: Option<String>,
+    pub(crate) note: Option<Option<String>>,
+    pub(crate) description: Option<Option<String>>,
+    pub(crate) scopes: Option<Scopes>,
+    pub(crate) allowed_domains: Option<DomainAllowList>,
+    pub(crate) allowed_ips: Option<IpAllowList>,
+    pub(crate) expires_at: Option<Option<UtcDateTime>>,
+}
+
+impl KeyUpdate {
+    /// No changes yet.
+    #[must_use]
+    pub fn new() -> Self {
+        Self::default()
+    }
+    /// Rename.
+    #[must_use]
+    pub fn name(mut self, name: impl Into<String>) -> Self {
+        self.name = Some(name.into());
+        self
+    }
+    /// Set (`Some`) or clear (`None`) the note.
+    #[must_use]
+    pub fn note(mut self, note: Option<String>) -> Self {
+        self.note = Some(note);
+        self
+    }
+    /// Set or clear the description.
+    #[must_use]
+    pub fn description(mut self, description: Option<String>) -> Self {
+        self.description = Some(description);
+        self
+    }
+    /// Replace the scopes.
+    #[must_use]
+    pub fn scopes(mut self, scopes: Scopes) -> Self {
+        self.scopes = Some(scopes);
+        self
+    }
+    /// Replace the domain allow-list.
+    #[must_use]
+    pub fn allowed_domains(mut self, domains: DomainAllowList) -> Self {
+        self.allowed_domains = Some(domains);
+        self
+    }
+    /// Replace the IP allow-list.
+    #[must_use]
+    pub fn allowed_ips(mut self, ips: IpAllowList) -> Self {
+        self.allowed_ips = Some(ips);
+        self
+    }
+    /// Set (must be in the future) or clear the expiry.
+    #[must_use]
+    pub fn expires_at(mut self, at: Option<UtcDateTime>) -> Self {
+        self.expires_at = Some(at);
+        self
+    }
+}
+
+/// Options of a roll.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct RollOptions {
+    /// How long the old key keeps working; `None` = the policy's default
+    /// (12 hours); zero = it stops now. Capped at the policy's `max_grace`;
+    /// never extends the old key's own expiry.
+    pub grace: Option<Duration>,
+    /// The successor's expiry: `None` = inherit the predecessor's expiry
+    /// instant; `Some(None)` = no expiry; `Some(Some(t))` = `t`.
+    pub successor_expires_at: Option<Option<UtcDateTime>>,
+}
+
+impl RollOptions {
+    /// A roll with this grace period.
+    #[must_use]
+    pub fn with_grace(grace: Duration) -> Self {
+        Self {
+            grace: Some(grace),
+            successor_expires_at: None,
+        }
+    }
+}
+
+/// A status transition.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Transition {
+    Activate,
+    Deactivate,
+    Revoke,
+}
+
+/// The pure core: the key format, the policy, the hashing and sealing keys.
+/// Cheap to share; holds no store and reads no clock.
+#[derive(Debug)]
+pub struct Engine {
+    format: KeyFormat,
+    policy: Policy,
+    hasher: KeyHasher,
+    sealing: Option<SealingKeyRing>,
+}
+
+impl Engine {
+    /// Builds a core from validated parts.
+    ///
+    /// # Errors
+    ///
+    /// [`ConfigError`] when the policy is out of range or peppers clash.
+    pub fn new(
+        format: KeyFormat,
+        policy: Policy,
+        pepper: Option<&Pepper>,
+        previous_peppers: &[Pepper],
+        sealing: Option<SealingKeyRing>,
+    ) -> Result<Self, ConfigError> {
+        policy.validate()?;
+        Ok(Self {
+            format,
+            policy,
+            hasher: KeyHasher::with_peppers(pepper, previous_peppers)?,
+            sealing,
+        })
+    }
+
+    /// The default core: default format and policy, no pepper, no sealing
+    /// keys (valid by construction).
+    pub(crate) fn defaults() -> Self {
+        Self {
+            format: KeyFormat::default(),
+            policy: Policy::default(),
+            hasher: KeyHasher::default(),
+            sealing: None,
+        }
+    }
+
+    /// The key format.
+    #[must_use]
+    pub fn format(&self) -> &KeyFormat {
+        &self.format
+    }
+
+    /// The policy.
+    #[must_use]
+    pub fn policy(&self) -> &Policy {
+        &self.policy
+    }
+
+    pub(crate) fn sealing(&self) -> Option<&SealingKeyRing> {
+        self.sealing.as_ref()
+    }
+
+    /// Offline checks on a presented bearer token: format, checksum, and the
+    /// environment and kind the request (or the policy) requires. Nothing
+    /// that fails here may reach a store.
+    ///
+    /// # Errors
+    ///
+    /// [`Rejection::Malformed`], [`Rejection::WrongEnvironment`],
+    /// [`Rejection::WrongKind`].
+    pub fn precheck(
+        &self,
+        token: &str,
+        request: &RequestContext<'_>,
+    ) -> Result<PresentedKey, Rejection> {
+        let presented = self.format.parse(token)?;
+        self.check_environment(presented.environment(), request)?;
+        if request.kind.is_some_and(|k| k != presented.kind()) {
+            return Err(Rejection::WrongKind);
+        }
+        Ok(presented)
+    }
+
+    fn check_environment(
+        &self,
+        environment: Environment,
+        request: &RequestContext<'_>,
+    ) -> Result<(), Rejection> {
+        let wrong = |want: Option<Environment>| want.is_some_and(|w| w != environment);
+        if wrong(self.policy.environment) || wrong(request.environment) {
+            return Err(Rejection::WrongEnvironment);
+        }
+        Ok(())
+    }
+
+    /// The decision for a bearer token against the record the store
+    /// returned for its id: record consistency, constant-time secret check,
+    /// then [`check_request`](Self::check_request).
+    ///
+    /// # Errors
+    ///
+    /// [`VerifyError::Rejected`] when the key is refused;
+    /// [`VerifyError::Failed`] with [`Error::UnknownKeyVersion`] when the
+    /// record was hashed under a pepper this engine does not have (fail
+    /// closed).
+    pub fn decide_bearer(
+        &self,
+        presented: &PresentedKey,
+        record: &KeyRecord,
+        request: &RequestContext<'_>,
+        now: UtcDateTime,
+    ) -> Result<Decision, VerifyError> {
+        // A record that is not the presented key's (a stale or mismatched
+        // store answer) is refused like an unknown key.
+        if record.id != presented.id()
+            || record.environment != presented.environment()
+            || record.kind != presented.kind()
+        {
+            return Err(Rejection::UnknownKey.into());
+        }
+        let computed = self
+            .hasher
+            .hash_like(
+                &record.secret_hash,
+                &record.id,
+                record.environment,
+                record.kind,
+                presented.secret(),
+            )
+            .ok_or(Error::UnknownKeyVersion(
+                record.secret_hash.pepper_version.unwrap_or_default(),
+            ))?;
+        if !computed.ct_eq(&record.secret_hash) {
+            return Err(Rejection::UnknownKey.into());
+        }
+        if record.is_signing_key() {
+            return Err(Rejection::SigningKeyAsBearer.into());
+        }
+        Ok(self.check_request(record, request, now)?)
+    }
+
+    /// Status, time, environment, kind, scopes, IP, origin — in that order
+    /// — for a key whose possession is already proven.
+    ///
+    /// # Errors
+    ///
+    /// The first [`Rejection`] that applies. Revocation dominates
+    /// everything, grace included.
+    pub fn check_request(
+        &self,
+        record: &KeyRecord,
+        request: &RequestContext<'_>,
+        now: UtcDateTime,
+    ) -> Result<Decision, Rejection> {
+        match record.status {
+            KeyStatus::Revoked => return Err(Rejection::Revoked),
+            KeyStatus::Inactive => return Err(Rejection::Inactive),
+            KeyStatus::Active => {}
+        }
+        if now < record.created_at {
+            return Err(Rejection::NotYetValid);
+        }
+        if record.expires_at.is_some_and(|end| now >= end) {
+            return Err(Rejection::Expired);
+        }
+        if record.grace_ends_at.is_some_and(|end| now >= end) {
+            return Err(Rejection::GraceEnded);
+        }
+        self.check_environment(record.environment, request)?;
+        if request.kind.is_some_and(|k| k != record.kind) {
+            return Err(Rejection::WrongKind);
+        }
+        for scope in request.scopes {
+            if !self.grants(record, scope) {
+                return Err(Rejection::MissingScope);
+            }
+        }
+        if !record.allowed_ips.is_any() {
+            match request.peer_ip {
+                Some(ip) if record.allowed_ips.allows(ip) => {}
+                _ => return Err(Rejection::IpNotAllowed),
+            }
+        }
+        record
+            .allowed_domains
+            .check(
+                request.origin,
+                request.referer,
+                self.policy.allow_http_origins,
+            )
+            .map_err(|_| Rejection::OriginNotAllowed)?;
+        let touch = match record.last_used_at {
+            None => true,
+            Some(last) => last
+                .checked_add(self.policy.touch_interval)
+                .is_some_and(|due| now >= due),
+        };
+        Ok(Decision {
+            in_grace: record.successor.is_some(),
+            touch,
+        })
+    }
+
+    /// Whether `record` grants `scope` (see [`Scopes`] for empty sets).
+    #[must_use]
+    pub fn grants(&self, record: &KeyRecord, scope: &str) -> bool {
+        if !record.scopes.is_empty() {
+            return record.scopes.contains(scope);
+        }
+        match record.kind {
+            KeyKind::Secret => true,
+            KeyKind::Publishable => self.policy.publishable_scopes.contains(scope),
+        }
+    }
+
+    fn validate_scopes(&self, kind: KeyKind, scopes: &Scopes) -> Result<(), Error> {
+        if kind == KeyKind::Publishable && !scopes.is_subset(&self.policy.publishable_scopes) {
+            return Err(Error::Invalid {
+                field: Field::Scope,
+                reason: "publishable keys may only carry the policy's publishable scopes",
+            });
+        }
+        Ok(())
+    }
+
+    fn validate_expiry(expires_at: Option<UtcDateTime>, now: UtcDateTime) -> Result<(), Error> {
+        if expires_at.is_some_and(|t| t <= now) {
+            return Err(Error::Invalid {
+                field: Field::ExpiresAt,
+                reason: "must be in the future",
+            });
+        }
+        Ok(())
+    }
+
+    fn validate_texts(
+        name: &str,
+        note: Option<&str>,
+        description: Option<&str>,
+    ) -> Result<(), Error> {
+        record::validate_name(name)?;
+        if let Some(n) = note {
+            record::validate_note(n, Field::Note)?;
+        }
+        if let Some(d) = description {
+            record::validate_note(d, Field::Description)?;
+        }
+        Ok(())
+    }
+
+    /// Plans a new key: validates the request, draws the secret, hashes (and
+    /// for signing keys seals) it. Returns the record to insert and the
+    /// token, which the caller must hand out only once the insert committed.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Invalid`] for bad input (nothing is drawn),
+    /// [`Error::NoSealingKeys`], [`Error::Randomness`], [`Error::Sealing`].
+    pub fn plan_create<R: TryCryptoRng + ?Sized>(
+        &self,
+        spec: &NewKey,
+        now: UtcDateTime,
+        rng: &mut R,
+    ) -> Result<(KeyRecord, Token), Error> {
+        Self::validate_texts(
+            &spec.name,
+            spec.note.as_deref(),
+            spec.description.as_deref(),
+        )?;
+        self.validate_scopes(spec.kind, &spec.scopes)?;
+        Self::validate_expiry(spec.expires_at, now)?;
+        if spec.signing && self.sealing.is_none() {
+            return Err(Error::NoSealingKeys);
+        }
+        let fresh = self
+            .format
+            .generate_with_rng(spec.kind, spec.environment, rng)?;
+        let record = KeyRecord {
+            id: fresh.id,
+            owner: spec.owner.clone(),
+            kind: spec.kind,
+            environment: spec.environment,
+            name: spec.name.clone(),
+            note: spec.note.clone(),
+            description: spec.description.clone(),
+            scopes: spec.scopes.clone(),
+            allowed_domains: spec.allowed_domains.clone(),
+            allowed_ips: spec.allowed_ips.clone(),
+            status: if spec.active {
+                KeyStatus::Active
+            } else {
+                KeyStatus::Inactive
+            },
+            created_at: now,
+            expires_at: spec.expires_at,
+            last_used_at: None,
+            revoked_at: None,
+            predecessor: None,
+            successor: None,
+            rolled_at: None,
+            grace_ends_at: None,
+            version: 1,
+            secret_hash: self.hasher.hash_new(
+                &fresh.id,
+                spec.environment,
+                spec.kind,
+                fresh.secret.as_bytes(),
+            ),
+            sealed_secret: None,
+            redacted: fresh.token.redacted(),
+        };
+        let record = self.seal_if(spec.signing, record, &fresh.token, rng)?;
+        Ok((record, fresh.token))
+    }
+
+    fn seal_if<R: TryCryptoRng + ?Sized>(
+        &self,
+        signing: bool,
+        mut record: KeyRecord,
+        token: &Token,
+        rng: &mut R,
+    ) -> Result<KeyRecord, Error> {
+        if signing {
+            let ring = self.sealing.as_ref().ok_or(Error::NoSealingKeys)?;
+            record.sealed_secret =
+                Some(ring.seal(record.id.as_bytes(), token.expose_secret().as_bytes(), rng)?);
+        }
+        Ok(record)
+    }
+
+    /// Plans a status change. `Ok(None)` means the key is already in the
+    /// target state (the operation is idempotent).
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Revoked`] for any change of a revoked key but revoke itself;
+    /// [`Error::InvalidState`] when activating an expired or rolled key.
+    pub(crate) fn plan_transition(
+        &self,
+        current: &KeyRecord,
+        transition: Transition,
+        now: UtcDateTime,
+    ) -> Result<Option<KeyRecord>, Error> {
+        let target = match transition {
+            Transition::Activate => KeyStatus::Active,
+            Transition::Deactivate => KeyStatus::Inactive,
+            Transition::Revoke => KeyStatus::Revoked,
+        };
+        if current.status == target {
+            return Ok(None);
+        }
+        if current.status == KeyStatus::Revoked {
+            return Err(Error::Revoked(current.id));
+        }
+        if transition == Transition::Activate {
+            if current.successor.is_some() {
+                return Err(Error::InvalidState {
+                    id: current.id,
+                    reason: "a rolled key cannot be activated again",
+                });
+            }
+            if current.effective_end().is_some_and(|end| now >= end) {
+                return Err(Error::InvalidState {
+                    id: current.id,
+                    reason: "an expired key cannot be activated",
+                });
+            }
+        }
+        let mut next = current.clone();
+        next.status = target;
+        if target == KeyStatus::Revoked {
+            next.revoked_at = Some(now);
+        }
+        next.version = bump(current)?;
+        Ok(Some(next))
+    }
+
+    /// Plans a settings change.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Revoked`], [`Error::Invalid`].
+    pub(crate) fn plan_update(
+        &self,
+        current: &KeyRecord,
+        update: &KeyUpdate,
+        now: UtcDateTime,
+    ) -> Result<KeyRecord, Error> {
+        if current.status == KeyStatus::Revoked {
+            return Err(Error::Revoked(current.id));
+        }
+        let mut next = current.clone();
+        if let Some(n) = &update.name {
+            next.name.clone_from(n);
+        }
+        if let Some(n) = &update.note {
+            next.note.clone_from(n);
+        }
+        if let Some(d) = &update.description {
+            next.description.clone_from(d);
+        }
+        Self::validate_texts(
+            &next.name,
+            next.note.as_deref(),
+            next.description.as_deref(),
+        )?;
+        if let Some(s) = &update.scopes {
+            self.validate_scopes(next.kind, s)?;
+            next.scopes = s.clone();
+        }
+        if let Some(d) = &update.allowed_domains {
+            next.allowed_domains = d.clone();
+        }
+        if let Some(i) = &update.allowed_ips {
+            next.allowed_ips = i.clone();
+        }
+        if let Some(e) = update.expires_at {
+            Self::validate_expiry(e, now)?;
+            next.expires_at = e;
+        }
+        next.version = bump(current)?;
+        Ok(next)
+    }
+
+    /// Plans a roll: a successor with a new secret and the predecessor's
+    /// settings, and the predecessor cut to `min(its end, now + grace)`.
+    /// The token must be handed out only after the store applied the plan.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Revoked`]; [`Error::InvalidState`] for an inactive, expired
+    /// or already-rolled key; [`Error::Invalid`] for a negative grace or a
+    /// successor expiry in the past; [`Error::Randomness`];
+    /// [`Error::Sealing`].
+    pub fn plan_roll<R: TryCryptoRng + ?Sized>(
+        &self,
+        current: &KeyRecord,
+        options: RollOptions,
+        now: UtcDateTime,
+        rng: &mut R,
+    ) -> Result<(RollPlan, Token), Error> {
+        let state = |reason| Error::InvalidState {
+            id: current.id,
+            reason,
+        };
+        match current.status {
+            KeyStatus::Revoked => return Err(Error::Revoked(current.id)),
+            KeyStatus::Inactive => return Err(state("only an active key can be rolled")),
+            KeyStatus::Active => {}
+        }
+        if current.successor.is_some() {
+            return Err(state("the key was already rolled"));
+        }
+        if current.effective_end().is_some_and(|end| now >= end) {
+            return Err(state("an expired key cannot be rolled"));
+        }
+        let grace = options.grace.unwrap_or(self.policy.default_grace);
+        if grace.is_negative() {
+            return Err(Error::Invalid {
+                field: Field::Grace,
+                reason: "must not be negative",
+            });
+        }
+        let grace = grace.min(self.policy.max_grace);
+        let grace_end = now.checked_add(grace).ok_or(Error::Invalid {
+            field: Field::Grace,
+            reason: "out of range",
+        })?;
+        let successor_expiry = options.successor_expires_at.unwrap_or(current.expires_at);
+        Self::validate_expiry(successor_expiry, now)?;
+
+        let fresh = self
+            .format
+            .generate_with_rng(current.kind, current.environment, rng)?;
+        let successor = KeyRecord {
+            id: fresh.id,
+            owner: current.owner.clone(),
+            kind: current.kind,
+            environment: current.environment,
+            name: current.name.clone(),
+            note: current.note.clone(),
+            description: current.description.clone(),
+            scopes: current.scopes.clone(),
+            allowed_domains: current.allowed_domains.clone(),
+            allowed_ips: current.allowed_ips.clone(),
+            status: KeyStatus::Active,
+            created_at: now,
+            expires_at: successor_expiry,
+            last_used_at: None,
+            revoked_at: None,
+            predecessor: Some(current.id),
+            successor: None,
+            rolled_at: None,
+            grace_ends_at: None,
+            version: 1,
+            secret_hash: self.hasher.hash_new(
+                &fresh.id,
+                current.environment,
+                current.kind,
+                fresh.secret.as_bytes(),
+            ),
+            sealed_secret: None,
+            redacted: fresh.token.redacted(),
+        };
+        let successor = self.seal_if(current.is_signing_key(), successor, &fresh.token, rng)?;
+        let mut predecessor = current.clone();
+        predecessor.successor = Some(successor.id);
+        predecessor.rolled_at = Some(now);
+        // Never extends: the effective end is min(expires_at, grace_ends_at).
+        predecessor.grace_ends_at = Some(grace_end);
+        predecessor.version = bump(current)?;
+        Ok((
+            RollPlan {
+                predecessor,
+                expected_version: current.version,
+                successor,
+            },
+            fresh.token,
+        ))
+    }
+}
+
+fn bump(record: &KeyRecord) -> Result<u64, Error> {
+    record.version.checked_add(1).ok_or(Error::InvalidState {
+        id: record.id,
+        reason: "version counter exhausted",
+    })
+}

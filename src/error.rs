@@ -1,0 +1,382 @@
+//! "The key is refused" ([`Rejection`]) versus "the service failed"
+//! ([`Error`], [`StoreError`]), and [`VerifyError`] which carries either.
+//!
+//! No error in this module carries a secret, a token or a raw header value:
+//! they hold reasons, key ids and configuration details only.
+
+use crate::token::KeyId;
+use core::fmt;
+
+/// Why a presented key was refused.
+///
+/// Reasons are precise for logs and metrics ([`as_str`](Self::as_str)); the
+/// HTTP mapping ([`http_status`](Self::http_status)) is deliberately coarse:
+/// 401 for everything about the key itself, 403 for policy, so a client
+/// cannot tell an unknown key from a revoked one unless the host tells it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum Rejection {
+    /// Not a well-formed token or key id (length, alphabet, layout, checksum,
+    /// prefix). Refused offline, before any store call.
+    Malformed,
+    /// No record with this key id, or the secret does not match it.
+    UnknownKey,
+    /// The key was revoked (permanent).
+    Revoked,
+    /// The key is inactive: generated but not yet activated, or deactivated.
+    Inactive,
+    /// The key's expiry has passed (`now >= expires_at`).
+    Expired,
+    /// The key was rolled and its grace window has ended.
+    GraceEnded,
+    /// The key's validity has not started yet (`now < created_at`, e.g. after
+    /// the clock stepped backwards).
+    NotYetValid,
+    /// The key belongs to the other environment than the one required.
+    WrongEnvironment,
+    /// The key is of the other kind than the one required (e.g. a
+    /// publishable key where a secret key is required).
+    WrongKind,
+    /// The key does not grant a required scope.
+    MissingScope,
+    /// The request's `Origin`/`Referer` is not in the key's domain list.
+    OriginNotAllowed,
+    /// The request's address is not in the key's IP allow-list.
+    IpNotAllowed,
+    /// A signing key was presented as a bearer token; its secret must never
+    /// travel on the wire.
+    SigningKeyAsBearer,
+    /// A signed request named a key that is not a signing key.
+    NotASigningKey,
+    /// The request signature is missing, malformed or does not match.
+    BadSignature,
+    /// The signed body exceeds the configured limit.
+    BodyTooLarge,
+    /// Replay-protected mode: the timestamp is malformed or outside the
+    /// tolerance window.
+    StaleRequest,
+    /// Replay-protected mode: the nonce was already used.
+    Replayed,
+}
+
+impl Rejection {
+    /// A stable `snake_case` name for logs and metrics.
+    #[must_use]
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Rejection::Malformed => "malformed",
+            Rejection::UnknownKey => "unknown_key",
+            Rejection::Revoked => "revoked",
+            Rejection::Inactive => "inactive",
+            Rejection::Expired => "expired",
+            Rejection::GraceEnded => "grace_ended",
+            Rejection::NotYetValid => "not_yet_valid",
+            Rejection::WrongEnvironment => "wrong_environment",
+            Rejection::WrongKind => "wrong_kind",
+            Rejection::MissingScope => "missing_scope",
+            Rejection::OriginNotAllowed => "origin_not_allowed",
+            Rejection::IpNotAllowed => "ip_not_allowed",
+            Rejection::SigningKeyAsBearer => "signing_key_as_bearer",
+            Rejection::NotASigningKey => "not_a_signing_key",
+            Rejection::BadSignature => "bad_signature",
+            Rejection::BodyTooLarge => "body_too_large",
+            Rejection::StaleRequest => "stale_request",
+            Rejection::Replayed => "replayed",
+        }
+    }
+
+    /// The HTTP status a host should answer with: 401 when the key itself is
+    /// not acceptable (malformed, unknown, revoked, inactive, expired, bad
+    /// signature, …), 403 when a valid key is not allowed this request
+    /// (environment, kind, scope, origin, IP), 413 for an over-long signed
+    /// body.
+    #[must_use]
+    pub const fn http_status(self) -> u16 {
+        match self {
+            Rejection::WrongEnvironment
+            | Rejection::WrongKind
+            | Rejection::MissingScope
+            | Rejection::OriginNotAllowed
+            | Rejection::IpNotAllowed => 403,
+            Rejection::BodyTooLarge => 413,
+            _ => 401,
+        }
+    }
+
+    /// The coarse public code matching [`http_status`](Self::http_status):
+    /// `invalid_api_key`, `forbidden` or `payload_too_large`. Send this to
+    /// clients; log [`as_str`](Self::as_str).
+    #[must_use]
+    pub const fn public_code(self) -> &'static str {
+        match self.http_status() {
+            403 => "forbidden",
+            413 => "payload_too_large",
+            _ => "invalid_api_key",
+        }
+    }
+}
+
+impl fmt::Display for Rejection {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl std::error::Error for Rejection {}
+
+/// What kind of failure a [`StoreError`] is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum StoreErrorKind {
+    /// An insert found the key id already present.
+    Duplicate,
+    /// A compare-and-swap found another version than expected.
+    Conflict,
+    /// The record to change does not exist.
+    NotFound,
+    /// The write would leave two usable keys for an owner under the
+    /// one-active-key rule.
+    ActiveKeyExists,
+    /// The backend failed (I/O, connection, driver, timeout, …).
+    Backend,
+}
+
+/// A failure of the persistence layer. Opaque: a [`kind`](Self::kind) and,
+/// for backend failures, the underlying cause through
+/// [`source()`](std::error::Error::source).
+///
+/// Verification never turns a store error into "unknown key" or an accept:
+/// it fails closed with [`VerifyError::Store`].
+#[derive(Debug)]
+pub struct StoreError {
+    kind: StoreErrorKind,
+    source: Option<Box<dyn std::error::Error + Send + Sync + 'static>>,
+}
+
+impl StoreError {
+    /// An error of `kind` without a cause.
+    #[must_use]
+    pub fn new(kind: StoreErrorKind) -> Self {
+        Self { kind, source: None }
+    }
+
+    /// A backend failure that keeps its cause. The cause must not carry
+    /// secrets (records never hold any).
+    pub fn backend(source: impl Into<Box<dyn std::error::Error + Send + Sync + 'static>>) -> Self {
+        Self {
+            kind: StoreErrorKind::Backend,
+            source: Some(source.into()),
+        }
+    }
+
+    /// The kind of failure.
+    #[must_use]
+    pub fn kind(&self) -> StoreErrorKind {
+        self.kind
+    }
+}
+
+impl fmt::Display for StoreError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self.kind {
+            StoreErrorKind::Duplicate => "key store: duplicate key id",
+            StoreErrorKind::Conflict => "key store: version conflict",
+            StoreErrorKind::NotFound => "key store: no such key",
+            StoreErrorKind::ActiveKeyExists => "key store: owner already has an active key",
+            StoreErrorKind::Backend => "key store: backend failure",
+        })
+    }
+}
+
+impl std::error::Error for StoreError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        self.source
+            .as_deref()
+            .map(|e| e as &(dyn std::error::Error + 'static))
+    }
+}
+
+/// A configuration refused at construction time.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum ConfigError {
+    /// A prefix is empty, longer than 32 bytes, non-ASCII or not of the form
+    /// `[a-z][a-z0-9_]*` without `__` or a trailing `_`.
+    #[error("key prefix must be 1-32 of a-z0-9_, start with a letter, no trailing or double '_'")]
+    Prefix,
+    /// Secret and publishable keys share a prefix.
+    #[error("secret and publishable keys need different prefixes")]
+    SamePrefix,
+    /// The secret length is outside 20..=32 bytes (160 to 256 bits).
+    #[error("secret length {bytes} bytes is outside 20..=32 (160 to 256 bits)")]
+    SecretLength {
+        /// The length asked for.
+        bytes: usize,
+    },
+    /// A pepper shorter than 32 bytes.
+    #[error("a pepper must be at least 32 bytes")]
+    PepperLength,
+    /// Two peppers share a version.
+    #[error("pepper version {0} is configured twice")]
+    DuplicatePepperVersion(u32),
+    /// A policy value is out of range.
+    #[error("policy: {0}")]
+    Policy(&'static str),
+}
+
+/// Which input of a management call was refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum Field {
+    /// The key's name.
+    Name,
+    /// The note.
+    Note,
+    /// The description.
+    Description,
+    /// The owner id.
+    Owner,
+    /// The actor.
+    Actor,
+    /// A scope.
+    Scope,
+    /// The expiry instant.
+    ExpiresAt,
+    /// The grace period of a roll.
+    Grace,
+}
+
+impl fmt::Display for Field {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Field::Name => "name",
+            Field::Note => "note",
+            Field::Description => "description",
+            Field::Owner => "owner",
+            Field::Actor => "actor",
+            Field::Scope => "scope",
+            Field::ExpiresAt => "expires_at",
+            Field::Grace => "grace",
+        })
+    }
+}
+
+/// A failure of a management operation or of the service.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// The store failed; the cause is kept.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// The operating system (or the given generator) could not provide
+    /// random bytes.
+    #[error("random number generator failed")]
+    Randomness,
+    /// The configuration is invalid.
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    /// An input was refused; nothing was changed.
+    #[error("invalid {field}: {reason}")]
+    Invalid {
+        /// Which input.
+        field: Field,
+        /// Why, in a few words (never the value itself).
+        reason: &'static str,
+    },
+    /// The domain allow-list was refused; nothing was changed.
+    #[error(transparent)]
+    Domain(#[from] crate::origin::DomainError),
+    /// The IP allow-list was refused; nothing was changed.
+    #[error(transparent)]
+    IpList(#[from] crate::ip::IpListError),
+    /// No key with this id.
+    #[error("no key with id {0}")]
+    NotFound(KeyId),
+    /// The key is revoked; revocation is permanent, nothing can change it.
+    #[error("key {0} is revoked")]
+    Revoked(KeyId),
+    /// The operation does not apply to the key in its current state (e.g.
+    /// rolling an expired or already-rolled key).
+    #[error("key {id}: {reason}")]
+    InvalidState {
+        /// The key.
+        id: KeyId,
+        /// Why, in a few words.
+        reason: &'static str,
+    },
+    /// The record changed since the caller read it (compare-and-swap on the
+    /// version failed): re-read and retry.
+    #[error("key {0} was changed concurrently; re-read it and retry")]
+    Conflict(KeyId),
+    /// The one-active-key-per-owner rule is on and the owner already has a
+    /// usable key: deactivate it first.
+    #[error("the owner already has an active key; deactivate it first")]
+    AnotherKeyActive,
+    /// A stored record uses a pepper or sealing-key version this manager was
+    /// not given.
+    #[error("stored key material uses version {0}, which is not configured")]
+    UnknownKeyVersion(u32),
+    /// Sealing or unsealing a signing secret failed.
+    #[error(transparent)]
+    Sealing(#[from] crate::sealing::SealingError),
+    /// Signing keys need sealing keys: configure a
+    /// [`SealingKeyRing`](crate::SealingKeyRing).
+    #[error("signing keys need a sealing key ring")]
+    NoSealingKeys,
+    /// A synchronous store returned a pending future (cannot happen with a
+    /// correct [`KeyStore`](crate::KeyStore)).
+    #[error("a synchronous store did not complete")]
+    Incomplete,
+}
+
+/// The outcome of a failed verification: the key was refused, or the service
+/// could not decide (fail closed: answer 500/503, not 401).
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum VerifyError {
+    /// The key is refused: answer [`Rejection::http_status`].
+    #[error("rejected: {0}")]
+    Rejected(#[from] Rejection),
+    /// The store failed: the request must not be served.
+    #[error(transparent)]
+    Store(StoreError),
+    /// Another service failure (missing pepper or sealing key, replay cache
+    /// full, …): the request must not be served.
+    #[error(transparent)]
+    Failed(Error),
+}
+
+impl VerifyError {
+    /// The rejection, if the key was refused (as opposed to a failure).
+    #[must_use]
+    pub fn rejection(&self) -> Option<Rejection> {
+        match self {
+            VerifyError::Rejected(r) => Some(*r),
+            _ => None,
+        }
+    }
+
+    /// The HTTP status to answer: the rejection's, or 500 for failures.
+    #[must_use]
+    pub fn http_status(&self) -> u16 {
+        match self {
+            VerifyError::Rejected(r) => r.http_status(),
+            _ => 500,
+        }
+    }
+}
+
+impl From<StoreError> for VerifyError {
+    fn from(e: StoreError) -> Self {
+        VerifyError::Store(e)
+    }
+}
+
+impl From<Error> for VerifyError {
+    fn from(e: Error) -> Self {
+        match e {
+            Error::Store(s) => VerifyError::Store(s),
+            other => VerifyError::Failed(other),
+        }
+    }
+}

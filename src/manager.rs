@@ -1,0 +1,678 @@
+//! [`KeyManager`]: the operations users call. Each is a thin driver: read
+//! the clock once, call the store, call the pure [`Engine`].
+//!
+//! Every operation is written once, as an `async fn` over an
+//! [`AsyncKeyStore`]. The `*_async` methods run it over the host's async
+//! store; the synchronous methods run the very same code over the sync
+//! [`KeyStore`] through a private adapter whose futures are always ready, so
+//! the two APIs cannot drift apart.
+
+use crate::clock::{Clock, SystemClock};
+use crate::engine::{DEFAULT_KEY_NAME, Engine, KeyUpdate, NewKey, RollOptions, Transition};
+use crate::environment::Environment;
+use crate::error::{ConfigError, Error, Rejection, StoreError, StoreErrorKind, VerifyError};
+use crate::events::{EventKind, EventSink, KeyEvent};
+use crate::hash::Pepper;
+use crate::policy::Policy;
+use crate::record::{Actor, KeyRecord, OwnerId};
+use crate::request::{Decision, RequestContext, VerifiedKey};
+use crate::sealing::SealingKeyRing;
+use crate::secret::Token;
+use crate::store::{AsyncKeyStore, KeyStore, Ready, WriteCondition, complete_now};
+use crate::token::{KeyFormat, KeyId};
+use rand::TryCryptoRng;
+use std::sync::Arc;
+use time::UtcDateTime;
+
+/// How many times a status change re-reads and retries after losing a
+/// compare-and-swap race.
+const CAS_ATTEMPTS: usize = 16;
+
+/// A key just created: the record as stored, and the token — the only time
+/// the secret leaves the crate.
+#[derive(Debug)]
+#[non_exhaustive]
+pub struct CreatedKey {
+    /// The stored record.
+    pub record: KeyRecord,
+    /// The secret token: show it once.
+    pub token: Token,
+}
+
+/// The result of a roll: both records as stored and the successor's token.
+#[derive(Debug)]
+#[non_exhaustive]
+pub struct RolledKey {
+    /// The old key, now limited to its grace window.
+    pub predecessor: KeyRecord,
+    /// The new key.
+    pub successor: KeyRecord,
+    /// The successor's token: show it once.
+    pub token: Token,
+}
+
+/// Issues, manages and verifies keys over a store.
+///
+/// Sync methods need `S: KeyStore`; `*_async` methods need
+/// `S: AsyncKeyStore`. [`MemoryKeyStore`](crate::MemoryKeyStore) is both.
+pub struct KeyManager<S> {
+    store: S,
+    engine: Engine,
+    clock: Arc<dyn Clock>,
+    events: Option<Arc<dyn EventSink>>,
+}
+
+impl<S> core::fmt::Debug for KeyManager<S> {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("KeyManager")
+            .field("engine", &self.engine)
+            .field("clock", &self.clock)
+            .field("events", &self.events.is_some())
+            .finish_non_exhaustive()
+    }
+}
+
+/// Builder for [`KeyManager`]. Every setting has a documented default.
+pub struct KeyManagerBuilder<S> {
+    store: S,
+    format: KeyFormat,
+    policy: Policy,
+    clock: Arc<dyn Clock>,
+    pepper: Option<Pepper>,
+    previous_peppers: Vec<Pepper>,
+    sealing: Option<SealingKeyRing>,
+    events: Option<Arc<dyn EventSink>>,
+}
+
+impl<S> core::fmt::Debug for KeyManagerBuilder<S> {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("KeyManagerBuilder")
+            .field("format", &self.format)
+            .field("policy", &self.policy)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<S> KeyManagerBuilder<S> {
+    /// The token format (default: `sk`/`pk`, 32-byte secrets).
+    #[must_use]
+    pub fn format(mut self, format: KeyFormat) -> Self {
+        self.format = format;
+        self
+    }
+
+    /// The policy (default: [`Policy::default`]).
+    #[must_use]
+    pub fn policy(mut self, policy: Policy) -> Self {
+        self.policy = policy;
+        self
+    }
+
+    /// The clock (default: [`SystemClock`]).
+    #[must_use]
+    pub fn clock(mut self, clock: impl Clock + 'static) -> Self {
+        self.clock = Arc::new(clock);
+        self
+    }
+
+    /// A shared clock.
+    #[must_use]
+    pub fn shared_clock(mut self, clock: Arc<dyn Clock>) -> Self {
+        self.clock = clock;
+        self
+    }
+
+    /// Hash new keys with HMAC-SHA256 under this pepper (default: plain
+    /// SHA-256).
+    #[must_use]
+    pub fn pepper(mut self, pepper: Pepper) -> Self {
+        self.pepper = Some(pepper);
+        self
+    }
+
+    /// An older pepper still accepted for keys hashed under it.
+    #[must_use]
+    pub fn previous_pepper(mut self, pepper: Pepper) -> Self {
+        self.previous_peppers.push(pepper);
+        self
+    }
+
+    /// Sealing keys for signing keys (default: none; creating a signing key
+    /// then fails with [`Error::NoSealingKeys`]).
+    #[must_use]
+    pub fn sealing_keys(mut self, ring: SealingKeyRing) -> Self {
+        self.sealing = Some(ring);
+        self
+    }
+
+    /// Receives an event after every change and on notable uses.
+    #[must_use]
+    pub fn events(mut self, sink: impl EventSink + 'static) -> Self {
+        self.events = Some(Arc::new(sink));
+        self
+    }
+
+    /// Validates the configuration.
+    ///
+    /// # Errors
+    ///
+    /// [`ConfigError`] for an out-of-range policy or clashing pepper
+    /// versions.
+    pub fn build(self) -> Result<KeyManager<S>, ConfigError> {
+        let engine = Engine::new(
+            self.format,
+            self.policy,
+            self.pepper.as_ref(),
+            &self.previous_peppers,
+            self.sealing,
+        )?;
+        Ok(KeyManager {
+            store: self.store,
+            engine,
+            clock: self.clock,
+            events: self.events,
+        })
+    }
+}
+
+impl<S> KeyManager<S> {
+    /// A manager with every default (`sk`/`pk` keys, 12-hour grace, system
+    /// clock, no pepper, no sealing keys).
+    #[must_use]
+    pub fn new(store: S) -> Self {
+        Self {
+            store,
+            engine: Engine::defaults(),
+            clock: Arc::new(SystemClock),
+            events: None,
+        }
+    }
+
+    /// Starts a builder.
+    #[must_use]
+    pub fn builder(store: S) -> KeyManagerBuilder<S> {
+        KeyManagerBuilder {
+            store,
+            format: KeyFormat::default(),
+            policy: Policy::default(),
+            clock: Arc::new(SystemClock),
+            pepper: None,
+            previous_peppers: Vec::new(),
+            sealing: None,
+            events: None,
+        }
+    }
+
+    /// The store.
+    pub fn store(&self) -> &S {
+        &self.store
+    }
+
+    /// The pure core (format, policy, hashing).
+    pub fn engine(&self) -> &Engine {
+        &self.engine
+    }
+
+    /// The clock reading this manager would use now.
+    pub fn now(&self) -> UtcDateTime {
+        self.clock.now()
+    }
+
+    fn emit(
+        &self,
+        kind: EventKind,
+        record: &KeyRecord,
+        actor: Option<&Actor>,
+        at: UtcDateTime,
+        related: Option<KeyId>,
+    ) {
+        if let Some(sink) = &self.events {
+            sink.on_event(&KeyEvent {
+                kind,
+                key_id: record.id,
+                owner: &record.owner,
+                actor,
+                at,
+                related,
+            });
+        }
+    }
+
+    fn exclusive(&self, now: UtcDateTime) -> WriteCondition {
+        if self.engine.policy().one_active_key_per_owner {
+            WriteCondition::NoOtherUsableKey { now }
+        } else {
+            WriteCondition::Always
+        }
+    }
+
+    // ---- the one implementation of each operation -------------------------
+
+    async fn create_in<A, R>(
+        &self,
+        store: &A,
+        actor: &Actor,
+        spec: NewKey,
+        rng: &mut R,
+    ) -> Result<CreatedKey, Error>
+    where
+        A: AsyncKeyStore + ?Sized,
+        R: TryCryptoRng + Send + ?Sized,
+    {
+        let now = self.clock.now();
+        let (record, token) = self.engine.plan_create(&spec, now, rng)?;
+        let condition = if spec.active {
+            self.exclusive(now)
+        } else {
+            WriteCondition::Always
+        };
+        store
+            .insert(&record, condition)
+            .await
+            .map_err(|e| map_write(e, record.id))?;
+        self.emit(EventKind::Created, &record, Some(actor), now, None);
+        Ok(CreatedKey { record, token })
+    }
+
+    async fn get_in<A: AsyncKeyStore + ?Sized>(
+        &self,
+        store: &A,
+        id: &KeyId,
+    ) -> Result<Arc<KeyRecord>, Error> {
+        store.get(id).await?.ok_or(Error::NotFound(*id))
+    }
+
+    async fn list_in<A: AsyncKeyStore + ?Sized>(
+        &self,
+        store: &A,
+        owner: &OwnerId,
+    ) -> Result<Vec<Arc<KeyRecord>>, Error> {
+        let mut keys = store.list_by_owner(owner).await?;
+        keys.sort_by(|a, b| a.created_at.cmp(&b.created_at).then(a.id.cmp(&b.id)));
+        Ok(keys)
+    }
+
+    async fn transition_in<A: AsyncKeyStore + ?Sized>(
+        &self,
+        store: &A,
+        actor: &Actor,
+        id: &KeyId,
+        transition: Transition,
+    ) -> Result<KeyRecord, Error> {
+        let now = self.clock.now();
+        let condition = match transition {
+            Transition::Activate => self.exclusive(now),
+            Transition::Deactivate | Transition::Revoke => WriteCondition::Always,
+        };
+        for _ in 0..CAS_ATTEMPTS {
+            let current = self.get_in(store, id).await?;
+            let Some(next) = self.engine.plan_transition(&current, transition, now)? else {
+                return Ok((*current).clone());
+            };
+            match store.update(&next, current.version, condition).await {
+                Ok(()) => {
+                    let kind = match transition {
+                        Transition::Activate => EventKind::Activated,
+                        Transition::Deactivate => EventKind::Deactivated,
+                        Transition::Revoke => EventKind::Revoked,
+                    };
+                    self.emit(kind, &next, Some(actor), now, None);
+                    return Ok(next);
+                }
+                Err(e) if e.kind() == StoreErrorKind::Conflict => {}
+                Err(e) => return Err(map_write(e, *id)),
+            }
+        }
+        Err(Error::Conflict(*id))
+    }
+
+    async fn update_in<A: AsyncKeyStore + ?Sized>(
+        &self,
+        store: &A,
+        actor: &Actor,
+        id: &KeyId,
+        expected_version: u64,
+        update: &KeyUpdate,
+    ) -> Result<KeyRecord, Error> {
+        let now = self.clock.now();
+        let current = self.get_in(store, id).await?;
+        if current.version != expected_version {
+            return Err(Error::Conflict(*id));
+        }
+        let next = self.engine.plan_update(&current, update, now)?;
+        store
+            .update(&next, expected_version, WriteCondition::Always)
+            .await
+            .map_err(|e| map_write(e, *id))?;
+        self.emit(EventKind::Updated, &next, Some(actor), now, None);
+        Ok(next)
+    }
+
+    async fn roll_in<A, R>(
+        &self,
+        store: &A,
+        actor: &Actor,
+        id: &KeyId,
+        options: RollOptions,
+        rng: &mut R,
+    ) -> Result<RolledKey, Error>
+    where
+        A: AsyncKeyStore + ?Sized,
+        R: TryCryptoRng + Send + ?Sized,
+    {
+        let now = self.clock.now();
+        let current = self.get_in(store, id).await?;
+        let (plan, token) = self.engine.plan_roll(&current, options, now, rng)?;
+        // The token is returned only once the store committed the roll.
+        store
+            .apply_roll(&plan)
+            .await
+            .map_err(|e| map_write(e, *id))?;
+        self.emit(
+            EventKind::Rolled,
+            &plan.predecessor,
+            Some(actor),
+            now,
+            Some(plan.successor.id),
+        );
+        self.emit(EventKind::Created, &plan.successor, Some(actor), now, None);
+        Ok(RolledKey {
+            predecessor: plan.predecessor,
+            successor: plan.successor,
+            token,
+        })
+    }
+
+    async fn verify_in<A: AsyncKeyStore + ?Sized>(
+        &self,
+        store: &A,
+        token: &str,
+        request: &RequestContext<'_>,
+    ) -> Result<VerifiedKey, VerifyError> {
+        let now = self.clock.now();
+        let presented = self.engine.precheck(token, request)?;
+        let record = store
+            .get(&presented.id())
+            .await?
+            .ok_or(Rejection::UnknownKey)?;
+        match self.engine.decide_bearer(&presented, &record, request, now) {
+            Ok(decision) => {
+                self.after_accept(store, &record, decision, now).await;
+                Ok(VerifiedKey::new(record, decision))
+            }
+            Err(e) => {
+                self.after_refusal(&e, &record, now);
+                Err(e)
+            }
+        }
+    }
+
+    /// Side effects of an accepted request, after every check that can
+    /// refuse. A failed last-used write never changes the outcome.
+    async fn after_accept<A: AsyncKeyStore + ?Sized>(
+        &self,
+        store: &A,
+        record: &KeyRecord,
+        decision: Decision,
+        now: UtcDateTime,
+    ) {
+        if decision.in_grace {
+            self.emit(
+                EventKind::UsedDuringGrace,
+                record,
+                None,
+                now,
+                record.successor,
+            );
+        }
+        if decision.touch {
+            let _ignored = store.touch(&record.id, now).await;
+        }
+    }
+
+    fn after_refusal(&self, error: &VerifyError, record: &KeyRecord, now: UtcDateTime) {
+        if matches!(
+            error.rejection(),
+            Some(Rejection::Expired | Rejection::GraceEnded)
+        ) {
+            self.emit(EventKind::ExpiredOnUse, record, None, now, record.successor);
+        }
+    }
+}
+
+/// Maps a store error of a write to the management error a caller acts on.
+fn map_write(e: StoreError, id: KeyId) -> Error {
+    match e.kind() {
+        StoreErrorKind::Conflict => Error::Conflict(id),
+        StoreErrorKind::NotFound => Error::NotFound(id),
+        StoreErrorKind::ActiveKeyExists => Error::AnotherKeyActive,
+        _ => Error::Store(e),
+    }
+}
+
+/// Runs an operation built over a [`Ready`] store to completion.
+fn sync<T, E: From<Error>>(out: Option<Result<T, E>>) -> Result<T, E> {
+    out.unwrap_or_else(|| Err(Error::Incomplete.into()))
+}
+
+macro_rules! both {
+    (
+        $(#[$doc:meta])*
+        fn $name:ident / $async_name:ident
+            ($($arg:ident : $ty:ty),*) -> $out:ty => $impl:ident($($call:expr),*);
+    ) => {
+        impl<S: KeyStore> KeyManager<S> {
+            $(#[$doc])*
+            pub fn $name(&self, $($arg: $ty),*) -> $out {
+                sync(complete_now(self.$impl(&Ready(&self.store), $($call),*)))
+            }
+        }
+        impl<S: AsyncKeyStore> KeyManager<S> {
+            $(#[$doc])*
+            ///
+            /// (Asynchronous variant, for [`AsyncKeyStore`]s.)
+            pub async fn $async_name(&self, $($arg: $ty),*) -> $out {
+                self.$impl(&self.store, $($call),*).await
+            }
+        }
+    };
+}
+
+both! {
+    /// Creates a key and returns it with its token, shown this once.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Invalid`] (blank name, expiry in the past, publishable key
+    /// with a non-publishable scope, …), [`Error::AnotherKeyActive`] under
+    /// the one-active-key rule, [`Error::NoSealingKeys`] for a signing key
+    /// without sealing keys, [`Error::Randomness`], [`Error::Store`].
+    /// Nothing is stored on error.
+    fn create / create_async(actor: &Actor, spec: NewKey) -> Result<CreatedKey, Error>
+        => create_in(actor, spec, &mut rand::rngs::SysRng);
+}
+
+both! {
+    /// Creates the publishable "Default API Key" a new account gets
+    /// (Jahuty): call it when the host creates an account.
+    ///
+    /// # Errors
+    ///
+    /// As [`create`](Self::create).
+    fn create_default / create_default_async
+        (actor: &Actor, owner: OwnerId, environment: Environment) -> Result<CreatedKey, Error>
+        => create_in(actor, NewKey::publishable(owner, DEFAULT_KEY_NAME).environment(environment), &mut rand::rngs::SysRng);
+}
+
+both! {
+    /// The record with this id (no secret in it).
+    ///
+    /// # Errors
+    ///
+    /// [`Error::NotFound`], [`Error::Store`].
+    fn get / get_async(id: &KeyId) -> Result<Arc<KeyRecord>, Error> => get_in(id);
+}
+
+both! {
+    /// Every key of an owner, oldest first. Records carry the redacted
+    /// display form (`sk_live_…x9Qa`), never a secret.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Store`].
+    fn list / list_async(owner: &OwnerId) -> Result<Vec<Arc<KeyRecord>>, Error> => list_in(owner);
+}
+
+both! {
+    /// Activates an inactive key ("generate, then activate"). Idempotent.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Revoked`], [`Error::InvalidState`] for an expired or rolled
+    /// key, [`Error::AnotherKeyActive`] under the one-active-key rule,
+    /// [`Error::NotFound`], [`Error::Store`].
+    fn activate / activate_async(actor: &Actor, id: &KeyId) -> Result<KeyRecord, Error>
+        => transition_in(actor, id, Transition::Activate);
+}
+
+both! {
+    /// Deactivates a key: refused from the next request on, can be activated
+    /// again. Idempotent.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Revoked`], [`Error::NotFound`], [`Error::Store`].
+    fn deactivate / deactivate_async(actor: &Actor, id: &KeyId) -> Result<KeyRecord, Error>
+        => transition_in(actor, id, Transition::Deactivate);
+}
+
+both! {
+    /// Revokes a key: permanent, immediate (the next verification refuses
+    /// it, grace or not), and absorbing. Idempotent. Revoking a rolled key
+    /// revokes only it, not its successor.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::NotFound`], [`Error::Store`].
+    fn revoke / revoke_async(actor: &Actor, id: &KeyId) -> Result<KeyRecord, Error>
+        => transition_in(actor, id, Transition::Revoke);
+}
+
+both! {
+    /// Changes a key's settings, if its version is still
+    /// `expected_version` (no lost updates).
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Conflict`] when the key changed since it was read,
+    /// [`Error::Revoked`], [`Error::Invalid`], [`Error::NotFound`],
+    /// [`Error::Store`].
+    fn update / update_async(actor: &Actor, id: &KeyId, expected_version: u64, update: &KeyUpdate)
+        -> Result<KeyRecord, Error>
+        => update_in(actor, id, expected_version, update);
+}
+
+both! {
+    /// Rolls a key: a successor with a new secret and the same settings;
+    /// the old key keeps working until `min(its expiry, now + grace)`
+    /// (default grace 12 hours).
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Revoked`], [`Error::InvalidState`] (inactive, expired or
+    /// already rolled), [`Error::Conflict`] when a concurrent change won,
+    /// [`Error::Invalid`], [`Error::Randomness`], [`Error::Store`]. No token
+    /// is returned unless the store committed the roll.
+    fn roll / roll_async(actor: &Actor, id: &KeyId, options: RollOptions) -> Result<RolledKey, Error>
+        => roll_in(actor, id, options, &mut rand::rngs::SysRng);
+}
+
+both! {
+    /// Verifies a bearer token for a request: offline checks, one store
+    /// lookup, a constant-time secret check, then status, time,
+    /// environment, kind, scopes, IP and origin. Writes `last_used_at` at
+    /// most once per touch interval, and only for accepted requests.
+    ///
+    /// # Errors
+    ///
+    /// [`VerifyError::Rejected`] when the key is refused;
+    /// [`VerifyError::Store`] / [`VerifyError::Failed`] when the service
+    /// cannot decide (fail closed — never an accept, never "unknown key").
+    fn verify / verify_async(token: &str, request: &RequestContext<'_>) -> Result<VerifiedKey, VerifyError>
+        => verify_in(token, request);
+}
+
+impl<S: KeyStore> KeyManager<S> {
+    /// [`create`](Self::create) with the caller's CSPRNG (deterministic
+    /// tests and vectors; never store or reuse a seeded generator in
+    /// production).
+    ///
+    /// # Errors
+    ///
+    /// As [`create`](Self::create).
+    pub fn create_with_rng<R: TryCryptoRng + Send + ?Sized>(
+        &self,
+        actor: &Actor,
+        spec: NewKey,
+        rng: &mut R,
+    ) -> Result<CreatedKey, Error> {
+        sync(complete_now(self.create_in(
+            &Ready(&self.store),
+            actor,
+            spec,
+            rng,
+        )))
+    }
+
+    /// [`roll`](Self::roll) with the caller's CSPRNG.
+    ///
+    /// # Errors
+    ///
+    /// As [`roll`](Self::roll).
+    pub fn roll_with_rng<R: TryCryptoRng + Send + ?Sized>(
+        &self,
+        actor: &Actor,
+        id: &KeyId,
+        options: RollOptions,
+        rng: &mut R,
+    ) -> Result<RolledKey, Error> {
+        sync(complete_now(self.roll_in(
+            &Ready(&self.store),
+            actor,
+            id,
+            options,
+            rng,
+        )))
+    }
+}
+
+impl<S: AsyncKeyStore> KeyManager<S> {
+    /// [`create_async`](Self::create_async) with the caller's CSPRNG.
+    ///
+    /// # Errors
+    ///
+    /// As [`create`](Self::create).
+    pub async fn create_with_rng_async<R: TryCryptoRng + Send + ?Sized>(
+        &self,
+        actor: &Actor,
+        spec: NewKey,
+        rng: &mut R,
+    ) -> Result<CreatedKey, Error> {
+        self.create_in(&self.store, actor, spec, rng).await
+    }
+
+    /// [`roll_async`](Self::roll_async) with the caller's CSPRNG.
+    ///
+    /// # Errors
+    ///
+    /// As [`roll`](Self::roll).
+    pub async fn roll_with_rng_async<R: TryCryptoRng + Send + ?Sized>(
+        &self,
+        actor: &Actor,
+        id: &KeyId,
+        options: RollOptions,
+        rng: &mut R,
+    ) -> Result<RolledKey, Error> {
+        self.roll_in(&self.store, actor, id, options, rng).await
+    }
+}

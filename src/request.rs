@@ -1,0 +1,179 @@
+//! [`RequestContext`]: what the host tells the verifier about a request,
+//! and [`VerifiedKey`], what it gets back.
+
+use crate::environment::{Environment, KeyKind};
+use crate::origin::HeaderField;
+use crate::record::{KeyRecord, OwnerId, Scopes};
+use crate::token::KeyId;
+use std::net::IpAddr;
+use std::sync::Arc;
+
+/// The request facts a verifier checks a key against, filled by the host
+/// from its framework. Header values are passed exactly as received
+/// (present-but-empty and sent-more-than-once included).
+///
+/// ```
+/// use api_keys::{HeaderField, RequestContext};
+/// let ctx = RequestContext::new()
+///     .origin(HeaderField::Single(b"https://shop.example.com"))
+///     .peer_ip("203.0.113.7".parse().unwrap())
+///     .require_scopes(&["charges:write"]);
+/// # let _ = ctx;
+/// ```
+#[derive(Debug, Clone, Copy)]
+pub struct RequestContext<'a> {
+    /// The `Origin` header.
+    pub origin: HeaderField<'a>,
+    /// The `Referer` header.
+    pub referer: HeaderField<'a>,
+    /// The peer address (see [`client_ip`](crate::ip::client_ip) behind
+    /// trusted proxies). `None` fails any key with an IP allow-list.
+    pub peer_ip: Option<IpAddr>,
+    /// The environment the endpoint requires, if any.
+    pub environment: Option<Environment>,
+    /// The kind the endpoint requires, if any (e.g. secret keys only).
+    pub kind: Option<KeyKind>,
+    /// Scopes the endpoint requires; the key must grant all of them.
+    pub scopes: &'a [&'a str],
+}
+
+impl Default for RequestContext<'_> {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl<'a> RequestContext<'a> {
+    /// A context with no headers, no peer address and no requirements.
+    #[must_use]
+    pub const fn new() -> Self {
+        Self {
+            origin: HeaderField::Absent,
+            referer: HeaderField::Absent,
+            peer_ip: None,
+            environment: None,
+            kind: None,
+            scopes: &[],
+        }
+    }
+
+    /// Sets the `Origin` header.
+    #[must_use]
+    pub const fn origin(mut self, origin: HeaderField<'a>) -> Self {
+        self.origin = origin;
+        self
+    }
+
+    /// Sets the `Referer` header.
+    #[must_use]
+    pub const fn referer(mut self, referer: HeaderField<'a>) -> Self {
+        self.referer = referer;
+        self
+    }
+
+    /// Sets the peer address.
+    #[must_use]
+    pub const fn peer_ip(mut self, ip: IpAddr) -> Self {
+        self.peer_ip = Some(ip);
+        self
+    }
+
+    /// Requires an environment.
+    #[must_use]
+    pub const fn require_environment(mut self, environment: Environment) -> Self {
+        self.environment = Some(environment);
+        self
+    }
+
+    /// Requires a kind.
+    #[must_use]
+    pub const fn require_kind(mut self, kind: KeyKind) -> Self {
+        self.kind = Some(kind);
+        self
+    }
+
+    /// Requires scopes.
+    #[must_use]
+    pub const fn require_scopes(mut self, scopes: &'a [&'a str]) -> Self {
+        self.scopes = scopes;
+        self
+    }
+}
+
+/// The pure decision on an accepted key: what the driver should do next.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Decision {
+    /// The key was rolled and is inside its grace window.
+    pub in_grace: bool,
+    /// `last_used_at` is due to be written.
+    pub touch: bool,
+}
+
+/// A key that passed every check. Cheap to clone (shares the record).
+#[derive(Debug, Clone)]
+pub struct VerifiedKey {
+    record: Arc<KeyRecord>,
+    decision: Decision,
+}
+
+impl VerifiedKey {
+    pub(crate) fn new(record: Arc<KeyRecord>, decision: Decision) -> Self {
+        Self { record, decision }
+    }
+
+    /// The key id.
+    #[must_use]
+    pub fn id(&self) -> KeyId {
+        self.record.id
+    }
+
+    /// The owner the request acts for.
+    #[must_use]
+    pub fn owner(&self) -> &OwnerId {
+        &self.record.owner
+    }
+
+    /// Secret or publishable.
+    #[must_use]
+    pub fn kind(&self) -> KeyKind {
+        self.record.kind
+    }
+
+    /// The mode the request runs in: the key decides.
+    #[must_use]
+    pub fn environment(&self) -> Environment {
+        self.record.environment
+    }
+
+    /// The key's own scopes (see [`Scopes`] for what empty means).
+    #[must_use]
+    pub fn scopes(&self) -> &Scopes {
+        &self.record.scopes
+    }
+
+    /// Whether this is a rolled key inside its grace window: the client
+    /// should switch to [`successor`](Self::successor).
+    #[must_use]
+    pub fn in_grace(&self) -> bool {
+        self.decision.in_grace
+    }
+
+    /// The key that replaced this one, if it was rolled.
+    #[must_use]
+    pub fn successor(&self) -> Option<KeyId> {
+        self.record.successor
+    }
+
+    /// Whether `last_used_at` was due to be written for this request.
+    #[must_use]
+    pub fn touched(&self) -> bool {
+        self.decision.touch
+    }
+
+    /// The whole record as read for this request.
+    #[must_use]
+    pub fn record(&self) -> &KeyRecord {
+        &self.record
+    }
+}

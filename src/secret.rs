@@ -1,0 +1,160 @@
+//! Secret material: the one-time [`Token`] and the decoded secret bytes of a
+//! presented key.
+//!
+//! Every secret type here zeroizes its memory on drop, prints a redacted form
+//! through `Debug`, and has no `Display`, `Serialize`, `Clone` or `PartialEq`.
+//! The only way to the secret is the one audited accessor
+//! [`Token::expose_secret`].
+
+use core::fmt;
+use zeroize::{Zeroize, Zeroizing};
+
+/// The number of trailing characters of a token that a redacted display shows.
+pub(crate) const HINT_LEN: usize = 4;
+
+/// The full API key string, handed to the host exactly once, when a key is
+/// created or rolled.
+///
+/// Show it to the user once and never store it: the crate keeps only a hash
+/// (and, for signing keys, a sealed copy). `Debug` prints only the prefix,
+/// the environment and the last four characters, e.g. `Token(sk_live_…x9Qa)`.
+///
+/// ```compile_fail
+/// // A token cannot be cloned: there is exactly one copy of the secret.
+/// fn dup(t: &api_keys::Token) -> api_keys::Token { t.clone() }
+/// ```
+///
+/// ```compile_fail
+/// // Tokens cannot be compared with `==` (that would not be constant-time).
+/// fn same(a: &api_keys::Token, b: &api_keys::Token) -> bool { a == b }
+/// ```
+///
+/// ```compile_fail
+/// // No `Display`: a token never ends up in a log line by accident.
+/// fn show(t: &api_keys::Token) -> String { format!("{t}") }
+/// ```
+pub struct Token {
+    text: Zeroizing<String>,
+    /// Length of `<prefix>_<env>_`, for the redacted form.
+    head: usize,
+}
+
+impl Token {
+    pub(crate) fn new(text: String, head: usize) -> Self {
+        Self {
+            text: Zeroizing::new(text),
+            head,
+        }
+    }
+
+    /// Returns the secret token text.
+    ///
+    /// # Security
+    ///
+    /// This is the one place where the secret leaves the crate. Give it to
+    /// the user once (a response body, a one-time screen, a secrets manager)
+    /// and drop it. Do not log it, store it, put it in a URL or an error
+    /// message, or compare it with `==`: present it to
+    /// [`KeyManager::verify`](crate::KeyManager::verify) instead, which
+    /// compares in constant time.
+    #[must_use]
+    pub fn expose_secret(&self) -> &str {
+        &self.text
+    }
+
+    /// The redacted display form: prefix, environment and the last four
+    /// characters, e.g. `sk_live_…x9Qa`. Safe to show in a key list.
+    #[must_use]
+    pub fn redacted(&self) -> String {
+        redact(&self.text, self.head)
+    }
+}
+
+/// `<head>…<last 4>`, never more than the head and four characters.
+pub(crate) fn redact(text: &str, head: usize) -> String {
+    let prefix = text.get(..head).unwrap_or("");
+    let tail_start = text.len().saturating_sub(HINT_LEN).max(head);
+    let tail = text.get(tail_start..).unwrap_or("");
+    let mut out = String::with_capacity(prefix.len() + 3 + tail.len());
+    out.push_str(prefix);
+    out.push('…');
+    out.push_str(tail);
+    out
+}
+
+impl fmt::Debug for Token {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_tuple("Token").field(&self.redacted()).finish()
+    }
+}
+
+/// The maximum secret length in bytes a [`KeyFormat`](crate::KeyFormat) allows.
+pub const MAX_SECRET_BYTES: usize = 32;
+/// The minimum secret length in bytes (160 bits).
+pub const MIN_SECRET_BYTES: usize = 20;
+
+/// The secret bytes decoded from a presented token, held on the stack and
+/// zeroized on drop. Only the crate reads them, to hash them.
+pub(crate) struct SecretBytes {
+    bytes: [u8; MAX_SECRET_BYTES],
+    len: usize,
+}
+
+impl SecretBytes {
+    pub(crate) const fn zeroed(len: usize) -> Self {
+        Self {
+            bytes: [0; MAX_SECRET_BYTES],
+            len,
+        }
+    }
+
+    pub(crate) fn as_bytes(&self) -> &[u8] {
+        self.bytes.get(..self.len).unwrap_or(&[])
+    }
+
+    pub(crate) fn as_mut_bytes(&mut self) -> &mut [u8] {
+        self.bytes.get_mut(..self.len).unwrap_or(&mut [])
+    }
+}
+
+impl Drop for SecretBytes {
+    fn drop(&mut self) {
+        self.bytes.zeroize();
+    }
+}
+
+impl fmt::Debug for SecretBytes {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "SecretBytes([redacted; {}])", self.len)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn debug_is_redacted() {
+        let text = "sk_live_0123456789abcdefghijSECRETPARTxyzW".to_owned();
+        let token = Token::new(text, 8);
+        let shown = format!("{token:?}");
+        assert_eq!(shown, "Token(\"sk_live_…xyzW\")");
+        assert!(!shown.contains("SECRETPART"));
+        assert_eq!(token.redacted(), "sk_live_…xyzW");
+    }
+
+    #[test]
+    fn secret_bytes_debug_is_redacted() {
+        let mut s = SecretBytes::zeroed(20);
+        s.as_mut_bytes().copy_from_slice(&[0xAB; 20]);
+        let shown = format!("{s:?}");
+        assert!(!shown.to_lowercase().contains("ab"), "{shown}");
+        assert_eq!(s.as_bytes(), &[0xAB; 20]);
+    }
+
+    #[test]
+    fn redact_short_text_never_overlaps() {
+        assert_eq!(redact("sk_live_ab", 8), "sk_live_…ab");
+        assert_eq!(redact("", 8), "…");
+    }
+}

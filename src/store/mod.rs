@@ -1,0 +1,354 @@
+//! Pluggable persistence: [`KeyStore`] for stores that answer without
+//! blocking, [`AsyncKeyStore`] for databases, and [`MemoryKeyStore`], the
+//! embedded default that implements both.
+//!
+//! The operation set is small, and the operations that must be atomic are
+//! atomic in the trait itself:
+//!
+//! * [`insert`](KeyStore::insert) refuses an id that exists
+//!   ([`StoreErrorKind::Duplicate`]);
+//! * [`update`](KeyStore::update) is a compare-and-swap on the record's
+//!   version ([`StoreErrorKind::Conflict`]) and never changes a revoked
+//!   record;
+//! * [`apply_roll`](KeyStore::apply_roll) inserts the successor and cuts the
+//!   predecessor's lifetime as one operation, also a compare-and-swap;
+//! * a [`WriteCondition`] lets the one-active-key rule be checked in the
+//!   same atomic step as the write;
+//! * [`touch`](KeyStore::touch) only moves `last_used_at` forward and does
+//!   not change the version.
+//!
+//! Every implementation should pass the conformance suite in
+//! [`testing`](crate::testing) (feature `test-util`).
+
+mod memory;
+
+pub use memory::MemoryKeyStore;
+
+use crate::error::{StoreError, StoreErrorKind};
+use crate::record::{KeyRecord, OwnerId};
+use crate::token::KeyId;
+use std::future::Future;
+use std::sync::Arc;
+use time::UtcDateTime;
+
+/// An extra condition checked atomically with a write.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum WriteCondition {
+    /// No condition.
+    Always,
+    /// Refuse with [`StoreErrorKind::ActiveKeyExists`] if the owner has
+    /// another key (not the one written) that is usable at `now`
+    /// ([`KeyRecord::is_usable_at`]).
+    NoOtherUsableKey {
+        /// The instant of the operation.
+        now: UtcDateTime,
+    },
+}
+
+impl WriteCondition {
+    /// Checks the condition for `written` against the owner's other records
+    /// (a helper for store implementations).
+    ///
+    /// # Errors
+    ///
+    /// [`StoreErrorKind::ActiveKeyExists`] when the condition fails.
+    pub fn check<'r>(
+        &self,
+        written: &KeyRecord,
+        others: impl IntoIterator<Item = &'r KeyRecord>,
+    ) -> Result<(), StoreError> {
+        match *self {
+            WriteCondition::Always => Ok(()),
+            WriteCondition::NoOtherUsableKey { now } => {
+                let clash = others
+                    .into_iter()
+                    .any(|r| r.id != written.id && r.owner == written.owner && r.is_usable_at(now));
+                if clash {
+                    Err(StoreError::new(StoreErrorKind::ActiveKeyExists))
+                } else {
+                    Ok(())
+                }
+            }
+        }
+    }
+}
+
+/// A roll, planned by the core and applied atomically by a store: the
+/// successor is inserted and the predecessor replaced (its successor link
+/// and grace end set, its version incremented) in one step, or neither.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RollPlan {
+    /// The predecessor as it must be stored after the roll.
+    pub predecessor: KeyRecord,
+    /// The predecessor's version the plan was made from.
+    pub expected_version: u64,
+    /// The new key.
+    pub successor: KeyRecord,
+}
+
+/// Persistence for stores that answer without blocking (memory, a local
+/// cache). `Send + Sync`, `&self` methods, dyn-compatible.
+///
+/// Contract (checked by the conformance suite):
+///
+/// * `insert`: fails with `Duplicate` if the id exists; checks `condition`.
+/// * `get`: the latest committed record; a change that returned is visible
+///   to every later `get` (linearizable).
+/// * `list_by_owner`: every record of the owner, any order.
+/// * `update`: replaces the record if the stored version equals
+///   `expected_version` and the stored status is not revoked, else
+///   `Conflict`; `NotFound` if absent; checks `condition`; keeps the later
+///   of the stored and the new `last_used_at`.
+/// * `apply_roll`: as `update` for the predecessor plus `insert` for the
+///   successor, all or nothing.
+/// * `touch`: sets `last_used_at` to `at` if later than the stored value;
+///   no version change; `NotFound` if absent.
+///
+/// # Example: a complete implementation
+///
+/// ```
+/// use api_keys::{KeyId, KeyRecord, KeyStatus, KeyStore, OwnerId, RollPlan, StoreError,
+///                StoreErrorKind, WriteCondition};
+/// use std::{collections::HashMap, sync::{Arc, Mutex}};
+///
+/// /// The simplest correct store: one mutex around a map.
+/// #[derive(Default)]
+/// struct MutexStore(Mutex<HashMap<KeyId, Arc<KeyRecord>>>);
+///
+/// impl MutexStore {
+///     fn map(&self) -> std::sync::MutexGuard<'_, HashMap<KeyId, Arc<KeyRecord>>> {
+///         self.0.lock().unwrap_or_else(|e| e.into_inner())
+///     }
+/// }
+///
+/// fn replace(map: &mut HashMap<KeyId, Arc<KeyRecord>>, new: &KeyRecord, expected: u64)
+///     -> Result<(), StoreError>
+/// {
+///     let old = map.get(&new.id).ok_or(StoreError::new(StoreErrorKind::NotFound))?;
+///     if old.version != expected || old.status == KeyStatus::Revoked {
+///         return Err(StoreError::new(StoreErrorKind::Conflict));
+///     }
+///     let mut new = new.clone();
+///     new.last_used_at = new.last_used_at.max(old.last_used_at);
+///     map.insert(new.id, Arc::new(new));
+///     Ok(())
+/// }
+///
+/// impl KeyStore for MutexStore {
+///     fn insert(&self, record: &KeyRecord, condition: WriteCondition) -> Result<(), StoreError> {
+///         let mut map = self.map();
+///         if map.contains_key(&record.id) {
+///             return Err(StoreError::new(StoreErrorKind::Duplicate));
+///         }
+///         condition.check(record, map.values().map(|r| &**r))?;
+///         map.insert(record.id, Arc::new(record.clone()));
+///         Ok(())
+///     }
+///     fn get(&self, id: &KeyId) -> Result<Option<Arc<KeyRecord>>, StoreError> {
+///         Ok(self.map().get(id).cloned())
+///     }
+///     fn list_by_owner(&self, owner: &OwnerId) -> Result<Vec<Arc<KeyRecord>>, StoreError> {
+///         Ok(self.map().values().filter(|r| &r.owner == owner).cloned().collect())
+///     }
+///     fn update(&self, record: &KeyRecord, expected_version: u64, condition: WriteCondition)
+///         -> Result<(), StoreError>
+///     {
+///         let mut map = self.map();
+///         condition.check(record, map.values().map(|r| &**r))?;
+///         replace(&mut map, record, expected_version)
+///     }
+///     fn apply_roll(&self, plan: &RollPlan) -> Result<(), StoreError> {
+///         let mut map = self.map();
+///         if map.contains_key(&plan.successor.id) {
+///             return Err(StoreError::new(StoreErrorKind::Duplicate));
+///         }
+///         replace(&mut map, &plan.predecessor, plan.expected_version)?;
+///         map.insert(plan.successor.id, Arc::new(plan.successor.clone()));
+///         Ok(())
+///     }
+///     fn touch(&self, id: &KeyId, at: time::UtcDateTime) -> Result<(), StoreError> {
+///         let mut map = self.map();
+///         let rec = map.get_mut(id).ok_or(StoreError::new(StoreErrorKind::NotFound))?;
+///         if rec.last_used_at.is_none_or(|t| t < at) {
+///             Arc::make_mut(rec).last_used_at = Some(at);
+///         }
+///         Ok(())
+///     }
+/// }
+///
+/// # #[cfg(feature = "test-util")]
+/// api_keys::testing::run_conformance(&MutexStore::default());
+/// ```
+pub trait KeyStore: Send + Sync {
+    /// Inserts a new record.
+    ///
+    /// # Errors
+    ///
+    /// `Duplicate` if the id exists, `ActiveKeyExists` if `condition` fails,
+    /// `Backend` on failure.
+    fn insert(&self, record: &KeyRecord, condition: WriteCondition) -> Result<(), StoreError>;
+
+    /// The record with this id, if any.
+    ///
+    /// # Errors
+    ///
+    /// `Backend` on failure (never "not found": that is `Ok(None)`).
+    fn get(&self, id: &KeyId) -> Result<Option<Arc<KeyRecord>>, StoreError>;
+
+    /// Every record of an owner.
+    ///
+    /// # Errors
+    ///
+    /// `Backend` on failure.
+    fn list_by_owner(&self, owner: &OwnerId) -> Result<Vec<Arc<KeyRecord>>, StoreError>;
+
+    /// Compare-and-swap replace.
+    ///
+    /// # Errors
+    ///
+    /// `NotFound`, `Conflict` (version differs or stored record revoked),
+    /// `ActiveKeyExists`, `Backend`.
+    fn update(
+        &self,
+        record: &KeyRecord,
+        expected_version: u64,
+        condition: WriteCondition,
+    ) -> Result<(), StoreError>;
+
+    /// Applies a roll atomically.
+    ///
+    /// # Errors
+    ///
+    /// As `update` for the predecessor, `Duplicate` for the successor.
+    fn apply_roll(&self, plan: &RollPlan) -> Result<(), StoreError>;
+
+    /// Moves `last_used_at` forward.
+    ///
+    /// # Errors
+    ///
+    /// `NotFound`, `Backend`.
+    fn touch(&self, id: &KeyId, at: UtcDateTime) -> Result<(), StoreError>;
+}
+
+/// The same operations as [`KeyStore`] for stores that do I/O. Implementors
+/// write `async fn`; the futures are `Send`, so generic middleware can spawn
+/// them. There is deliberately no blanket implementation from `KeyStore`: a
+/// store chooses which it is (or, like [`MemoryKeyStore`], both).
+///
+/// The contract is [`KeyStore`]'s, method for method.
+pub trait AsyncKeyStore: Send + Sync {
+    /// See [`KeyStore::insert`].
+    fn insert(
+        &self,
+        record: &KeyRecord,
+        condition: WriteCondition,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send;
+    /// See [`KeyStore::get`].
+    fn get(
+        &self,
+        id: &KeyId,
+    ) -> impl Future<Output = Result<Option<Arc<KeyRecord>>, StoreError>> + Send;
+    /// See [`KeyStore::list_by_owner`].
+    fn list_by_owner(
+        &self,
+        owner: &OwnerId,
+    ) -> impl Future<Output = Result<Vec<Arc<KeyRecord>>, StoreError>> + Send;
+    /// See [`KeyStore::update`].
+    fn update(
+        &self,
+        record: &KeyRecord,
+        expected_version: u64,
+        condition: WriteCondition,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send;
+    /// See [`KeyStore::apply_roll`].
+    fn apply_roll(&self, plan: &RollPlan) -> impl Future<Output = Result<(), StoreError>> + Send;
+    /// See [`KeyStore::touch`].
+    fn touch(
+        &self,
+        id: &KeyId,
+        at: UtcDateTime,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send;
+}
+
+impl<T: KeyStore + ?Sized> KeyStore for Arc<T> {
+    fn insert(&self, record: &KeyRecord, condition: WriteCondition) -> Result<(), StoreError> {
+        (**self).insert(record, condition)
+    }
+    fn get(&self, id: &KeyId) -> Result<Option<Arc<KeyRecord>>, StoreError> {
+        (**self).get(id)
+    }
+    fn list_by_owner(&self, owner: &OwnerId) -> Result<Vec<Arc<KeyRecord>>, StoreError> {
+        (**self).list_by_owner(owner)
+    }
+    fn update(
+        &self,
+        record: &KeyRecord,
+        expected_version: u64,
+        condition: WriteCondition,
+    ) -> Result<(), StoreError> {
+        (**self).update(record, expected_version, condition)
+    }
+    fn apply_roll(&self, plan: &RollPlan) -> Result<(), StoreError> {
+        (**self).apply_roll(plan)
+    }
+    fn touch(&self, id: &KeyId, at: UtcDateTime) -> Result<(), StoreError> {
+        (**self).touch(id, at)
+    }
+}
+
+/// Runs a synchronous store through the async code path: every future is
+/// ready at once. Private, so the one-implementation drivers serve both the
+/// sync and the async API without a public blanket impl.
+pub(crate) struct Ready<'a, S: ?Sized>(pub(crate) &'a S);
+
+impl<S: KeyStore + ?Sized> AsyncKeyStore for Ready<'_, S> {
+    fn insert(
+        &self,
+        record: &KeyRecord,
+        condition: WriteCondition,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send {
+        core::future::ready(self.0.insert(record, condition))
+    }
+    fn get(
+        &self,
+        id: &KeyId,
+    ) -> impl Future<Output = Result<Option<Arc<KeyRecord>>, StoreError>> + Send {
+        core::future::ready(self.0.get(id))
+    }
+    fn list_by_owner(
+        &self,
+        owner: &OwnerId,
+    ) -> impl Future<Output = Result<Vec<Arc<KeyRecord>>, StoreError>> + Send {
+        core::future::ready(self.0.list_by_owner(owner))
+    }
+    fn update(
+        &self,
+        record: &KeyRecord,
+        expected_version: u64,
+        condition: WriteCondition,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send {
+        core::future::ready(self.0.update(record, expected_version, condition))
+    }
+    fn apply_roll(&self, plan: &RollPlan) -> impl Future<Output = Result<(), StoreError>> + Send {
+        core::future::ready(self.0.apply_roll(plan))
+    }
+    fn touch(
+        &self,
+        id: &KeyId,
+        at: UtcDateTime,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send {
+        core::future::ready(self.0.touch(id, at))
+    }
+}
+
+/// Polls a future once with a no-op waker: used for futures built only from
+/// [`Ready`] stores, which complete on the first poll.
+pub(crate) fn complete_now<F: Future>(fut: F) -> Option<F::Output> {
+    let mut fut = core::pin::pin!(fut);
+    let mut cx = core::task::Context::from_waker(core::task::Waker::noop());
+    match fut.as_mut().poll(&mut cx) {
+        core::task::Poll::Ready(v) => Some(v),
+        core::task::Poll::Pending => None,
+    }
+}

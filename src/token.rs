@@ -1,0 +1,516 @@
+//! The token format: `<prefix>_<env>_<body>`, its configuration
+//! ([`KeyFormat`]), generation, and the offline parser.
+//!
+//! # Layout
+//!
+//! ```text
+//! sk_live_4Hq0…(22 chars: key id)…(44 chars: secret)…(6 chars: checksum)
+//! ^^ ^^^^ ^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^
+//! |  |    body: base62 (0-9A-Za-z), fixed length
+//! |  environment: `test` or `live`
+//! prefix: per kind, default `sk` (secret) / `pk` (publishable)
+//! ```
+//!
+//! * The **key id** (16 bytes from the OS CSPRNG, 22 characters) is public:
+//!   it names the record in the store, in logs and in `X-Processing-Key`.
+//! * The **secret** (default 32 bytes = 256 bits, at least 20 bytes = 160
+//!   bits, from the OS CSPRNG) is what proves possession.
+//! * The **checksum** is CRC-32 (IEEE) over every byte before it, prefix and
+//!   environment included, as 6 base62 characters. CRC-32 detects every
+//!   error burst of up to 32 bits, so any single substituted character and
+//!   any swap of two adjacent characters is refused offline; a deletion or an
+//!   insertion changes the fixed length; `test`→`live` changes the checksum.
+//!   It is not a MAC: it keeps typos and truncations away from the store and
+//!   lets secret scanners recognise leaked tokens with few false positives.
+//!
+//! The body alphabet has no `_`, so the token is parsed from the right and a
+//! prefix may itself contain `_`. With the default format a token is 80
+//! characters; [`KeyFormat::scanner_regex`] gives the regular expression a
+//! secret scanner would use.
+
+use crate::base62;
+use crate::environment::{Environment, KeyKind};
+use crate::error::{ConfigError, Error, Rejection};
+use crate::secret::{MAX_SECRET_BYTES, MIN_SECRET_BYTES, SecretBytes, Token};
+use core::fmt;
+use core::hash::{Hash, Hasher};
+use rand::TryCryptoRng;
+
+/// Bytes in a key id.
+pub const KEY_ID_BYTES: usize = 16;
+/// Characters of a key id in base62.
+pub const KEY_ID_CHARS: usize = base62::encoded_len(KEY_ID_BYTES);
+/// Characters of the checksum at the end of every token.
+pub const CHECKSUM_CHARS: usize = base62::encoded_len(4);
+/// The longest prefix a [`KeyFormat`] accepts.
+pub const MAX_PREFIX_LEN: usize = 32;
+/// Length of the environment word (`test` / `live`).
+const ENV_CHARS: usize = 4;
+
+/// The public, stable, non-secret identifier of a key: 16 random bytes,
+/// written as 22 base62 characters.
+///
+/// It is what logs, dashboards, revoke-by-id and the `X-Processing-Key`
+/// header carry, and how a store finds a record. Knowing it grants nothing.
+#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub struct KeyId([u8; KEY_ID_BYTES]);
+
+impl KeyId {
+    /// Builds an id from its 16 bytes (for stores that keep ids as binary).
+    #[must_use]
+    pub const fn from_bytes(bytes: [u8; KEY_ID_BYTES]) -> Self {
+        Self(bytes)
+    }
+
+    /// The 16 bytes of the id.
+    #[must_use]
+    pub const fn as_bytes(&self) -> &[u8; KEY_ID_BYTES] {
+        &self.0
+    }
+
+    /// Parses the 22-character base62 form (as shown by `Display`).
+    ///
+    /// # Errors
+    ///
+    /// [`Rejection::Malformed`] when the text is not exactly a canonical
+    /// 22-character base62 id.
+    pub fn parse(text: &str) -> Result<Self, Rejection> {
+        Self::parse_bytes(text.as_bytes())
+    }
+
+    /// Parses the base62 form from raw header bytes.
+    ///
+    /// # Errors
+    ///
+    /// [`Rejection::Malformed`] when the bytes are not exactly a canonical
+    /// 22-character base62 id.
+    pub fn parse_bytes(text: &[u8]) -> Result<Self, Rejection> {
+        let mut bytes = [0u8; KEY_ID_BYTES];
+        base62::decode_into(text, &mut bytes).ok_or(Rejection::Malformed)?;
+        Ok(Self(bytes))
+    }
+
+    /// The first 8 bytes as a word, for hashing and sharding: the id is
+    /// uniformly random, so they are already a good hash.
+    pub(crate) fn word(&self, second: bool) -> u64 {
+        let (a, b) = self.0.split_at(8);
+        let half = if second { b } else { a };
+        let mut w = [0u8; 8];
+        w.copy_from_slice(half);
+        u64::from_le_bytes(w)
+    }
+}
+
+impl core::str::FromStr for KeyId {
+    type Err = Rejection;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Self::parse(s)
+    }
+}
+
+impl Hash for KeyId {
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        state.write_u64(self.word(false));
+        state.write_u64(self.word(true));
+    }
+}
+
+impl fmt::Display for KeyId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let mut s = String::with_capacity(KEY_ID_CHARS);
+        base62::encode_into(&self.0, &mut s);
+        f.write_str(&s)
+    }
+}
+
+impl fmt::Debug for KeyId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "KeyId({self})")
+    }
+}
+
+#[cfg(feature = "serde")]
+impl serde::Serialize for KeyId {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
+}
+
+#[cfg(feature = "serde")]
+impl<'de> serde::Deserialize<'de> for KeyId {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let text = <std::borrow::Cow<'de, str>>::deserialize(d)?;
+        KeyId::parse(&text).map_err(|_| serde::de::Error::custom("malformed key id"))
+    }
+}
+
+/// The shape of the tokens a deployment issues: a prefix per kind and the
+/// secret length. Validated at construction, immutable afterwards.
+///
+/// | setting | default | allowed |
+/// |---|---|---|
+/// | secret prefix | `sk` | 1–32 of `a-z0-9_`, starts with a letter, no `_` at the end, no `__` |
+/// | publishable prefix | `pk` | the same, and different from the secret prefix |
+/// | secret bytes | 32 (256 bits) | 20 (160 bits) to 32 |
+///
+/// ```
+/// use api_keys::KeyFormat;
+/// // SignatureAPI's `key_test_…` / `key_live_…` for secret keys:
+/// let format = KeyFormat::builder().secret_prefix("key").build()?;
+/// assert_eq!(format.secret_prefix(), "key");
+/// # Ok::<(), api_keys::ConfigError>(())
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KeyFormat {
+    secret_prefix: String,
+    publishable_prefix: String,
+    secret_bytes: usize,
+}
+
+impl Default for KeyFormat {
+    fn default() -> Self {
+        Self {
+            secret_prefix: "sk".to_owned(),
+            publishable_prefix: "pk".to_owned(),
+            secret_bytes: MAX_SECRET_BYTES,
+        }
+    }
+}
+
+/// Builder for [`KeyFormat`]; [`build`](KeyFormatBuilder::build) validates.
+#[derive(Debug, Clone)]
+pub struct KeyFormatBuilder {
+    format: KeyFormat,
+}
+
+impl KeyFormatBuilder {
+    /// The prefix of secret keys (default `sk`).
+    #[must_use]
+    pub fn secret_prefix(mut self, prefix: impl Into<String>) -> Self {
+        self.format.secret_prefix = prefix.into();
+        self
+    }
+
+    /// The prefix of publishable keys (default `pk`).
+    #[must_use]
+    pub fn publishable_prefix(mut self, prefix: impl Into<String>) -> Self {
+        self.format.publishable_prefix = prefix.into();
+        self
+    }
+
+    /// Secret length in bytes (default 32; 20 to 32). If in doubt, do not
+    /// change this value.
+    #[must_use]
+    pub fn secret_bytes(mut self, bytes: usize) -> Self {
+        self.format.secret_bytes = bytes;
+        self
+    }
+
+    /// Validates and returns the format.
+    ///
+    /// # Errors
+    ///
+    /// [`ConfigError::Prefix`] for an empty, over-long, non-ASCII or
+    /// ill-formed prefix, [`ConfigError::SamePrefix`] when both kinds share a
+    /// prefix, [`ConfigError::SecretLength`] for a secret shorter than 160
+    /// bits or longer than 32 bytes.
+    pub fn build(self) -> Result<KeyFormat, ConfigError> {
+        let f = self.format;
+        validate_prefix(&f.secret_prefix)?;
+        validate_prefix(&f.publishable_prefix)?;
+        if f.secret_prefix == f.publishable_prefix {
+            return Err(ConfigError::SamePrefix);
+        }
+        if !(MIN_SECRET_BYTES..=MAX_SECRET_BYTES).contains(&f.secret_bytes) {
+            return Err(ConfigError::SecretLength {
+                bytes: f.secret_bytes,
+            });
+        }
+        Ok(f)
+    }
+}
+
+fn validate_prefix(prefix: &str) -> Result<(), ConfigError> {
+    let b = prefix.as_bytes();
+    let ok = !b.is_empty()
+        && b.len() <= MAX_PREFIX_LEN
+        && b.first().is_some_and(u8::is_ascii_lowercase)
+        && b.last() != Some(&b'_')
+        && !prefix.contains("__")
+        && b.iter()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || *c == b'_');
+    if ok { Ok(()) } else { Err(ConfigError::Prefix) }
+}
+
+impl KeyFormat {
+    /// Starts a builder from the defaults.
+    #[must_use]
+    pub fn builder() -> KeyFormatBuilder {
+        KeyFormatBuilder {
+            format: KeyFormat::default(),
+        }
+    }
+
+    /// The prefix of secret keys.
+    #[must_use]
+    pub fn secret_prefix(&self) -> &str {
+        &self.secret_prefix
+    }
+
+    /// The prefix of publishable keys.
+    #[must_use]
+    pub fn publishable_prefix(&self) -> &str {
+        &self.publishable_prefix
+    }
+
+    /// The prefix for a kind.
+    #[must_use]
+    pub fn prefix(&self, kind: KeyKind) -> &str {
+        match kind {
+            KeyKind::Secret => &self.secret_prefix,
+            KeyKind::Publishable => &self.publishable_prefix,
+        }
+    }
+
+    /// Secret length in bytes.
+    #[must_use]
+    pub fn secret_bytes(&self) -> usize {
+        self.secret_bytes
+    }
+
+    /// Characters in a token body (id, secret, checksum).
+    #[must_use]
+    pub fn body_len(&self) -> usize {
+        KEY_ID_CHARS + base62::encoded_len(self.secret_bytes) + CHECKSUM_CHARS
+    }
+
+    /// The exact length of every token of `kind`.
+    #[must_use]
+    pub fn token_len(&self, kind: KeyKind) -> usize {
+        self.prefix(kind).len() + 1 + ENV_CHARS + 1 + self.body_len()
+    }
+
+    /// The longest token this format produces; the parser refuses anything
+    /// longer before looking at a byte.
+    #[must_use]
+    pub fn max_token_len(&self) -> usize {
+        self.token_len(KeyKind::Secret)
+            .max(self.token_len(KeyKind::Publishable))
+    }
+
+    /// A regular expression matching exactly the tokens of this format, for
+    /// secret scanners, e.g. with the defaults
+    /// `\b(?:sk|pk)_(?:test|live)_[0-9A-Za-z]{72}\b`.
+    #[must_use]
+    pub fn scanner_regex(&self) -> String {
+        format!(
+            r"\b(?:{}|{})_(?:test|live)_[0-9A-Za-z]{{{}}}\b",
+            self.secret_prefix,
+            self.publishable_prefix,
+            self.body_len()
+        )
+    }
+
+    /// Length of `<prefix>_<env>_` for a kind (for redaction).
+    pub(crate) fn head_len(&self, kind: KeyKind) -> usize {
+        self.prefix(kind).len() + 1 + ENV_CHARS + 1
+    }
+
+    /// Generates a new key from the operating system's CSPRNG.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Randomness`] when the operating system cannot provide random
+    /// bytes; never panics.
+    pub fn generate(&self, kind: KeyKind, environment: Environment) -> Result<NewToken, Error> {
+        self.generate_with_rng(kind, environment, &mut rand::rngs::SysRng)
+    }
+
+    /// Generates a new key from the caller's CSPRNG (for deterministic tests
+    /// and vectors; production code uses [`generate`](Self::generate)).
+    ///
+    /// Draws the key id and the secret in one call to the generator.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Randomness`] when the generator fails.
+    pub fn generate_with_rng<R: TryCryptoRng + ?Sized>(
+        &self,
+        kind: KeyKind,
+        environment: Environment,
+        rng: &mut R,
+    ) -> Result<NewToken, Error> {
+        let mut raw = SecretRandom::default();
+        let total = KEY_ID_BYTES + self.secret_bytes;
+        let drawn = raw.0.get_mut(..total).ok_or(Error::Randomness)?;
+        rng.try_fill_bytes(drawn).map_err(|_| Error::Randomness)?;
+        let (id_bytes, secret) = drawn.split_at(KEY_ID_BYTES);
+        let mut id = [0u8; KEY_ID_BYTES];
+        id.copy_from_slice(id_bytes);
+        let id = KeyId(id);
+
+        let mut text = String::with_capacity(self.token_len(kind));
+        text.push_str(self.prefix(kind));
+        text.push('_');
+        text.push_str(environment.as_str());
+        text.push('_');
+        base62::encode_into(id.as_bytes(), &mut text);
+        base62::encode_into(secret, &mut text);
+        let crc = crc32fast::hash(text.as_bytes());
+        base62::encode_into(&crc.to_be_bytes(), &mut text);
+        let token = Token::new(text, self.head_len(kind));
+        let mut secret_bytes = SecretBytes::zeroed(self.secret_bytes);
+        secret_bytes.as_mut_bytes().copy_from_slice(secret);
+        Ok(NewToken {
+            id,
+            kind,
+            environment,
+            token,
+            secret: secret_bytes,
+        })
+    }
+
+    /// Parses a presented token offline: length cap, alphabet, layout from
+    /// the right, checksum, environment and kind. No store is consulted and
+    /// nothing is allocated.
+    ///
+    /// Surrounding whitespace, a `Bearer ` prefix, percent-encoding or any
+    /// other decoration is refused: strip the scheme in the HTTP layer.
+    ///
+    /// # Errors
+    ///
+    /// [`Rejection::Malformed`] for anything that is not a well-formed token
+    /// of this format (including a bad checksum).
+    pub fn parse(&self, presented: &str) -> Result<PresentedKey, Rejection> {
+        let bytes = presented.as_bytes();
+        // O(1) length cap before any byte is read.
+        if bytes.len() != self.token_len(KeyKind::Secret)
+            && bytes.len() != self.token_len(KeyKind::Publishable)
+        {
+            return Err(Rejection::Malformed);
+        }
+        let body_len = self.body_len();
+        let split = bytes
+            .len()
+            .checked_sub(body_len)
+            .ok_or(Rejection::Malformed)?;
+        let (head, body) = bytes.split_at_checked(split).ok_or(Rejection::Malformed)?;
+        // head = <prefix>_<env>_
+        let head = head.strip_suffix(b"_").ok_or(Rejection::Malformed)?;
+        let env_at = head
+            .len()
+            .checked_sub(ENV_CHARS)
+            .ok_or(Rejection::Malformed)?;
+        let (prefix, env) = head.split_at_checked(env_at).ok_or(Rejection::Malformed)?;
+        let prefix = prefix.strip_suffix(b"_").ok_or(Rejection::Malformed)?;
+        let environment = Environment::from_token_word(env).ok_or(Rejection::Malformed)?;
+        let kind = if prefix == self.secret_prefix.as_bytes() {
+            KeyKind::Secret
+        } else if prefix == self.publishable_prefix.as_bytes() {
+            KeyKind::Publishable
+        } else {
+            return Err(Rejection::Malformed);
+        };
+
+        let secret_chars = base62::encoded_len(self.secret_bytes);
+        let (id_text, rest) = body
+            .split_at_checked(KEY_ID_CHARS)
+            .ok_or(Rejection::Malformed)?;
+        let (secret_text, crc_text) = rest
+            .split_at_checked(secret_chars)
+            .ok_or(Rejection::Malformed)?;
+
+        let mut crc = [0u8; 4];
+        base62::decode_into(crc_text, &mut crc).ok_or(Rejection::Malformed)?;
+        let covered = bytes
+            .get(..bytes.len().saturating_sub(CHECKSUM_CHARS))
+            .ok_or(Rejection::Malformed)?;
+        if crc32fast::hash(covered) != u32::from_be_bytes(crc) {
+            return Err(Rejection::Malformed);
+        }
+
+        let id = KeyId::parse_bytes(id_text)?;
+        let mut secret = SecretBytes::zeroed(self.secret_bytes);
+        base62::decode_into(secret_text, secret.as_mut_bytes()).ok_or(Rejection::Malformed)?;
+        Ok(PresentedKey {
+            id,
+            kind,
+            environment,
+            secret,
+        })
+    }
+}
+
+/// Random bytes for one key, zeroized on drop.
+struct SecretRandom([u8; KEY_ID_BYTES + MAX_SECRET_BYTES]);
+
+impl Default for SecretRandom {
+    fn default() -> Self {
+        Self([0; KEY_ID_BYTES + MAX_SECRET_BYTES])
+    }
+}
+
+impl Drop for SecretRandom {
+    fn drop(&mut self) {
+        zeroize::Zeroize::zeroize(&mut self.0);
+    }
+}
+
+/// A freshly generated key: its public id and the one-time token.
+#[derive(Debug)]
+pub struct NewToken {
+    /// The public key id embedded in the token.
+    pub id: KeyId,
+    /// The kind written in the token's prefix.
+    pub kind: KeyKind,
+    /// The environment written in the token.
+    pub environment: Environment,
+    /// The secret token, to be shown once.
+    pub token: Token,
+    /// The decoded secret, for hashing.
+    pub(crate) secret: SecretBytes,
+}
+
+/// A token that passed the offline checks: its parts, with the secret kept
+/// in a zeroizing buffer that only the crate reads.
+pub struct PresentedKey {
+    id: KeyId,
+    kind: KeyKind,
+    environment: Environment,
+    secret: SecretBytes,
+}
+
+impl PresentedKey {
+    /// The public key id.
+    #[must_use]
+    pub fn id(&self) -> KeyId {
+        self.id
+    }
+
+    /// The kind named by the prefix.
+    #[must_use]
+    pub fn kind(&self) -> KeyKind {
+        self.kind
+    }
+
+    /// The environment named in the token.
+    #[must_use]
+    pub fn environment(&self) -> Environment {
+        self.environment
+    }
+
+    pub(crate) fn secret(&self) -> &SecretBytes {
+        &self.secret
+    }
+}
+
+impl fmt::Debug for PresentedKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("PresentedKey")
+            .field("id", &self.id)
+            .field("kind", &self.kind)
+            .field("environment", &self.environment)
+            .field("secret", &"[redacted]")
+            .finish()
+    }
+}

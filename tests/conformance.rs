@@ -1,0 +1,25 @@
+//! The embedded store passes the store conformance suite, sync and async.
+use api_keys::{MemoryKeyStore, testing};
+
+#[test]
+fn memory_store_passes_sync_suite() {
+    testing::run_conformance(&MemoryKeyStore::new()).unwrap();
+}
+
+#[test]
+fn memory_store_passes_async_suite() {
+    let store = MemoryKeyStore::new();
+    // MemoryKeyStore's futures are ready at once; poll to completion.
+    let out = futures_lite_block_on(testing::run_conformance_async(&store));
+    out.unwrap();
+}
+
+fn futures_lite_block_on<F: std::future::Future>(f: F) -> F::Output {
+    let mut f = std::pin::pin!(f);
+    let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
+    loop {
+        if let std::task::Poll::Ready(v) = f.as_mut().poll(&mut cx) {
+            return v;
+        }
+    }
+}
