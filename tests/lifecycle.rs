@@ -1,0 +1,899 @@
+//! Key lifecycle through `KeyManager` on `MemoryKeyStore`, with a
+//! controllable clock: create, list, activate, deactivate, revoke, roll,
+//! update, expiry, events, the one-active-key rule, faults and races.
+use api_keys::testing::ManualClock;
+use api_keys::{
+    Actor, Environment, Error, EventKind, KeyEvent, KeyId, KeyManager, KeyRecord, KeyStatus,
+    KeyStore, KeyUpdate, MemoryKeyStore, NewKey, OwnerId, Policy, Rejection, RequestContext,
+    RollOptions, RollPlan, Scopes, StoreError, WriteCondition,
+};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use time::macros::utc_datetime;
+use time::{Duration, UtcDateTime};
+
+const T0: UtcDateTime = utc_datetime!(2026-03-01 09:00);
+
+#[derive(Default)]
+struct Recorder(Mutex<Vec<(EventKind, KeyId, Option<String>, Option<KeyId>)>>);
+impl Recorder {
+    fn push(&self, e: &KeyEvent<'_>) {
+        self.0
+            .lock()
+            .unwrap()
+            .push((e.kind, e.key_id, e.actor.map(|a| a.to_string()), e.related));
+    }
+    fn kinds(&self) -> Vec<EventKind> {
+        self.0.lock().unwrap().iter().map(|e| e.0).collect()
+    }
+}
+
+struct Fx<S = MemoryKeyStore> {
+    keys: KeyManager<S>,
+    clock: Arc<ManualClock>,
+    events: Arc<Recorder>,
+    admin: Actor,
+    owner: OwnerId,
+}
+
+fn fx_with<S>(store: S, policy: Policy) -> Fx<S> {
+    let clock = Arc::new(ManualClock::new(T0));
+    let events = Arc::new(Recorder::default());
+    let keys = KeyManager::builder(store)
+        .clock(Arc::clone(&clock))
+        .policy(policy)
+        .events({
+            let events = Arc::clone(&events);
+            move |e: &KeyEvent<'_>| events.push(e)
+        })
+        .build()
+        .unwrap();
+    Fx {
+        keys,
+        clock,
+        events,
+        admin: Actor::new("user:1").unwrap(),
+        owner: OwnerId::new("acct_1").unwrap(),
+    }
+}
+
+fn fx() -> Fx {
+    fx_with(MemoryKeyStore::new(), Policy::default())
+}
+
+fn ctx() -> RequestContext<'static> {
+    RequestContext::new()
+}
+
+impl<S: KeyStore> Fx<S> {
+    fn create(&self, spec: NewKey) -> (KeyRecord, api_keys::Token) {
+        let c = self.keys.create(&self.admin, spec).unwrap();
+        (c.record, c.token)
+    }
+    fn secret(&self) -> (KeyRecord, api_keys::Token) {
+        self.create(NewKey::secret(self.owner.clone(), "k"))
+    }
+    fn check(&self, token: &api_keys::Token) -> Result<bool, Rejection> {
+        match self.keys.verify(token.expose_secret(), &ctx()) {
+            Ok(v) => Ok(v.in_grace()),
+            Err(e) => Err(e.rejection().expect("a rejection, not a failure")),
+        }
+    }
+    fn at(&self, t: UtcDateTime) -> &Self {
+        self.clock.set(t);
+        self
+    }
+}
+
+#[test]
+fn create_shows_token_once_and_stores_only_hash() {
+    let f = fx();
+    let (rec, token) = f.create(
+        NewKey::secret(f.owner.clone(), "billing")
+            .note("in the vault")
+            .description("billing service"),
+    );
+    assert_eq!(rec.status, KeyStatus::Active);
+    assert_eq!(rec.created_at, T0);
+    assert_eq!(rec.expires_at, None, "no expiry by default");
+    let debug = format!("{rec:?}");
+    let secret_part = &token.expose_secret()[8 + 22..8 + 22 + 44];
+    assert!(
+        !debug.contains(secret_part),
+        "record Debug leaks the secret"
+    );
+    assert!(!debug.contains(token.expose_secret()));
+    assert!(rec.redacted.starts_with("sk_live_…"));
+    assert_eq!(
+        rec.redacted.chars().count(),
+        "sk_live_…".chars().count() + 4
+    );
+    assert!(
+        token
+            .expose_secret()
+            .ends_with(&rec.redacted[rec.redacted.len() - 4..])
+    );
+    assert_eq!(f.check(&token), Ok(false));
+    assert_eq!(f.events.kinds(), vec![EventKind::Created]);
+    assert_eq!(
+        f.events.0.lock().unwrap()[0].2.as_deref(),
+        Some("user:1"),
+        "events carry the actor"
+    );
+}
+
+#[test]
+fn create_refuses_bad_input_and_stores_nothing() {
+    let f = fx();
+    let bad = [
+        NewKey::secret(f.owner.clone(), "   "),
+        NewKey::secret(f.owner.clone(), "x".repeat(201)),
+        NewKey::secret(f.owner.clone(), "tab\there"),
+        NewKey::secret(f.owner.clone(), "k").expires_at(T0),
+        NewKey::secret(f.owner.clone(), "k").expires_at(T0 - Duration::seconds(1)),
+        NewKey::secret(f.owner.clone(), "k").note(""),
+        NewKey::publishable(f.owner.clone(), "k").scopes(Scopes::new(["charges:write"]).unwrap()),
+        NewKey::secret(f.owner.clone(), "k").signing(),
+    ];
+    for spec in bad {
+        let why = format!("{spec:?}");
+        assert!(f.keys.create(&f.admin, spec).is_err(), "{why}");
+    }
+    assert!(f.keys.list(&f.owner).unwrap().is_empty());
+    assert!(f.events.kinds().is_empty());
+    assert!(Scopes::new(["no spaces"]).is_err());
+    assert!(OwnerId::new("").is_err());
+    assert!(Actor::new("a b").is_err());
+}
+
+#[test]
+fn default_publishable_key_and_list() {
+    let f = fx();
+    let d = f
+        .keys
+        .create_default(&f.admin, f.owner.clone(), Environment::Test)
+        .unwrap();
+    assert_eq!(d.record.name, api_keys::DEFAULT_KEY_NAME);
+    assert_eq!(d.record.kind, api_keys::KeyKind::Publishable);
+    assert!(d.token.expose_secret().starts_with("pk_test_"));
+    f.clock.advance(Duration::seconds(1));
+    let (s, _) = f.secret();
+    let other = OwnerId::new("acct_2").unwrap();
+    f.create(NewKey::secret(other.clone(), "theirs"));
+    let listed: Vec<_> = f
+        .keys
+        .list(&f.owner)
+        .unwrap()
+        .iter()
+        .map(|r| r.id)
+        .collect();
+    assert_eq!(listed, vec![d.record.id, s.id], "oldest first, owner only");
+    assert_eq!(f.keys.get(&s.id).unwrap().name, "k");
+    let missing = KeyId::from_bytes([0; 16]);
+    assert!(matches!(f.keys.get(&missing), Err(Error::NotFound(id)) if id == missing));
+}
+
+#[test]
+fn generate_then_activate_then_deactivate() {
+    let f = fx();
+    let (rec, token) = f.create(NewKey::secret(f.owner.clone(), "k").inactive());
+    assert_eq!(rec.status, KeyStatus::Inactive);
+    assert_eq!(f.check(&token), Err(Rejection::Inactive));
+    let on = f.keys.activate(&f.admin, &rec.id).unwrap();
+    assert_eq!(on.status, KeyStatus::Active);
+    assert_eq!(on.version, 2);
+    assert_eq!(f.check(&token), Ok(false));
+    // Idempotent: no new version, no event.
+    assert_eq!(f.keys.activate(&f.admin, &rec.id).unwrap().version, 2);
+    f.keys.deactivate(&f.admin, &rec.id).unwrap();
+    assert_eq!(f.check(&token), Err(Rejection::Inactive));
+    f.keys.activate(&f.admin, &rec.id).unwrap();
+    assert_eq!(f.check(&token), Ok(false));
+    assert_eq!(
+        f.events.kinds(),
+        vec![
+            EventKind::Created,
+            EventKind::Activated,
+            EventKind::Deactivated,
+            EventKind::Activated
+        ]
+    );
+}
+
+#[test]
+fn revoke_is_immediate_permanent_and_absorbing() {
+    let f = fx();
+    let (rec, token) = f.secret();
+    assert_eq!(f.check(&token), Ok(false));
+    let revoked = f.keys.revoke(&f.admin, &rec.id).unwrap();
+    assert_eq!(revoked.status, KeyStatus::Revoked);
+    assert_eq!(revoked.revoked_at, Some(T0));
+    assert_eq!(f.check(&token), Err(Rejection::Revoked));
+    assert!(matches!(
+        f.keys.activate(&f.admin, &rec.id),
+        Err(Error::Revoked(_))
+    ));
+    assert!(matches!(
+        f.keys.deactivate(&f.admin, &rec.id),
+        Err(Error::Revoked(_))
+    ));
+    assert!(matches!(
+        f.keys.roll(&f.admin, &rec.id, RollOptions::default()),
+        Err(Error::Revoked(_))
+    ));
+    assert!(matches!(
+        f.keys
+            .update(&f.admin, &rec.id, 2, &KeyUpdate::new().name("x")),
+        Err(Error::Revoked(_))
+    ));
+    // Revoke again: idempotent.
+    assert_eq!(f.keys.revoke(&f.admin, &rec.id).unwrap().version, 2);
+    assert_eq!(f.check(&token), Err(Rejection::Revoked));
+}
+
+#[test]
+fn validity_is_half_open_at_exact_boundaries() {
+    let f = fx();
+    let end = T0 + Duration::days(30);
+    let (_, token) = f.create(NewKey::secret(f.owner.clone(), "k").expires_at(end));
+    assert_eq!(
+        f.at(T0).check(&token),
+        Ok(false),
+        "valid at exactly created_at"
+    );
+    assert_eq!(
+        f.at(T0 - Duration::nanoseconds(1)).check(&token),
+        Err(Rejection::NotYetValid),
+        "not valid before created_at"
+    );
+    assert_eq!(
+        f.at(end - Duration::nanoseconds(1)).check(&token),
+        Ok(false)
+    );
+    assert_eq!(
+        f.at(end).check(&token),
+        Err(Rejection::Expired),
+        "refused at exactly expires_at"
+    );
+    assert!(f.events.kinds().contains(&EventKind::ExpiredOnUse));
+}
+
+#[test]
+fn grace_is_twelve_hours_half_open() {
+    let f = fx();
+    let (rec, old) = f.secret();
+    f.clock.advance(Duration::hours(1));
+    let rolled_at = f.keys.now();
+    let rolled = f
+        .keys
+        .roll(&f.admin, &rec.id, RollOptions::default())
+        .unwrap();
+    assert_eq!(
+        rolled.predecessor.grace_ends_at,
+        Some(rolled_at + Duration::hours(12))
+    );
+    assert_eq!(rolled.successor.name, rec.name);
+    assert_eq!(rolled.successor.predecessor, Some(rec.id));
+    assert_eq!(f.check(&old), Ok(true), "old key works during grace");
+    assert_eq!(f.check(&rolled.token), Ok(false));
+    let end = rolled_at + Duration::hours(12);
+    assert_eq!(
+        f.at(end - Duration::seconds(1)).check(&old),
+        Ok(true),
+        "one second before the end"
+    );
+    assert_eq!(
+        f.at(end).check(&old),
+        Err(Rejection::GraceEnded),
+        "refused at exactly the end"
+    );
+    assert_eq!(f.check(&rolled.token), Ok(false), "successor keeps working");
+    let kinds = f.events.kinds();
+    assert!(kinds.contains(&EventKind::Rolled));
+    assert!(kinds.contains(&EventKind::UsedDuringGrace));
+}
+
+#[test]
+fn roll_never_extends_a_key_life() {
+    let f = fx();
+    let end = T0 + Duration::hours(2);
+    let (rec, old) = f.create(NewKey::secret(f.owner.clone(), "k").expires_at(end));
+    let rolled = f
+        .keys
+        .roll(&f.admin, &rec.id, RollOptions::default())
+        .unwrap();
+    assert_eq!(
+        rolled.predecessor.effective_end(),
+        Some(end),
+        "2 h left stay 2 h"
+    );
+    assert_eq!(
+        rolled.successor.expires_at,
+        Some(end),
+        "successor inherits the expiry"
+    );
+    assert_eq!(f.at(end - Duration::seconds(1)).check(&old), Ok(true));
+    assert_eq!(f.at(end).check(&old), Err(Rejection::Expired));
+}
+
+#[test]
+fn grace_per_call_zero_and_capped() {
+    let f = fx();
+    let (rec, old) = f.secret();
+    let r = f
+        .keys
+        .roll(&f.admin, &rec.id, RollOptions::with_grace(Duration::ZERO))
+        .unwrap();
+    assert_eq!(f.check(&old), Err(Rejection::GraceEnded), "grace 0 = now");
+    let r2 = f
+        .keys
+        .roll(
+            &f.admin,
+            &r.successor.id,
+            RollOptions::with_grace(Duration::days(365)),
+        )
+        .unwrap();
+    assert_eq!(
+        r2.predecessor.grace_ends_at,
+        Some(T0 + Duration::days(7)),
+        "capped by max_grace"
+    );
+    assert!(matches!(
+        f.keys.roll(
+            &f.admin,
+            &r2.successor.id,
+            RollOptions::with_grace(Duration::seconds(-1))
+        ),
+        Err(Error::Invalid { .. })
+    ));
+}
+
+#[test]
+fn double_roll_and_rolling_rules() {
+    let f = fx();
+    let (rec, first) = f.secret();
+    let r1 = f
+        .keys
+        .roll(&f.admin, &rec.id, RollOptions::default())
+        .unwrap();
+    assert!(
+        matches!(
+            f.keys.roll(&f.admin, &rec.id, RollOptions::default()),
+            Err(Error::InvalidState { .. })
+        ),
+        "a key is rolled once"
+    );
+    f.clock.advance(Duration::hours(1));
+    let r2 = f
+        .keys
+        .roll(&f.admin, &r1.successor.id, RollOptions::default())
+        .unwrap();
+    assert_eq!(f.check(&first), Ok(true));
+    assert_eq!(f.check(&r1.token), Ok(true));
+    assert_eq!(f.check(&r2.token), Ok(false));
+    f.clock.advance(Duration::hours(11));
+    assert_eq!(f.check(&first), Err(Rejection::GraceEnded));
+    assert_eq!(f.check(&r1.token), Ok(true));
+    // Inactive and expired keys cannot be rolled.
+    let (inactive, _) = f.create(NewKey::secret(f.owner.clone(), "i").inactive());
+    assert!(matches!(
+        f.keys.roll(&f.admin, &inactive.id, RollOptions::default()),
+        Err(Error::InvalidState { .. })
+    ));
+    let now = f.keys.now();
+    let (expiring, _) =
+        f.create(NewKey::secret(f.owner.clone(), "e").expires_at(now + Duration::minutes(1)));
+    f.clock.advance(Duration::minutes(1));
+    assert!(matches!(
+        f.keys.roll(&f.admin, &expiring.id, RollOptions::default()),
+        Err(Error::InvalidState { .. })
+    ));
+}
+
+#[test]
+fn revoke_during_grace_each_side() {
+    let f = fx();
+    let (rec, old) = f.secret();
+    let r = f
+        .keys
+        .roll(&f.admin, &rec.id, RollOptions::default())
+        .unwrap();
+    f.keys.revoke(&f.admin, &rec.id).unwrap();
+    assert_eq!(
+        f.check(&old),
+        Err(Rejection::Revoked),
+        "revoke dominates grace"
+    );
+    assert_eq!(
+        f.check(&r.token),
+        Ok(false),
+        "the successor is not affected"
+    );
+
+    let (rec, old) = f.secret();
+    let r = f
+        .keys
+        .roll(&f.admin, &rec.id, RollOptions::default())
+        .unwrap();
+    f.keys.revoke(&f.admin, &r.successor.id).unwrap();
+    assert_eq!(f.check(&r.token), Err(Rejection::Revoked));
+    assert_eq!(
+        f.check(&old),
+        Ok(true),
+        "revoking the successor leaves the grace alone"
+    );
+}
+
+#[test]
+fn clock_stepping_backwards() {
+    let f = fx();
+    let (rec, old) = f.secret();
+    f.clock.advance(Duration::hours(5));
+    let r = f
+        .keys
+        .roll(&f.admin, &rec.id, RollOptions::default())
+        .unwrap();
+    let end = r.predecessor.grace_ends_at.unwrap();
+    // The clock steps back an hour: the grace end stays an absolute instant
+    // and is not extended; the successor is not valid before its creation.
+    f.clock.advance(Duration::hours(-1));
+    assert_eq!(f.check(&old), Ok(true));
+    assert_eq!(f.check(&r.token), Err(Rejection::NotYetValid));
+    f.clock.set(end);
+    assert_eq!(f.check(&old), Err(Rejection::GraceEnded));
+    assert_eq!(f.check(&r.token), Ok(false));
+    // last_used_at only moves forward.
+    f.clock.set(end + Duration::hours(2));
+    f.check(&r.token).unwrap();
+    f.clock.set(end + Duration::hours(1));
+    f.check(&r.token).unwrap();
+    assert_eq!(
+        f.keys.get(&r.successor.id).unwrap().last_used_at,
+        Some(end + Duration::hours(2))
+    );
+}
+
+#[test]
+fn update_is_compare_and_swap() {
+    let f = fx();
+    let (rec, token) = f.secret();
+    let u = f
+        .keys
+        .update(
+            &f.admin,
+            &rec.id,
+            1,
+            &KeyUpdate::new()
+                .name("renamed")
+                .note(Some("moved to vault".into()))
+                .scopes(Scopes::new(["read"]).unwrap())
+                .expires_at(Some(T0 + Duration::days(1))),
+        )
+        .unwrap();
+    assert_eq!((u.name.as_str(), u.version), ("renamed", 2));
+    assert!(
+        matches!(
+            f.keys
+                .update(&f.admin, &rec.id, 1, &KeyUpdate::new().name("lost")),
+            Err(Error::Conflict(_))
+        ),
+        "a stale version is a conflict, not a lost update"
+    );
+    assert_eq!(f.keys.get(&rec.id).unwrap().name, "renamed");
+    assert!(matches!(
+        f.keys
+            .update(&f.admin, &rec.id, 2, &KeyUpdate::new().expires_at(Some(T0))),
+        Err(Error::Invalid { .. })
+    ));
+    assert!(matches!(
+        f.keys
+            .update(&f.admin, &rec.id, 2, &KeyUpdate::new().name("")),
+        Err(Error::Invalid { .. })
+    ));
+    assert_eq!(
+        f.keys.get(&rec.id).unwrap().version,
+        2,
+        "refused updates change nothing"
+    );
+    let scoped = ["read"];
+    let v = f
+        .keys
+        .verify(token.expose_secret(), &ctx().require_scopes(&scoped))
+        .unwrap();
+    assert!(v.scopes().contains("read"));
+    let w = ["write"];
+    assert_eq!(
+        f.keys
+            .verify(token.expose_secret(), &ctx().require_scopes(&w))
+            .unwrap_err()
+            .rejection(),
+        Some(Rejection::MissingScope)
+    );
+}
+
+#[test]
+fn one_active_key_per_owner() {
+    let f = fx_with(
+        MemoryKeyStore::new(),
+        Policy {
+            one_active_key_per_owner: true,
+            ..Policy::default()
+        },
+    );
+    let (a, _) = f.secret();
+    assert!(matches!(
+        f.keys
+            .create(&f.admin, NewKey::secret(f.owner.clone(), "b")),
+        Err(Error::AnotherKeyActive)
+    ));
+    let (b, _) = f.create(NewKey::secret(f.owner.clone(), "b").inactive());
+    assert!(matches!(
+        f.keys.activate(&f.admin, &b.id),
+        Err(Error::AnotherKeyActive)
+    ));
+    f.keys.deactivate(&f.admin, &a.id).unwrap();
+    f.keys.activate(&f.admin, &b.id).unwrap();
+    // Another owner is independent.
+    f.create(NewKey::secret(OwnerId::new("acct_2").unwrap(), "x"));
+    // Rolling is allowed; the predecessor in grace counts as active.
+    let r = f
+        .keys
+        .roll(&f.admin, &b.id, RollOptions::default())
+        .unwrap();
+    f.keys.deactivate(&f.admin, &r.successor.id).unwrap();
+    let (c, _) = f.create(NewKey::secret(f.owner.clone(), "c").inactive());
+    assert!(
+        matches!(
+            f.keys.activate(&f.admin, &c.id),
+            Err(Error::AnotherKeyActive)
+        ),
+        "the predecessor in its grace window still counts"
+    );
+    f.clock.advance(Duration::hours(12));
+    f.keys.activate(&f.admin, &c.id).unwrap();
+}
+
+/// A store wrapper that fails the n-th call (counting from 1), optionally
+/// after applying it (an ambiguous commit).
+struct FaultyStore {
+    inner: MemoryKeyStore,
+    calls: AtomicUsize,
+    fail_at: usize,
+    after_apply: bool,
+}
+
+impl FaultyStore {
+    fn new(inner: MemoryKeyStore, fail_at: usize, after_apply: bool) -> Self {
+        Self {
+            inner,
+            calls: AtomicUsize::new(0),
+            fail_at,
+            after_apply,
+        }
+    }
+    fn step<T>(&self, op: impl FnOnce() -> Result<T, StoreError>) -> Result<T, StoreError> {
+        let n = self.calls.fetch_add(1, Ordering::SeqCst) + 1;
+        if n != self.fail_at {
+            return op();
+        }
+        if self.after_apply {
+            let _ = op();
+        }
+        Err(StoreError::backend(std::io::Error::other("injected fault")))
+    }
+}
+
+impl KeyStore for FaultyStore {
+    fn insert(&self, r: &KeyRecord, c: WriteCondition) -> Result<(), StoreError> {
+        self.step(|| self.inner.insert(r, c))
+    }
+    fn get(&self, id: &KeyId) -> Result<Option<Arc<KeyRecord>>, StoreError> {
+        self.step(|| KeyStore::get(&self.inner, id))
+    }
+    fn list_by_owner(&self, o: &OwnerId) -> Result<Vec<Arc<KeyRecord>>, StoreError> {
+        self.step(|| KeyStore::list_by_owner(&self.inner, o))
+    }
+    fn update(&self, r: &KeyRecord, v: u64, c: WriteCondition) -> Result<(), StoreError> {
+        self.step(|| KeyStore::update(&self.inner, r, v, c))
+    }
+    fn apply_roll(&self, p: &RollPlan) -> Result<(), StoreError> {
+        self.step(|| KeyStore::apply_roll(&self.inner, p))
+    }
+    fn touch(&self, id: &KeyId, at: UtcDateTime) -> Result<(), StoreError> {
+        self.step(|| KeyStore::touch(&self.inner, id, at))
+    }
+}
+
+#[test]
+fn roll_with_each_store_call_failing() {
+    // Creating the key is store call 1; a roll then makes two calls (get,
+    // apply_roll). Fail each in turn.
+    for fail_at in 2..=3 {
+        let g = fx_with(
+            FaultyStore::new(MemoryKeyStore::new(), fail_at, false),
+            Policy::default(),
+        );
+        let (rec, old) = g.secret();
+        let out = g.keys.roll(&g.admin, &rec.id, RollOptions::default());
+        assert!(
+            matches!(out, Err(Error::Store(_))),
+            "fail_at={fail_at}: {out:?}"
+        );
+        // No secret was handed out and nothing half-rolled is visible.
+        let after = g.keys.get(&rec.id).unwrap();
+        assert_eq!(after.version, 1);
+        assert_eq!(after.successor, None);
+        assert_eq!(g.keys.list(&g.owner).unwrap().len(), 1);
+        assert_eq!(g.check(&old), Ok(false));
+        assert!(!g.events.kinds().contains(&EventKind::Rolled));
+    }
+}
+
+#[test]
+fn ambiguous_commit_never_hands_out_the_token() {
+    // apply_roll succeeds in the backend but the call reports a failure
+    // (e.g. a lost connection after COMMIT): the caller gets an error and no
+    // token, so the successor is a dead key nobody holds; the old key keeps
+    // its grace window and can be revoked.
+    let g = fx_with(
+        FaultyStore::new(MemoryKeyStore::new(), 3, true),
+        Policy::default(),
+    );
+    let (rec, old) = g.secret();
+    assert!(matches!(
+        g.keys.roll(&g.admin, &rec.id, RollOptions::default()),
+        Err(Error::Store(_))
+    ));
+    assert_eq!(g.check(&old), Ok(true));
+    let after = g.keys.get(&rec.id).unwrap();
+    assert!(after.successor.is_some(), "the roll did commit");
+}
+
+#[test]
+fn verify_fails_closed_on_store_errors() {
+    let g = fx_with(
+        FaultyStore::new(MemoryKeyStore::new(), 2, false),
+        Policy::default(),
+    );
+    let (_, token) = g.secret();
+    let err = g.keys.verify(token.expose_secret(), &ctx()).unwrap_err();
+    assert!(matches!(err, api_keys::VerifyError::Store(_)), "{err:?}");
+    assert_eq!(
+        err.rejection(),
+        None,
+        "a store failure is never 'unknown key'"
+    );
+    assert_eq!(err.http_status(), 500);
+    // A failing touch never changes the outcome.
+    let g = fx_with(
+        FaultyStore::new(MemoryKeyStore::new(), 3, false),
+        Policy::default(),
+    );
+    let (_, token) = g.secret();
+    assert!(g.keys.verify(token.expose_secret(), &ctx()).is_ok());
+}
+
+#[test]
+fn concurrent_rolls_exactly_one_wins() {
+    for _ in 0..20 {
+        let f = fx();
+        let (rec, _) = f.secret();
+        let barrier = std::sync::Barrier::new(4);
+        let wins: usize = std::thread::scope(|s| {
+            let hs: Vec<_> = (0..4)
+                .map(|_| {
+                    s.spawn(|| {
+                        barrier.wait();
+                        f.keys
+                            .roll(&f.admin, &rec.id, RollOptions::default())
+                            .is_ok()
+                    })
+                })
+                .collect();
+            hs.into_iter().map(|h| usize::from(h.join().unwrap())).sum()
+        });
+        assert_eq!(wins, 1);
+        assert_eq!(f.keys.list(&f.owner).unwrap().len(), 2);
+    }
+}
+
+#[test]
+fn concurrent_revoke_and_roll_never_resurrect() {
+    for _ in 0..50 {
+        let f = fx();
+        let (rec, old) = f.secret();
+        let barrier = std::sync::Barrier::new(2);
+        let (rolled, revoked) = std::thread::scope(|s| {
+            let a = s.spawn(|| {
+                barrier.wait();
+                f.keys.roll(&f.admin, &rec.id, RollOptions::default())
+            });
+            let b = s.spawn(|| {
+                barrier.wait();
+                f.keys.revoke(&f.admin, &rec.id)
+            });
+            (a.join().unwrap(), b.join().unwrap())
+        });
+        assert!(
+            revoked.is_ok(),
+            "revoke always succeeds (it retries its CAS)"
+        );
+        assert_eq!(f.check(&old), Err(Rejection::Revoked));
+        match rolled {
+            // The roll committed first: its successor lives, the revoke hit
+            // only the predecessor.
+            Ok(r) => assert_eq!(f.check(&r.token), Ok(false)),
+            // The revoke came first: no successor exists.
+            Err(e) => {
+                assert!(matches!(e, Error::Revoked(_) | Error::Conflict(_)), "{e:?}");
+                assert_eq!(f.keys.list(&f.owner).unwrap().len(), 1);
+            }
+        }
+    }
+}
+
+#[test]
+fn async_api_matches_sync() {
+    let f = fx();
+    let c = block_on(
+        f.keys
+            .create_async(&f.admin, NewKey::secret(f.owner.clone(), "async")),
+    )
+    .unwrap();
+    let v = block_on(f.keys.verify_async(c.token.expose_secret(), &ctx())).unwrap();
+    assert_eq!(v.id(), c.record.id);
+    let r = block_on(
+        f.keys
+            .roll_async(&f.admin, &c.record.id, RollOptions::default()),
+    )
+    .unwrap();
+    assert_eq!(f.check(&c.token), Ok(true));
+    block_on(f.keys.revoke_async(&f.admin, &r.successor.id)).unwrap();
+    assert_eq!(f.check(&r.token), Err(Rejection::Revoked));
+    assert_eq!(block_on(f.keys.list_async(&f.owner)).unwrap().len(), 2);
+}
+
+/// MemoryKeyStore's futures are ready at once: one poll completes them.
+fn block_on<F: Future>(f: F) -> F::Output {
+    let mut f = std::pin::pin!(f);
+    let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
+    match f.as_mut().poll(&mut cx) {
+        std::task::Poll::Ready(v) => v,
+        std::task::Poll::Pending => panic!("memory store futures complete at once"),
+    }
+}
+
+mod model {
+    //! Model-based test: random operation sequences against a reference
+    //! state machine of what each key should do at each instant.
+    use super::*;
+    use proptest::prelude::*;
+
+    #[derive(Debug, Clone)]
+    enum Op {
+        Create { inactive: bool, ttl_h: Option<i64> },
+        Activate(usize),
+        Deactivate(usize),
+        Revoke(usize),
+        Roll(usize, i64),
+        Advance(i64),
+        Verify(usize),
+    }
+
+    fn op() -> impl Strategy<Value = Op> {
+        prop_oneof![
+            (any::<bool>(), proptest::option::of(1i64..48))
+                .prop_map(|(inactive, ttl_h)| Op::Create { inactive, ttl_h }),
+            (0usize..8).prop_map(Op::Activate),
+            (0usize..8).prop_map(Op::Deactivate),
+            (0usize..8).prop_map(Op::Revoke),
+            (0usize..8, 0i64..20).prop_map(|(i, g)| Op::Roll(i, g)),
+            (-2i64..30).prop_map(Op::Advance),
+            (0usize..8).prop_map(Op::Verify),
+            (0usize..8).prop_map(Op::Verify),
+        ]
+    }
+
+    #[derive(Debug, Clone)]
+    struct M {
+        status: KeyStatus,
+        created: UtcDateTime,
+        expires: Option<UtcDateTime>,
+        grace_end: Option<UtcDateTime>,
+        rolled: bool,
+    }
+
+    impl M {
+        fn expect(&self, now: UtcDateTime) -> Result<bool, Rejection> {
+            match self.status {
+                KeyStatus::Revoked => return Err(Rejection::Revoked),
+                KeyStatus::Inactive => return Err(Rejection::Inactive),
+                KeyStatus::Active => {}
+            }
+            if now < self.created {
+                return Err(Rejection::NotYetValid);
+            }
+            if self.expires.is_some_and(|e| now >= e) {
+                return Err(Rejection::Expired);
+            }
+            if self.grace_end.is_some_and(|e| now >= e) {
+                return Err(Rejection::GraceEnded);
+            }
+            Ok(self.rolled)
+        }
+        fn end(&self) -> Option<UtcDateTime> {
+            match (self.expires, self.grace_end) {
+                (Some(a), Some(b)) => Some(a.min(b)),
+                (a, b) => a.or(b),
+            }
+        }
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 128, ..ProptestConfig::default() })]
+        #[test]
+        fn manager_matches_model(ops in proptest::collection::vec(op(), 1..40)) {
+            let f = fx();
+            let mut keys: Vec<(KeyId, api_keys::Token, M)> = Vec::new();
+            for op in ops {
+                let now = f.keys.now();
+                match op {
+                    Op::Create { inactive, ttl_h } => {
+                        let mut spec = NewKey::secret(f.owner.clone(), "m");
+                        if inactive { spec = spec.inactive(); }
+                        if let Some(h) = ttl_h { spec = spec.expires_at(now + Duration::hours(h)); }
+                        let c = f.keys.create(&f.admin, spec).unwrap();
+                        keys.push((c.record.id, c.token, M {
+                            status: if inactive { KeyStatus::Inactive } else { KeyStatus::Active },
+                            created: now,
+                            expires: ttl_h.map(|h| now + Duration::hours(h)),
+                            grace_end: None,
+                            rolled: false,
+                        }));
+                    }
+                    Op::Activate(i) | Op::Deactivate(i) | Op::Revoke(i) => {
+                        let Some((id, _, m)) = keys.get_mut(i) else { continue };
+                        let (res, target) = match op {
+                            Op::Activate(_) => (f.keys.activate(&f.admin, id), KeyStatus::Active),
+                            Op::Deactivate(_) => (f.keys.deactivate(&f.admin, id), KeyStatus::Inactive),
+                            _ => (f.keys.revoke(&f.admin, id), KeyStatus::Revoked),
+                        };
+                        let allowed = m.status == target
+                            || target == KeyStatus::Revoked
+                            || (m.status != KeyStatus::Revoked
+                                && (target != KeyStatus::Active
+                                    || (!m.rolled && m.end().is_none_or(|e| now < e))));
+                        prop_assert_eq!(res.is_ok(), allowed, "{:?} on {:?}: {:?}", op, m, res);
+                        if allowed { m.status = target; }
+                    }
+                    Op::Roll(i, g) => {
+                        let Some((id, m)) = keys.get(i).map(|(a, _, c)| (*a, c.clone())) else { continue };
+                        let res = f.keys.roll(&f.admin, &id, RollOptions::with_grace(Duration::hours(g)));
+                        let allowed = m.status == KeyStatus::Active && !m.rolled && m.end().is_none_or(|e| now < e);
+                        prop_assert_eq!(res.is_ok(), allowed, "roll {:?}: {:?}", m, res);
+                        if let Ok(r) = res {
+                            let pm = &mut keys[i].2;
+                            pm.rolled = true;
+                            pm.grace_end = Some(now + Duration::hours(g));
+                            let expires = pm.expires;
+                            keys.push((r.successor.id, r.token, M {
+                                status: KeyStatus::Active, created: now, expires,
+                                grace_end: None, rolled: false,
+                            }));
+                        }
+                    }
+                    Op::Advance(h) => f.clock.advance(Duration::hours(h)),
+                    Op::Verify(i) => {
+                        let Some((_, token, m)) = keys.get(i) else { continue };
+                        prop_assert_eq!(f.check(token), m.expect(now));
+                    }
+                }
+            }
+            // Finally every key agrees with the model.
+            let now = f.keys.now();
+            for (_, token, m) in &keys {
+                prop_assert_eq!(f.check(token), m.expect(now));
+            }
+        }
+    }
+}
