@@ -384,6 +384,17 @@ impl Engine {
         request: &RequestContext<'_>,
         now: UtcDateTime,
     ) -> Result<Decision, Rejection> {
+        Self::check_validity(record, now)?;
+        self.check_policy(record, request, now)
+    }
+
+    /// Status and time only: revoked, inactive, not yet valid, expired,
+    /// grace ended (all 401).
+    ///
+    /// # Errors
+    ///
+    /// The first [`Rejection`] that applies.
+    pub fn check_validity(record: &KeyRecord, now: UtcDateTime) -> Result<(), Rejection> {
         match record.status {
             KeyStatus::Revoked => return Err(Rejection::Revoked),
             KeyStatus::Inactive => return Err(Rejection::Inactive),
@@ -398,6 +409,21 @@ impl Engine {
         if record.grace_ends_at.is_some_and(|end| now >= end) {
             return Err(Rejection::GraceEnded);
         }
+        Ok(())
+    }
+
+    /// The request policy of a valid key: environment, kind, scopes, IP,
+    /// origin (all 403), then whether `last_used_at` is due.
+    ///
+    /// # Errors
+    ///
+    /// The first [`Rejection`] that applies.
+    pub fn check_policy(
+        &self,
+        record: &KeyRecord,
+        request: &RequestContext<'_>,
+        now: UtcDateTime,
+    ) -> Result<Decision, Rejection> {
         self.check_environment(record.environment, request)?;
         if request.kind.is_some_and(|k| k != record.kind) {
             return Err(Rejection::WrongKind);
@@ -415,11 +441,7 @@ impl Engine {
         }
         record
             .allowed_domains
-            .check(
-                request.origin,
-                request.referer,
-                self.policy.allow_http_origins,
-            )
+            .check(request.origin, request.referer, self.policy.allow_http_origins)
             .map_err(|_| Rejection::OriginNotAllowed)?;
         let touch = match record.last_used_at {
             None => true,

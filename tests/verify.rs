@@ -1,0 +1,365 @@
+//! Request verification through `KeyManager`: the order of checks, what
+//! reaches the store, environments, kinds, scopes, IP and domain lists, and
+//! side effects.
+use api_keys::testing::ManualClock;
+use api_keys::{
+    Actor, DomainAllowList, Environment, HeaderField, IpAllowList, KeyId, KeyKind, KeyManager,
+    KeyRecord, KeyStore, MemoryKeyStore, NewKey, OwnerId, Policy, Rejection, RequestContext,
+    RollPlan, Scopes, StoreError, Token, VerifyError, WriteCondition,
+};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use time::macros::utc_datetime;
+use time::{Duration, UtcDateTime};
+
+/// Counts every store call.
+#[derive(Default)]
+struct Counting {
+    inner: MemoryKeyStore,
+    gets: AtomicUsize,
+    writes: AtomicUsize,
+}
+
+impl KeyStore for Counting {
+    fn insert(&self, r: &KeyRecord, c: WriteCondition) -> Result<(), StoreError> {
+        self.writes.fetch_add(1, Ordering::SeqCst);
+        self.inner.insert(r, c)
+    }
+    fn get(&self, id: &KeyId) -> Result<Option<Arc<KeyRecord>>, StoreError> {
+        self.gets.fetch_add(1, Ordering::SeqCst);
+        KeyStore::get(&self.inner, id)
+    }
+    fn list_by_owner(&self, o: &OwnerId) -> Result<Vec<Arc<KeyRecord>>, StoreError> {
+        KeyStore::list_by_owner(&self.inner, o)
+    }
+    fn update(&self, r: &KeyRecord, v: u64, c: WriteCondition) -> Result<(), StoreError> {
+        self.writes.fetch_add(1, Ordering::SeqCst);
+        KeyStore::update(&self.inner, r, v, c)
+    }
+    fn apply_roll(&self, p: &RollPlan) -> Result<(), StoreError> {
+        self.writes.fetch_add(1, Ordering::SeqCst);
+        KeyStore::apply_roll(&self.inner, p)
+    }
+    fn touch(&self, id: &KeyId, at: UtcDateTime) -> Result<(), StoreError> {
+        self.writes.fetch_add(1, Ordering::SeqCst);
+        KeyStore::touch(&self.inner, id, at)
+    }
+}
+
+const T0: UtcDateTime = utc_datetime!(2026-05-01 12:00);
+
+struct Fx {
+    keys: KeyManager<Counting>,
+    clock: Arc<ManualClock>,
+    admin: Actor,
+    owner: OwnerId,
+}
+
+fn fx(policy: Policy) -> Fx {
+    let clock = Arc::new(ManualClock::new(T0));
+    Fx {
+        keys: KeyManager::builder(Counting::default())
+            .clock(Arc::clone(&clock))
+            .policy(policy)
+            .build()
+            .unwrap(),
+        clock,
+        admin: Actor::system(),
+        owner: OwnerId::new("acct").unwrap(),
+    }
+}
+
+impl Fx {
+    fn create(&self, spec: NewKey) -> Token {
+        self.keys.create(&self.admin, spec).unwrap().token
+    }
+    fn rejection(&self, token: &str, ctx: &RequestContext<'_>) -> Option<Rejection> {
+        self.keys.verify(token, ctx).err().and_then(|e| e.rejection())
+    }
+    fn gets(&self) -> usize {
+        self.keys.store().gets.load(Ordering::SeqCst)
+    }
+    fn writes(&self) -> usize {
+        self.keys.store().writes.load(Ordering::SeqCst)
+    }
+}
+
+#[test]
+fn offline_refusals_never_reach_the_store() {
+    let f = fx(Policy { environment: Some(Environment::Live), ..Policy::default() });
+    let test_key = f.create(NewKey::secret(f.owner.clone(), "t").environment(Environment::Test));
+    let live = f.create(NewKey::publishable(f.owner.clone(), "p"));
+    let t = live.expose_secret();
+    let mut bad_checksum = t.to_owned();
+    let last = bad_checksum.pop().unwrap();
+    bad_checksum.push(if last == 'a' { 'b' } else { 'a' });
+    let cases: Vec<(String, RequestContext<'_>, Rejection)> = vec![
+        (bad_checksum, RequestContext::new(), Rejection::Malformed),
+        (String::new(), RequestContext::new(), Rejection::Malformed),
+        (format!("Bearer {t}"), RequestContext::new(), Rejection::Malformed),
+        (t[..t.len() - 1].to_owned(), RequestContext::new(), Rejection::Malformed),
+        ("é".repeat(40), RequestContext::new(), Rejection::Malformed),
+        (
+            test_key.expose_secret().to_owned(),
+            RequestContext::new(),
+            Rejection::WrongEnvironment,
+        ),
+        (
+            t.to_owned(),
+            RequestContext::new().require_environment(Environment::Test),
+            Rejection::WrongEnvironment,
+        ),
+        (
+            t.to_owned(),
+            RequestContext::new().require_kind(KeyKind::Secret),
+            Rejection::WrongKind,
+        ),
+    ];
+    let before = f.gets();
+    for (token, ctx, want) in &cases {
+        assert_eq!(f.rejection(token, ctx), Some(*want), "{token:.12}…");
+    }
+    assert_eq!(f.gets(), before, "an offline refusal reached the store");
+    // An unknown (well-formed) key costs exactly one lookup.
+    let other = api_keys::KeyFormat::default()
+        .generate(KeyKind::Secret, Environment::Live)
+        .unwrap();
+    assert_eq!(
+        f.rejection(other.token.expose_secret(), &RequestContext::new()),
+        Some(Rejection::UnknownKey)
+    );
+    assert_eq!(f.gets(), before + 1);
+}
+
+#[test]
+fn the_key_decides_the_environment() {
+    let f = fx(Policy::default());
+    let test = f.create(NewKey::secret(f.owner.clone(), "t").environment(Environment::Test));
+    let live = f.create(NewKey::secret(f.owner.clone(), "l"));
+    let v = f.keys.verify(test.expose_secret(), &RequestContext::new()).unwrap();
+    assert_eq!(v.environment(), Environment::Test);
+    let v = f.keys.verify(live.expose_secret(), &RequestContext::new()).unwrap();
+    assert_eq!(v.environment(), Environment::Live);
+    let only_live = RequestContext::new().require_environment(Environment::Live);
+    assert_eq!(f.rejection(test.expose_secret(), &only_live), Some(Rejection::WrongEnvironment));
+    assert_eq!(Rejection::WrongEnvironment.http_status(), 403);
+}
+
+#[test]
+fn a_forged_secret_with_a_real_id_is_unknown() {
+    let f = fx(Policy::default());
+    let real = f.create(NewKey::secret(f.owner.clone(), "r"));
+    let format = api_keys::KeyFormat::default();
+    let id = format.parse(real.expose_secret()).unwrap().id();
+    // Build a well-formed token with the real id and another secret: the
+    // checksum is public, so this passes the offline checks.
+    let other = format.generate(KeyKind::Secret, Environment::Live).unwrap();
+    let body_start = "sk_live_".len();
+    let mut forged = String::from("sk_live_");
+    forged.push_str(&id.to_string());
+    forged.push_str(&other.token.expose_secret()[body_start + 22..body_start + 22 + 44]);
+    let crc = crc32(forged.as_bytes());
+    forged.push_str(&base62_u32(crc));
+    assert!(format.parse(&forged).is_ok(), "forged token is well-formed");
+    assert_eq!(f.rejection(&forged, &RequestContext::new()), Some(Rejection::UnknownKey));
+    // The same secret in the other environment is another key entirely.
+    let flipped_env = real.expose_secret().replacen("sk_live_", "sk_test_", 1);
+    let mut flipped = flipped_env[..flipped_env.len() - 6].to_owned();
+    let crc = crc32(flipped.as_bytes());
+    flipped.push_str(&base62_u32(crc));
+    assert_eq!(f.rejection(&flipped, &RequestContext::new()), Some(Rejection::UnknownKey));
+}
+
+fn crc32(bytes: &[u8]) -> u32 {
+    // Bitwise CRC-32 (IEEE), independent of the crate's implementation.
+    let mut crc = !0u32;
+    for &b in bytes {
+        crc ^= u32::from(b);
+        for _ in 0..8 {
+            crc = if crc & 1 == 1 { (crc >> 1) ^ 0xEDB8_8320 } else { crc >> 1 };
+        }
+    }
+    !crc
+}
+
+fn base62_u32(mut v: u32) -> String {
+    const A: &[u8] = b"0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz";
+    let mut out = [b'0'; 6];
+    for slot in out.iter_mut().rev() {
+        *slot = A[(v % 62) as usize];
+        v /= 62;
+    }
+    String::from_utf8(out.to_vec()).unwrap()
+}
+
+#[test]
+fn kinds_and_scopes() {
+    let policy = Policy {
+        publishable_scopes: Scopes::new(["catalog:read", "checkout:create"]).unwrap(),
+        ..Policy::default()
+    };
+    let f = fx(policy);
+    let pk = f.create(NewKey::publishable(f.owner.clone(), "browser"));
+    let narrow_pk = f.create(
+        NewKey::publishable(f.owner.clone(), "narrow")
+            .scopes(Scopes::new(["catalog:read"]).unwrap()),
+    );
+    let sk = f.create(NewKey::secret(f.owner.clone(), "server"));
+    let restricted = f.create(
+        NewKey::secret(f.owner.clone(), "restricted")
+            .scopes(Scopes::new(["refunds:write"]).unwrap()),
+    );
+    let need = |s: &'static [&'static str]| RequestContext::new().require_scopes(s);
+    // Publishable keys: only publishable-safe scopes.
+    assert_eq!(f.rejection(pk.expose_secret(), &need(&["catalog:read", "checkout:create"])), None);
+    assert_eq!(
+        f.rejection(pk.expose_secret(), &need(&["refunds:write"])),
+        Some(Rejection::MissingScope)
+    );
+    assert_eq!(
+        f.rejection(narrow_pk.expose_secret(), &need(&["checkout:create"])),
+        Some(Rejection::MissingScope)
+    );
+    // A secret key without scopes is unrestricted; a restricted one is not.
+    assert_eq!(f.rejection(sk.expose_secret(), &need(&["refunds:write", "anything"])), None);
+    assert_eq!(f.rejection(restricted.expose_secret(), &need(&["refunds:write"])), None);
+    assert_eq!(
+        f.rejection(restricted.expose_secret(), &need(&["refunds:write", "charges:write"])),
+        Some(Rejection::MissingScope)
+    );
+    // Endpoints that require a secret key refuse publishable ones (offline).
+    let secret_only = RequestContext::new().require_kind(KeyKind::Secret);
+    assert_eq!(f.rejection(pk.expose_secret(), &secret_only), Some(Rejection::WrongKind));
+    assert_eq!(f.rejection(sk.expose_secret(), &secret_only), None);
+    assert_eq!(Rejection::MissingScope.http_status(), 403);
+}
+
+#[test]
+fn ip_allow_list_through_the_manager() {
+    let f = fx(Policy::default());
+    let t = f.create(
+        NewKey::secret(f.owner.clone(), "ips")
+            .allowed_ips(IpAllowList::parse("203.0.113.0/24, 2001:db8::1").unwrap()),
+    );
+    let at = |ip: &str| RequestContext::new().peer_ip(ip.parse().unwrap());
+    assert_eq!(f.rejection(t.expose_secret(), &at("203.0.113.9")), None);
+    assert_eq!(f.rejection(t.expose_secret(), &at("::ffff:203.0.113.9")), None, "mapped v4");
+    assert_eq!(f.rejection(t.expose_secret(), &at("2001:db8::1")), None);
+    assert_eq!(
+        f.rejection(t.expose_secret(), &at("203.0.114.1")),
+        Some(Rejection::IpNotAllowed)
+    );
+    assert_eq!(
+        f.rejection(t.expose_secret(), &RequestContext::new()),
+        Some(Rejection::IpNotAllowed),
+        "no peer address with a list = refused"
+    );
+    let any = f.create(NewKey::secret(f.owner.clone(), "any").allowed_ips(IpAllowList::parse(" ").unwrap()));
+    assert_eq!(f.rejection(any.expose_secret(), &RequestContext::new()), None, "blank = any");
+    assert_eq!(Rejection::IpNotAllowed.http_status(), 403);
+}
+
+#[test]
+fn domain_allow_list_through_the_manager() {
+    let f = fx(Policy::default());
+    let t = f.create(
+        NewKey::publishable(f.owner.clone(), "web")
+            .allowed_domains(DomainAllowList::new(["shop.example.com", "*.example.org"]).unwrap()),
+    );
+    let tok = t.expose_secret();
+    let origin = |o: &'static str| RequestContext::new().origin(HeaderField::Single(o.as_bytes()));
+    assert_eq!(f.rejection(tok, &origin("https://shop.example.com")), None);
+    assert_eq!(f.rejection(tok, &origin("https://a.example.org")), None);
+    for bad in [
+        "https://evil.example.com",
+        "https://example.org",
+        "https://shop.example.com.evil.com",
+        "http://shop.example.com",
+        "null",
+        "",
+    ] {
+        assert_eq!(f.rejection(tok, &origin(bad)), Some(Rejection::OriginNotAllowed), "{bad}");
+    }
+    // Referer only when Origin is absent; Origin decides when present.
+    let referer = RequestContext::new()
+        .referer(HeaderField::Single(b"https://shop.example.com/cart?x=1"));
+    assert_eq!(f.rejection(tok, &referer), None);
+    assert_eq!(
+        f.rejection(tok, &referer.origin(HeaderField::Single(b"https://evil.com"))),
+        Some(Rejection::OriginNotAllowed)
+    );
+    assert_eq!(
+        f.rejection(tok, &RequestContext::new()),
+        Some(Rejection::OriginNotAllowed),
+        "neither header"
+    );
+    assert_eq!(
+        f.rejection(tok, &RequestContext::new().origin(HeaderField::Repeated)),
+        Some(Rejection::OriginNotAllowed)
+    );
+}
+
+#[test]
+fn refused_requests_write_nothing_and_touch_is_rate_limited() {
+    let f = fx(Policy::default());
+    let t = f.create(
+        NewKey::secret(f.owner.clone(), "w")
+            .allowed_ips(IpAllowList::parse("10.0.0.1").unwrap())
+            .scopes(Scopes::new(["a"]).unwrap()),
+    );
+    let writes = f.writes();
+    let outside = RequestContext::new().peer_ip("10.0.0.2".parse().unwrap());
+    let scope = RequestContext::new()
+        .peer_ip("10.0.0.1".parse().unwrap())
+        .require_scopes(&["b"]);
+    for _ in 0..3 {
+        assert!(f.keys.verify(t.expose_secret(), &outside).is_err());
+        assert!(f.keys.verify(t.expose_secret(), &scope).is_err());
+    }
+    assert_eq!(f.writes(), writes, "a refused request wrote to the store");
+    let inside = RequestContext::new().peer_ip("10.0.0.1".parse().unwrap());
+    let v = f.keys.verify(t.expose_secret(), &inside).unwrap();
+    assert!(v.touched());
+    assert_eq!(f.writes(), writes + 1);
+    // Within the touch interval: no more writes.
+    f.clock.advance(Duration::seconds(59));
+    assert!(!f.keys.verify(t.expose_secret(), &inside).unwrap().touched());
+    assert_eq!(f.writes(), writes + 1);
+    f.clock.advance(Duration::seconds(1));
+    assert!(f.keys.verify(t.expose_secret(), &inside).unwrap().touched());
+    assert_eq!(f.writes(), writes + 2);
+}
+
+#[test]
+fn rejection_names_and_statuses_are_stable() {
+    use Rejection::*;
+    let table = [
+        (Malformed, "malformed", 401),
+        (UnknownKey, "unknown_key", 401),
+        (Revoked, "revoked", 401),
+        (Inactive, "inactive", 401),
+        (Expired, "expired", 401),
+        (GraceEnded, "grace_ended", 401),
+        (NotYetValid, "not_yet_valid", 401),
+        (WrongEnvironment, "wrong_environment", 403),
+        (WrongKind, "wrong_kind", 403),
+        (MissingScope, "missing_scope", 403),
+        (OriginNotAllowed, "origin_not_allowed", 403),
+        (IpNotAllowed, "ip_not_allowed", 403),
+        (SigningKeyAsBearer, "signing_key_as_bearer", 401),
+        (NotASigningKey, "not_a_signing_key", 401),
+        (BadSignature, "bad_signature", 401),
+        (BodyTooLarge, "body_too_large", 413),
+        (StaleRequest, "stale_request", 401),
+        (Replayed, "replayed", 401),
+    ];
+    for (r, name, status) in table {
+        assert_eq!(r.as_str(), name);
+        assert_eq!(r.http_status(), status, "{name}");
+        assert_eq!(r.to_string(), name);
+    }
+    // Clients cannot tell unknown from revoked.
+    assert_eq!(UnknownKey.public_code(), Revoked.public_code());
+    let e = VerifyError::from(Revoked);
+    assert_eq!(e.http_status(), 401);
+}
