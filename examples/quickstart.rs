@@ -102,9 +102,16 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             &good.require_environment(Environment::Test),
         ),
     );
-    let mut typo = token.expose_secret().to_owned();
-    typo.pop();
-    typo.push('x');
+    // One mistyped character in the middle of the body.
+    let typo: String = token
+        .expose_secret()
+        .char_indices()
+        .map(|(i, c)| match (i, c) {
+            (20, 'a') => 'b',
+            (20, _) => 'a',
+            _ => c,
+        })
+        .collect();
     show("with a typo (refused offline)", &keys.verify(&typo, &good));
 
     println!("\n4. Roll: new secret, the old key keeps working for 12 hours");

@@ -441,7 +441,11 @@ impl Engine {
         }
         record
             .allowed_domains
-            .check(request.origin, request.referer, self.policy.allow_http_origins)
+            .check(
+                request.origin,
+                request.referer,
+                self.policy.allow_http_origins,
+            )
             .map_err(|_| Rejection::OriginNotAllowed)?;
         let touch = match record.last_used_at {
             None => true,

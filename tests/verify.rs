@@ -74,7 +74,10 @@ impl Fx {
         self.keys.create(&self.admin, spec).unwrap().token
     }
     fn rejection(&self, token: &str, ctx: &RequestContext<'_>) -> Option<Rejection> {
-        self.keys.verify(token, ctx).err().and_then(|e| e.rejection())
+        self.keys
+            .verify(token, ctx)
+            .err()
+            .and_then(|e| e.rejection())
     }
     fn gets(&self) -> usize {
         self.keys.store().gets.load(Ordering::SeqCst)
@@ -86,7 +89,10 @@ impl Fx {
 
 #[test]
 fn offline_refusals_never_reach_the_store() {
-    let f = fx(Policy { environment: Some(Environment::Live), ..Policy::default() });
+    let f = fx(Policy {
+        environment: Some(Environment::Live),
+        ..Policy::default()
+    });
     let test_key = f.create(NewKey::secret(f.owner.clone(), "t").environment(Environment::Test));
     let live = f.create(NewKey::publishable(f.owner.clone(), "p"));
     let t = live.expose_secret();
@@ -96,8 +102,16 @@ fn offline_refusals_never_reach_the_store() {
     let cases: Vec<(String, RequestContext<'_>, Rejection)> = vec![
         (bad_checksum, RequestContext::new(), Rejection::Malformed),
         (String::new(), RequestContext::new(), Rejection::Malformed),
-        (format!("Bearer {t}"), RequestContext::new(), Rejection::Malformed),
-        (t[..t.len() - 1].to_owned(), RequestContext::new(), Rejection::Malformed),
+        (
+            format!("Bearer {t}"),
+            RequestContext::new(),
+            Rejection::Malformed,
+        ),
+        (
+            t[..t.len() - 1].to_owned(),
+            RequestContext::new(),
+            Rejection::Malformed,
+        ),
         ("é".repeat(40), RequestContext::new(), Rejection::Malformed),
         (
             test_key.expose_secret().to_owned(),
@@ -136,12 +150,21 @@ fn the_key_decides_the_environment() {
     let f = fx(Policy::default());
     let test = f.create(NewKey::secret(f.owner.clone(), "t").environment(Environment::Test));
     let live = f.create(NewKey::secret(f.owner.clone(), "l"));
-    let v = f.keys.verify(test.expose_secret(), &RequestContext::new()).unwrap();
+    let v = f
+        .keys
+        .verify(test.expose_secret(), &RequestContext::new())
+        .unwrap();
     assert_eq!(v.environment(), Environment::Test);
-    let v = f.keys.verify(live.expose_secret(), &RequestContext::new()).unwrap();
+    let v = f
+        .keys
+        .verify(live.expose_secret(), &RequestContext::new())
+        .unwrap();
     assert_eq!(v.environment(), Environment::Live);
     let only_live = RequestContext::new().require_environment(Environment::Live);
-    assert_eq!(f.rejection(test.expose_secret(), &only_live), Some(Rejection::WrongEnvironment));
+    assert_eq!(
+        f.rejection(test.expose_secret(), &only_live),
+        Some(Rejection::WrongEnvironment)
+    );
     assert_eq!(Rejection::WrongEnvironment.http_status(), 403);
 }
 
@@ -161,13 +184,19 @@ fn a_forged_secret_with_a_real_id_is_unknown() {
     let crc = crc32(forged.as_bytes());
     forged.push_str(&base62_u32(crc));
     assert!(format.parse(&forged).is_ok(), "forged token is well-formed");
-    assert_eq!(f.rejection(&forged, &RequestContext::new()), Some(Rejection::UnknownKey));
+    assert_eq!(
+        f.rejection(&forged, &RequestContext::new()),
+        Some(Rejection::UnknownKey)
+    );
     // The same secret in the other environment is another key entirely.
     let flipped_env = real.expose_secret().replacen("sk_live_", "sk_test_", 1);
     let mut flipped = flipped_env[..flipped_env.len() - 6].to_owned();
     let crc = crc32(flipped.as_bytes());
     flipped.push_str(&base62_u32(crc));
-    assert_eq!(f.rejection(&flipped, &RequestContext::new()), Some(Rejection::UnknownKey));
+    assert_eq!(
+        f.rejection(&flipped, &RequestContext::new()),
+        Some(Rejection::UnknownKey)
+    );
 }
 
 fn crc32(bytes: &[u8]) -> u32 {
@@ -176,7 +205,11 @@ fn crc32(bytes: &[u8]) -> u32 {
     for &b in bytes {
         crc ^= u32::from(b);
         for _ in 0..8 {
-            crc = if crc & 1 == 1 { (crc >> 1) ^ 0xEDB8_8320 } else { crc >> 1 };
+            crc = if crc & 1 == 1 {
+                (crc >> 1) ^ 0xEDB8_8320
+            } else {
+                crc >> 1
+            };
         }
     }
     !crc
@@ -211,7 +244,13 @@ fn kinds_and_scopes() {
     );
     let need = |s: &'static [&'static str]| RequestContext::new().require_scopes(s);
     // Publishable keys: only publishable-safe scopes.
-    assert_eq!(f.rejection(pk.expose_secret(), &need(&["catalog:read", "checkout:create"])), None);
+    assert_eq!(
+        f.rejection(
+            pk.expose_secret(),
+            &need(&["catalog:read", "checkout:create"])
+        ),
+        None
+    );
     assert_eq!(
         f.rejection(pk.expose_secret(), &need(&["refunds:write"])),
         Some(Rejection::MissingScope)
@@ -221,15 +260,27 @@ fn kinds_and_scopes() {
         Some(Rejection::MissingScope)
     );
     // A secret key without scopes is unrestricted; a restricted one is not.
-    assert_eq!(f.rejection(sk.expose_secret(), &need(&["refunds:write", "anything"])), None);
-    assert_eq!(f.rejection(restricted.expose_secret(), &need(&["refunds:write"])), None);
     assert_eq!(
-        f.rejection(restricted.expose_secret(), &need(&["refunds:write", "charges:write"])),
+        f.rejection(sk.expose_secret(), &need(&["refunds:write", "anything"])),
+        None
+    );
+    assert_eq!(
+        f.rejection(restricted.expose_secret(), &need(&["refunds:write"])),
+        None
+    );
+    assert_eq!(
+        f.rejection(
+            restricted.expose_secret(),
+            &need(&["refunds:write", "charges:write"])
+        ),
         Some(Rejection::MissingScope)
     );
     // Endpoints that require a secret key refuse publishable ones (offline).
     let secret_only = RequestContext::new().require_kind(KeyKind::Secret);
-    assert_eq!(f.rejection(pk.expose_secret(), &secret_only), Some(Rejection::WrongKind));
+    assert_eq!(
+        f.rejection(pk.expose_secret(), &secret_only),
+        Some(Rejection::WrongKind)
+    );
     assert_eq!(f.rejection(sk.expose_secret(), &secret_only), None);
     assert_eq!(Rejection::MissingScope.http_status(), 403);
 }
@@ -243,7 +294,11 @@ fn ip_allow_list_through_the_manager() {
     );
     let at = |ip: &str| RequestContext::new().peer_ip(ip.parse().unwrap());
     assert_eq!(f.rejection(t.expose_secret(), &at("203.0.113.9")), None);
-    assert_eq!(f.rejection(t.expose_secret(), &at("::ffff:203.0.113.9")), None, "mapped v4");
+    assert_eq!(
+        f.rejection(t.expose_secret(), &at("::ffff:203.0.113.9")),
+        None,
+        "mapped v4"
+    );
     assert_eq!(f.rejection(t.expose_secret(), &at("2001:db8::1")), None);
     assert_eq!(
         f.rejection(t.expose_secret(), &at("203.0.114.1")),
@@ -254,8 +309,14 @@ fn ip_allow_list_through_the_manager() {
         Some(Rejection::IpNotAllowed),
         "no peer address with a list = refused"
     );
-    let any = f.create(NewKey::secret(f.owner.clone(), "any").allowed_ips(IpAllowList::parse(" ").unwrap()));
-    assert_eq!(f.rejection(any.expose_secret(), &RequestContext::new()), None, "blank = any");
+    let any = f.create(
+        NewKey::secret(f.owner.clone(), "any").allowed_ips(IpAllowList::parse(" ").unwrap()),
+    );
+    assert_eq!(
+        f.rejection(any.expose_secret(), &RequestContext::new()),
+        None,
+        "blank = any"
+    );
     assert_eq!(Rejection::IpNotAllowed.http_status(), 403);
 }
 
@@ -278,14 +339,21 @@ fn domain_allow_list_through_the_manager() {
         "null",
         "",
     ] {
-        assert_eq!(f.rejection(tok, &origin(bad)), Some(Rejection::OriginNotAllowed), "{bad}");
+        assert_eq!(
+            f.rejection(tok, &origin(bad)),
+            Some(Rejection::OriginNotAllowed),
+            "{bad}"
+        );
     }
     // Referer only when Origin is absent; Origin decides when present.
-    let referer = RequestContext::new()
-        .referer(HeaderField::Single(b"https://shop.example.com/cart?x=1"));
+    let referer =
+        RequestContext::new().referer(HeaderField::Single(b"https://shop.example.com/cart?x=1"));
     assert_eq!(f.rejection(tok, &referer), None);
     assert_eq!(
-        f.rejection(tok, &referer.origin(HeaderField::Single(b"https://evil.com"))),
+        f.rejection(
+            tok,
+            &referer.origin(HeaderField::Single(b"https://evil.com"))
+        ),
         Some(Rejection::OriginNotAllowed)
     );
     assert_eq!(

@@ -1,0 +1,45 @@
+//! The verify path allocates nothing: a counting global allocator (in this
+//! test binary only) sees zero allocations across accepted and refused
+//! verifications, sync and async.
+use api_keys::{Actor, KeyManager, MemoryKeyStore, NewKey, OwnerId, Policy, RequestContext};
+use stats_alloc::{INSTRUMENTED_SYSTEM, Region, StatsAlloc};
+use std::alloc::System;
+use time::Duration;
+
+#[global_allocator]
+static GLOBAL: &StatsAlloc<System> = &INSTRUMENTED_SYSTEM;
+
+#[test]
+fn verify_does_not_allocate() {
+    // Touch interval large enough that no last-used write (which clones a
+    // record) happens inside the measured region.
+    let keys = KeyManager::builder(MemoryKeyStore::new())
+        .policy(Policy {
+            touch_interval: Duration::days(1),
+            ..Policy::default()
+        })
+        .build()
+        .unwrap();
+    let owner = OwnerId::new("acct").unwrap();
+    let token = keys
+        .create(&Actor::system(), NewKey::secret(owner, "k"))
+        .unwrap()
+        .token;
+    let ctx = RequestContext::new().require_scopes(&["a"]);
+    // Warm up: first use writes last_used_at.
+    keys.verify(token.expose_secret(), &ctx).unwrap();
+    let mut bad = token.expose_secret().to_owned();
+    bad.replace_range(10..11, if &bad[10..11] == "A" { "B" } else { "A" });
+
+    let region = Region::new(GLOBAL);
+    for _ in 0..1000 {
+        let ok = keys.verify(token.expose_secret(), &ctx);
+        assert!(ok.is_ok());
+        drop(ok);
+        let refused = keys.verify(&bad, &ctx);
+        assert!(refused.is_err());
+    }
+    let stats = region.change();
+    assert_eq!(stats.allocations, 0, "verify allocated: {stats:?}");
+    assert_eq!(stats.reallocations, 0);
+}
