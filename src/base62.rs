@@ -11,8 +11,32 @@
 
 const ALPHABET: &[u8; 62] = b"0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz";
 
+/// Characters per chunk length 0..=16, computed at compile time.
+#[expect(
+    clippy::indexing_slicing,
+    reason = "compile-time evaluation; n ranges over 0..=16 and the table has 17 entries"
+)]
+const WIDTHS: [usize; 17] = {
+    let mut t = [0usize; 17];
+    let mut n = 0;
+    while n <= 16 {
+        t[n] = compute_width(n);
+        n += 1;
+    }
+    t
+};
+
 /// The number of base62 characters that encode `n` bytes (`n <= 16`).
+#[inline]
+#[expect(
+    clippy::indexing_slicing,
+    reason = "guarded by n <= 16; the table has 17 entries (slice::get is not const)"
+)]
 pub(crate) const fn chunk_width(n: usize) -> usize {
+    if n <= 16 { WIDTHS[n] } else { 0 }
+}
+
+const fn compute_width(n: usize) -> usize {
     // Smallest w with 62^w >= 256^n, computed with saturating u128 arithmetic.
     let mut w = 0usize;
     let mut cap: u128 = 1;

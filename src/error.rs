@@ -323,6 +323,9 @@ pub enum Error {
     /// [`SealingKeyRing`](crate::SealingKeyRing).
     #[error("signing keys need a sealing key ring")]
     NoSealingKeys,
+    /// The replay cache could not check or record a nonce (fail closed).
+    #[error(transparent)]
+    ReplayCache(#[from] crate::replay::ReplayCacheError),
     /// A synchronous store returned a pending future (cannot happen with a
     /// correct [`KeyStore`](crate::KeyStore)).
     #[error("a synchronous store did not complete")]

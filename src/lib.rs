@@ -17,6 +17,7 @@ pub mod replay;
 mod request;
 pub mod sealing;
 mod secret;
+mod signed;
 pub mod signing;
 mod store;
 #[cfg(feature = "test-util")]
@@ -39,9 +40,15 @@ pub use policy::{DEFAULT_GRACE, Policy};
 pub use record::{
     Actor, KeyRecord, KeyStatus, MAX_ID_LEN, MAX_NAME_CHARS, MAX_TEXT_CHARS, OwnerId, Scopes,
 };
+pub use replay::{MemoryReplayCache, ReplayCache, ReplayCacheError};
 pub use request::{Decision, RequestContext, VerifiedKey};
-pub use sealing::{SealedSecret, SealingKey, SealingKeyRing};
+pub use sealing::{SealedSecret, SealingError, SealingKey, SealingKeyRing};
 pub use secret::{MAX_SECRET_BYTES, MIN_SECRET_BYTES, Token};
+pub use signed::SignedRequest;
+pub use signing::{
+    HexCase, KEY_HEADER, NONCE_HEADER, RequestHead, RequestSigner, SIGNATURE_HEADER,
+    SignatureConfig, SignedHeaders, SigningKey, TIMESTAMP_HEADER,
+};
 pub use store::{AsyncKeyStore, KeyStore, MemoryKeyStore, RollPlan, WriteCondition};
 pub use token::{
     CHECKSUM_CHARS, KEY_ID_BYTES, KEY_ID_CHARS, KeyFormat, KeyFormatBuilder, KeyId, MAX_PREFIX_LEN,

@@ -15,9 +15,11 @@ use crate::events::{EventKind, EventSink, KeyEvent};
 use crate::hash::Pepper;
 use crate::policy::Policy;
 use crate::record::{Actor, KeyRecord, OwnerId};
+use crate::replay::{MemoryReplayCache, ReplayCache};
 use crate::request::{Decision, RequestContext, VerifiedKey};
 use crate::sealing::SealingKeyRing;
 use crate::secret::Token;
+use crate::signed::{SignedRequest, SigningKeyCache};
 use crate::store::{AsyncKeyStore, KeyStore, Ready, WriteCondition, complete_now};
 use crate::token::{KeyFormat, KeyId};
 use rand::TryCryptoRng;
@@ -60,6 +62,8 @@ pub struct KeyManager<S> {
     engine: Engine,
     clock: Arc<dyn Clock>,
     events: Option<Arc<dyn EventSink>>,
+    replay: Arc<dyn ReplayCache>,
+    signing_keys: SigningKeyCache,
 }
 
 impl<S> core::fmt::Debug for KeyManager<S> {
@@ -82,6 +86,7 @@ pub struct KeyManagerBuilder<S> {
     previous_peppers: Vec<Pepper>,
     sealing: Option<SealingKeyRing>,
     events: Option<Arc<dyn EventSink>>,
+    replay: Option<Arc<dyn ReplayCache>>,
 }
 
 impl<S> core::fmt::Debug for KeyManagerBuilder<S> {
@@ -152,6 +157,15 @@ impl<S> KeyManagerBuilder<S> {
         self
     }
 
+    /// Where the replay-protected signing mode records nonces (default: a
+    /// [`MemoryReplayCache`], which only protects one process: servers that
+    /// share keys need a shared cache).
+    #[must_use]
+    pub fn replay_cache(mut self, cache: impl ReplayCache + 'static) -> Self {
+        self.replay = Some(Arc::new(cache));
+        self
+    }
+
     /// Validates the configuration.
     ///
     /// # Errors
@@ -171,6 +185,10 @@ impl<S> KeyManagerBuilder<S> {
             engine,
             clock: self.clock,
             events: self.events,
+            replay: self
+                .replay
+                .unwrap_or_else(|| Arc::new(MemoryReplayCache::default())),
+            signing_keys: SigningKeyCache::default(),
         })
     }
 }
@@ -185,6 +203,8 @@ impl<S> KeyManager<S> {
             engine: Engine::defaults(),
             clock: Arc::new(SystemClock),
             events: None,
+            replay: Arc::new(MemoryReplayCache::default()),
+            signing_keys: SigningKeyCache::default(),
         }
     }
 
@@ -200,6 +220,7 @@ impl<S> KeyManager<S> {
             previous_peppers: Vec::new(),
             sealing: None,
             events: None,
+            replay: None,
         }
     }
 
@@ -405,6 +426,93 @@ impl<S> KeyManager<S> {
                 Err(e)
             }
         }
+    }
+
+    async fn verify_signed_in<A: AsyncKeyStore + ?Sized>(
+        &self,
+        store: &A,
+        request: &SignedRequest<'_>,
+        context: &RequestContext<'_>,
+    ) -> Result<VerifiedKey, VerifyError> {
+        let now = self.clock.now();
+        let id = self.engine.precheck_signed(request)?;
+        let record = store.get(&id).await?.ok_or(Rejection::UnknownKey)?;
+        if record.id != id {
+            return Err(Rejection::UnknownKey.into());
+        }
+        let key = self.signing_keys.get_or_prepare(&self.engine, &record)?;
+        match self
+            .engine
+            .decide_signed(&record, &key, request, context, now, self.replay.as_ref())
+        {
+            Ok(decision) => {
+                self.after_accept(store, &record, decision, now).await;
+                Ok(VerifiedKey::new(record, decision))
+            }
+            Err(e) => {
+                self.after_refusal(&e, &record, now);
+                Err(e)
+            }
+        }
+    }
+
+    async fn reseal_in<A: AsyncKeyStore + ?Sized>(
+        &self,
+        store: &A,
+        actor: &Actor,
+        id: &KeyId,
+    ) -> Result<KeyRecord, Error> {
+        let now = self.clock.now();
+        let ring = self.engine.sealing().ok_or(Error::NoSealingKeys)?;
+        for _ in 0..CAS_ATTEMPTS {
+            let current = self.get_in(store, id).await?;
+            let Some(sealed) = current.sealed_secret.as_ref() else {
+                return Ok((*current).clone());
+            };
+            if !ring.needs_reseal(sealed) {
+                return Ok((*current).clone());
+            }
+            if current.status == crate::record::KeyStatus::Revoked {
+                return Err(Error::Revoked(*id));
+            }
+            let mut next = (*current).clone();
+            next.sealed_secret =
+                Some(ring.reseal(id.as_bytes(), sealed, &mut rand::rngs::SysRng)?);
+            next.version = current.version.checked_add(1).ok_or(Error::Conflict(*id))?;
+            match store
+                .update(&next, current.version, WriteCondition::Always)
+                .await
+            {
+                Ok(()) => {
+                    self.signing_keys.forget(id);
+                    self.emit(EventKind::Updated, &next, Some(actor), now, None);
+                    return Ok(next);
+                }
+                Err(e) if e.kind() == StoreErrorKind::Conflict => {}
+                Err(e) => return Err(map_write(e, *id)),
+            }
+        }
+        Err(Error::Conflict(*id))
+    }
+
+    async fn needing_reseal_in<A: AsyncKeyStore + ?Sized>(
+        &self,
+        store: &A,
+        owner: &OwnerId,
+    ) -> Result<Vec<KeyId>, Error> {
+        let ring = self.engine.sealing().ok_or(Error::NoSealingKeys)?;
+        Ok(self
+            .list_in(store, owner)
+            .await?
+            .iter()
+            .filter(|r| {
+                r.status != crate::record::KeyStatus::Revoked
+                    && r.sealed_secret
+                        .as_ref()
+                        .is_some_and(|s| ring.needs_reseal(s))
+            })
+            .map(|r| r.id)
+            .collect())
     }
 
     /// Side effects of an accepted request, after every check that can
@@ -675,4 +783,52 @@ impl<S: AsyncKeyStore> KeyManager<S> {
     ) -> Result<RolledKey, Error> {
         self.roll_in(&self.store, actor, id, options, rng).await
     }
+}
+
+both! {
+    /// Verifies a signed request (CoinsPaid's scheme): the key id from
+    /// `X-Processing-Key`, HMAC-SHA512 of the exact raw body in
+    /// `X-Processing-Signature` (128 lower-case hex characters), or the
+    /// replay-protected mode when the policy requires it. Offline checks
+    /// first (id form, signature form, body size), then one store lookup,
+    /// the signature (constant time, with the key's prepared HMAC state),
+    /// then status, time, environment, kind, scopes, IP and origin — the
+    /// same checks as bearer verification. During a roll's grace both the
+    /// old and the new key verify, each under its own key id.
+    ///
+    /// # Errors
+    ///
+    /// [`VerifyError::Rejected`] ([`Rejection::BadSignature`],
+    /// [`Rejection::NotASigningKey`], [`Rejection::BodyTooLarge`],
+    /// [`Rejection::StaleRequest`], [`Rejection::Replayed`] and the bearer
+    /// rejections); [`VerifyError::Store`] / [`VerifyError::Failed`] when
+    /// the service cannot decide (fail closed).
+    fn verify_signed / verify_signed_async(request: &SignedRequest<'_>, context: &RequestContext<'_>)
+        -> Result<VerifiedKey, VerifyError>
+        => verify_signed_in(request, context);
+}
+
+both! {
+    /// Re-seals a signing key's secret under the current sealing key (after
+    /// a sealing-key rotation). Idempotent; a no-op for bearer keys.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::NoSealingKeys`], [`Error::Sealing`] (the old version is no
+    /// longer configured), [`Error::Revoked`], [`Error::NotFound`],
+    /// [`Error::Store`].
+    fn reseal / reseal_async(actor: &Actor, id: &KeyId) -> Result<KeyRecord, Error>
+        => reseal_in(actor, id);
+}
+
+both! {
+    /// The owner's live signing keys still sealed under an older sealing
+    /// key version: re-seal them with [`reseal`](Self::reseal) before
+    /// retiring that version.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::NoSealingKeys`], [`Error::Store`].
+    fn keys_needing_reseal / keys_needing_reseal_async(owner: &OwnerId) -> Result<Vec<KeyId>, Error>
+        => needing_reseal_in(owner);
 }

@@ -4,6 +4,7 @@
 use crate::environment::Environment;
 use crate::error::ConfigError;
 use crate::record::Scopes;
+use crate::signing::SignatureConfig;
 use time::Duration;
 
 /// The default grace window of a roll: the old key keeps working for 12
@@ -46,8 +47,12 @@ pub struct Policy {
     /// Write `last_used_at` at most once per this interval per key.
     /// Default: 60 seconds.
     pub touch_interval: Duration,
-    /// Largest signed body accepted; checked before hashing. Default: 1 MiB.
-    pub max_signed_body: usize,
+    /// Request signing: the largest signed body (checked before hashing,
+    /// default 1 MiB), the accepted hex case of the signature header
+    /// (default lower-case only, as the vendor documents), and whether the
+    /// replay-protected mode is required (default: no, the vendor-compatible
+    /// body-only mode).
+    pub signatures: SignatureConfig,
 }
 
 impl Default for Policy {
@@ -60,7 +65,7 @@ impl Default for Policy {
             allow_http_origins: false,
             environment: None,
             touch_interval: Duration::seconds(60),
-            max_signed_body: 1 << 20,
+            signatures: SignatureConfig::default(),
         }
     }
 }

@@ -165,6 +165,31 @@ pub struct KeyFormat {
     secret_prefix: String,
     publishable_prefix: String,
     secret_bytes: usize,
+    /// Derived lengths, computed once: body, secret-key token, publishable
+    /// token.
+    lens: Lengths,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+struct Lengths {
+    body: usize,
+    secret_chars: usize,
+    secret_token: usize,
+    publishable_token: usize,
+}
+
+impl Lengths {
+    fn of(secret_prefix: &str, publishable_prefix: &str, secret_bytes: usize) -> Self {
+        let secret_chars = base62::encoded_len(secret_bytes);
+        let body = KEY_ID_CHARS + secret_chars + CHECKSUM_CHARS;
+        let token = |p: &str| p.len() + 1 + ENV_CHARS + 1 + body;
+        Self {
+            body,
+            secret_chars,
+            secret_token: token(secret_prefix),
+            publishable_token: token(publishable_prefix),
+        }
+    }
 }
 
 impl Default for KeyFormat {
@@ -173,6 +198,7 @@ impl Default for KeyFormat {
             secret_prefix: "sk".to_owned(),
             publishable_prefix: "pk".to_owned(),
             secret_bytes: MAX_SECRET_BYTES,
+            lens: Lengths::of("sk", "pk", MAX_SECRET_BYTES),
         }
     }
 }
@@ -215,7 +241,7 @@ impl KeyFormatBuilder {
     /// prefix, [`ConfigError::SecretLength`] for a secret shorter than 160
     /// bits or longer than 32 bytes.
     pub fn build(self) -> Result<KeyFormat, ConfigError> {
-        let f = self.format;
+        let mut f = self.format;
         validate_prefix(&f.secret_prefix)?;
         validate_prefix(&f.publishable_prefix)?;
         if f.secret_prefix == f.publishable_prefix {
@@ -226,6 +252,7 @@ impl KeyFormatBuilder {
                 bytes: f.secret_bytes,
             });
         }
+        f.lens = Lengths::of(&f.secret_prefix, &f.publishable_prefix, f.secret_bytes);
         Ok(f)
     }
 }
@@ -281,13 +308,16 @@ impl KeyFormat {
     /// Characters in a token body (id, secret, checksum).
     #[must_use]
     pub fn body_len(&self) -> usize {
-        KEY_ID_CHARS + base62::encoded_len(self.secret_bytes) + CHECKSUM_CHARS
+        self.lens.body
     }
 
     /// The exact length of every token of `kind`.
     #[must_use]
     pub fn token_len(&self, kind: KeyKind) -> usize {
-        self.prefix(kind).len() + 1 + ENV_CHARS + 1 + self.body_len()
+        match kind {
+            KeyKind::Secret => self.lens.secret_token,
+            KeyKind::Publishable => self.lens.publishable_token,
+        }
     }
 
     /// The longest token this format produces; the parser refuses anything
@@ -384,9 +414,7 @@ impl KeyFormat {
     pub fn parse(&self, presented: &str) -> Result<PresentedKey, Rejection> {
         let bytes = presented.as_bytes();
         // O(1) length cap before any byte is read.
-        if bytes.len() != self.token_len(KeyKind::Secret)
-            && bytes.len() != self.token_len(KeyKind::Publishable)
-        {
+        if bytes.len() != self.lens.secret_token && bytes.len() != self.lens.publishable_token {
             return Err(Rejection::Malformed);
         }
         let body_len = self.body_len();
@@ -412,7 +440,7 @@ impl KeyFormat {
             return Err(Rejection::Malformed);
         };
 
-        let secret_chars = base62::encoded_len(self.secret_bytes);
+        let secret_chars = self.lens.secret_chars;
         let (id_text, rest) = body
             .split_at_checked(KEY_ID_CHARS)
             .ok_or(Rejection::Malformed)?;

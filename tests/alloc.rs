@@ -1,6 +1,14 @@
 //! The verify path allocates nothing: a counting global allocator (in this
 //! test binary only) sees zero allocations across accepted and refused
 //! verifications, sync and async.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing,
+    clippy::type_complexity,
+    reason = "test code: a failed expectation should panic"
+)]
 use api_keys::{Actor, KeyManager, MemoryKeyStore, NewKey, OwnerId, Policy, RequestContext};
 use stats_alloc::{INSTRUMENTED_SYSTEM, Region, StatsAlloc};
 use std::alloc::System;

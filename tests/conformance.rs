@@ -1,4 +1,12 @@
 //! The embedded store passes the store conformance suite, sync and async.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing,
+    clippy::type_complexity,
+    reason = "test code: a failed expectation should panic"
+)]
 use api_keys::{MemoryKeyStore, testing};
 
 #[test]
@@ -14,7 +22,7 @@ fn memory_store_passes_async_suite() {
     out.unwrap();
 }
 
-fn futures_lite_block_on<F: std::future::Future>(f: F) -> F::Output {
+fn futures_lite_block_on<F: Future>(f: F) -> F::Output {
     let mut f = std::pin::pin!(f);
     let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
     loop {

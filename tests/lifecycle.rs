@@ -1,6 +1,14 @@
 //! Key lifecycle through `KeyManager` on `MemoryKeyStore`, with a
 //! controllable clock: create, list, activate, deactivate, revoke, roll,
 //! update, expiry, events, the one-active-key rule, faults and races.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing,
+    clippy::type_complexity,
+    reason = "test code: a failed expectation should panic"
+)]
 use api_keys::testing::ManualClock;
 use api_keys::{
     Actor, Environment, Error, EventKind, KeyEvent, KeyId, KeyManager, KeyRecord, KeyStatus,

@@ -1,5 +1,13 @@
 //! The token format: committed vectors, round trips, and the offline parser
 //! under hostile input.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing,
+    clippy::type_complexity,
+    reason = "test code: a failed expectation should panic"
+)]
 use api_keys::{Engine, Environment, KeyFormat, KeyKind, NewKey, OwnerId, Policy, Rejection};
 use proptest::prelude::*;
 use rand::SeedableRng;
@@ -177,7 +185,7 @@ fn configuration_is_validated() {
     );
     assert!(
         KeyFormat::builder()
-            .secret_prefix(&"a".repeat(32))
+            .secret_prefix("a".repeat(32))
             .build()
             .is_ok()
     );

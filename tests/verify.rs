@@ -1,6 +1,14 @@
 //! Request verification through `KeyManager`: the order of checks, what
 //! reaches the store, environments, kinds, scopes, IP and domain lists, and
 //! side effects.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing,
+    clippy::type_complexity,
+    reason = "test code: a failed expectation should panic"
+)]
 use api_keys::testing::ManualClock;
 use api_keys::{
     Actor, DomainAllowList, Environment, HeaderField, IpAllowList, KeyId, KeyKind, KeyManager,

@@ -1,0 +1,258 @@
+//! Signed requests (`X-Processing-Key` + `X-Processing-Signature`): the
+//! request type, the pure decision, and the per-key cache of prepared HMAC
+//! states.
+
+use crate::engine::Engine;
+use crate::error::{Error, Rejection, VerifyError};
+use crate::record::KeyRecord;
+use crate::replay::ReplayCache;
+use crate::request::{Decision, RequestContext};
+use crate::signing::{
+    ReplayVerifyError, RequestHead, RequestSigner, SignatureRefusal, SigningKey,
+    parse_signature_header,
+};
+use crate::token::KeyFormat;
+use crate::token::KeyId;
+use std::collections::HashMap;
+use std::sync::{Arc, PoisonError, RwLock};
+use time::UtcDateTime;
+
+/// A signed request as the server received it: the raw header values and
+/// the exact raw body bytes. Nothing is copied.
+///
+/// ```
+/// use api_keys::SignedRequest;
+/// let req = SignedRequest::new(b"4oqXG47O0q0hcARxIYNCAG", b"03c25fcf", br#"{"currency":"BTC"}"#);
+/// # let _ = req;
+/// ```
+#[derive(Clone, Copy)]
+pub struct SignedRequest<'a> {
+    /// The raw `X-Processing-Key` value: the key id.
+    pub key: &'a [u8],
+    /// Signature, and for the replay-protected mode timestamp, nonce,
+    /// method and path.
+    pub head: RequestHead<'a>,
+    /// The raw body, exactly as received.
+    pub body: &'a [u8],
+}
+
+impl<'a> SignedRequest<'a> {
+    /// A vendor-compatible (body-only) signed request.
+    #[must_use]
+    pub fn new(key: &'a [u8], signature: &'a [u8], body: &'a [u8]) -> Self {
+        Self {
+            key,
+            head: RequestHead {
+                method: b"",
+                path: b"",
+                signature,
+                timestamp: b"",
+                nonce: b"",
+            },
+            body,
+        }
+    }
+
+    /// Adds the replay-protected mode's headers and the method and path the
+    /// signature binds.
+    #[must_use]
+    pub fn replay_protected(
+        mut self,
+        timestamp: &'a [u8],
+        nonce: &'a [u8],
+        method: &'a [u8],
+        path: &'a [u8],
+    ) -> Self {
+        self.head.timestamp = timestamp;
+        self.head.nonce = nonce;
+        self.head.method = method;
+        self.head.path = path;
+        self
+    }
+}
+
+impl core::fmt::Debug for SignedRequest<'_> {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("SignedRequest")
+            .field("key_len", &self.key.len())
+            .field("head", &self.head)
+            .field("body_len", &self.body.len())
+            .finish()
+    }
+}
+
+impl RequestSigner {
+    /// A client-side signer for a token issued by this crate: the key id
+    /// (for `X-Processing-Key`) is read from the token, and the token's
+    /// text is the HMAC key, exactly as a CoinsPaid-style client uses its
+    /// secret string.
+    ///
+    /// # Errors
+    ///
+    /// [`Rejection::Malformed`] when `token` is not a token of `format`.
+    pub fn for_token(format: &KeyFormat, token: &str) -> Result<Self, Rejection> {
+        let id = format.parse(token)?.id();
+        Self::new(id.to_string(), token.as_bytes()).map_err(|_| Rejection::Malformed)
+    }
+}
+
+/// Maps a signature refusal to the crate's rejection.
+fn refusal(r: SignatureRefusal) -> Rejection {
+    match r {
+        SignatureRefusal::BodyTooLarge => Rejection::BodyTooLarge,
+        SignatureRefusal::StaleTimestamp
+        | SignatureRefusal::MalformedTimestamp
+        | SignatureRefusal::MalformedNonce => Rejection::StaleRequest,
+        SignatureRefusal::ReplayedNonce => Rejection::Replayed,
+        _ => Rejection::BadSignature,
+    }
+}
+
+impl Engine {
+    /// Offline checks on a signed request: the key id's form, the signature
+    /// header's form and the body size. Nothing that fails here reaches a
+    /// store.
+    ///
+    /// # Errors
+    ///
+    /// [`Rejection::Malformed`], [`Rejection::BadSignature`],
+    /// [`Rejection::BodyTooLarge`].
+    pub fn precheck_signed(&self, request: &SignedRequest<'_>) -> Result<KeyId, Rejection> {
+        let id = KeyId::parse_bytes(request.key)?;
+        let config = &self.policy().signatures;
+        parse_signature_header(request.head.signature, config.hex_case).map_err(refusal)?;
+        if request.body.len() > config.max_body_len {
+            return Err(Rejection::BodyTooLarge);
+        }
+        Ok(id)
+    }
+
+    /// The decision for a signed request against its key's record and the
+    /// key's prepared [`SigningKey`]: the signature first (so nothing about
+    /// the key — status, allow-lists — is revealed to a caller who only
+    /// knows its public id), then status and time, then the request policy.
+    ///
+    /// # Errors
+    ///
+    /// [`VerifyError::Rejected`] when refused; [`VerifyError::Failed`] with
+    /// [`Error::ReplayCache`] when the replay cache cannot answer.
+    pub fn decide_signed(
+        &self,
+        record: &KeyRecord,
+        key: &SigningKey,
+        request: &SignedRequest<'_>,
+        context: &RequestContext<'_>,
+        now: UtcDateTime,
+        cache: &dyn ReplayCache,
+    ) -> Result<Decision, VerifyError> {
+        let config = &self.policy().signatures;
+        config
+            .verify_request(
+                key,
+                &request.head,
+                request.body,
+                now,
+                cache,
+                record.id.as_bytes(),
+            )
+            .map_err(|e| match e {
+                ReplayVerifyError::Refused(r) => VerifyError::Rejected(refusal(r)),
+                ReplayVerifyError::Cache(c) => VerifyError::Failed(Error::ReplayCache(c)),
+            })?;
+        Ok(self.check_request(record, context, now)?)
+    }
+
+    /// Unseals a signing key's secret and prepares its HMAC state.
+    ///
+    /// # Errors
+    ///
+    /// [`Rejection::NotASigningKey`] (as [`VerifyError::Rejected`]) for a
+    /// bearer key; [`Error::NoSealingKeys`], [`Error::UnknownKeyVersion`] or
+    /// [`Error::Sealing`] (as [`VerifyError::Failed`]) when it cannot be
+    /// unsealed.
+    pub fn signing_key(&self, record: &KeyRecord) -> Result<SigningKey, VerifyError> {
+        let sealed = record
+            .sealed_secret
+            .as_ref()
+            .ok_or(Rejection::NotASigningKey)?;
+        let ring = self.sealing().ok_or(Error::NoSealingKeys)?;
+        let secret = ring
+            .unseal(record.id.as_bytes(), sealed)
+            .map_err(|e| match e {
+                crate::sealing::SealingError::UnknownVersion(v) => Error::UnknownKeyVersion(v),
+                other => Error::Sealing(other),
+            })?;
+        SigningKey::new(&secret).map_err(|_| VerifyError::Rejected(Rejection::NotASigningKey))
+    }
+}
+
+/// Prepared HMAC states, one per signing key, so a signature check costs
+/// one pass over the body plus two blocks, not an unseal and two extra
+/// SHA-512 blocks. An entry is used only while the record still holds the
+/// very sealed blob it was made from (same sealing-key version and nonce),
+/// so a roll, reseal or record change can never be served a stale secret;
+/// status and policy are always checked on the fresh record.
+#[derive(Default)]
+pub(crate) struct SigningKeyCache {
+    map: RwLock<HashMap<KeyId, CachedKey>>,
+}
+
+/// A prepared key and the sealed blob (version, nonce) it came from.
+struct CachedKey {
+    version: u32,
+    nonce: [u8; 24],
+    key: Arc<SigningKey>,
+}
+
+/// Entries kept before the cache is cleared and refilled.
+const SIGNING_CACHE_CAPACITY: usize = 16_384;
+
+impl SigningKeyCache {
+    pub(crate) fn get_or_prepare(
+        &self,
+        engine: &Engine,
+        record: &KeyRecord,
+    ) -> Result<Arc<SigningKey>, VerifyError> {
+        let sealed = record
+            .sealed_secret
+            .as_ref()
+            .ok_or(Rejection::NotASigningKey)?;
+        {
+            let map = self.map.read().unwrap_or_else(PoisonError::into_inner);
+            if let Some(c) = map.get(&record.id)
+                && c.version == sealed.key_version
+                && c.nonce == sealed.nonce
+            {
+                return Ok(Arc::clone(&c.key));
+            }
+        }
+        let key = Arc::new(engine.signing_key(record)?);
+        let mut map = self.map.write().unwrap_or_else(PoisonError::into_inner);
+        if map.len() >= SIGNING_CACHE_CAPACITY {
+            map.clear();
+        }
+        map.insert(
+            record.id,
+            CachedKey {
+                version: sealed.key_version,
+                nonce: sealed.nonce,
+                key: Arc::clone(&key),
+            },
+        );
+        Ok(key)
+    }
+
+    pub(crate) fn forget(&self, id: &KeyId) {
+        self.map
+            .write()
+            .unwrap_or_else(PoisonError::into_inner)
+            .remove(id);
+    }
+}
+
+impl core::fmt::Debug for SigningKeyCache {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        let n = self.map.read().map(|m| m.len()).unwrap_or(0);
+        write!(f, "SigningKeyCache {{ entries: {n} }}")
+    }
+}
