@@ -70,12 +70,26 @@ pub(crate) fn encode_into(bytes: &[u8], out: &mut String) {
             value = (value << 8) | u128::from(b);
         }
         let width = chunk_width(chunk.len());
-        let mut digits = [0u8; 22];
-        for slot in digits.iter_mut().take(width).rev() {
-            // `value % 62 < 62`, so the index is always in range.
-            // `value % 62 < 62`: always inside the alphabet.
-            *slot = ALPHABET.get((value % 62) as usize).copied().unwrap_or(b'0');
-            value /= 62;
+        let mut digits = [b'0'; 22];
+        // Right to left, ten digits per u128 division, the rest in u64.
+        let mut end = width.min(digits.len());
+        while end > 0 {
+            let group = end.min(10);
+            let scale = u128::from(POW62.get(group).copied().unwrap_or(1));
+            let mut low = (value % scale) as u64; // < 62^10: fits
+            value /= scale;
+            let start = end - group;
+            for slot in digits
+                .get_mut(start..end)
+                .unwrap_or(&mut [])
+                .iter_mut()
+                .rev()
+            {
+                // `low % 62 < 62`: always inside the alphabet.
+                *slot = ALPHABET.get((low % 62) as usize).copied().unwrap_or(b'0');
+                low /= 62;
+            }
+            end = start;
         }
         for &d in digits.iter().take(width) {
             out.push(char::from(d));
@@ -83,15 +97,78 @@ pub(crate) fn encode_into(bytes: &[u8], out: &mut String) {
     }
 }
 
-/// The value of one base62 digit, or `None` outside the alphabet.
-#[inline]
-pub(crate) const fn digit_value(c: u8) -> Option<u8> {
-    match c {
-        b'0'..=b'9' => Some(c - b'0'),
-        b'A'..=b'Z' => Some(c - b'A' + 10),
-        b'a'..=b'z' => Some(c - b'a' + 36),
-        _ => None,
+/// Digit values by byte; 0xFF outside the alphabet.
+#[expect(
+    clippy::indexing_slicing,
+    reason = "compile-time evaluation over fixed bounds (62 letters, 256 slots)"
+)]
+const DIGITS: [u8; 256] = {
+    let mut t = [0xFFu8; 256];
+    let mut i = 0;
+    while i < 62 {
+        t[ALPHABET[i] as usize] = i as u8;
+        i += 1;
     }
+    t
+};
+
+/// 62^k for k in 0..=10 (62^10 < 2^60, so ten digits fit a `u64`).
+#[expect(
+    clippy::indexing_slicing,
+    reason = "compile-time evaluation over 0..=10 on an 11-entry table"
+)]
+const POW62: [u64; 11] = {
+    let mut t = [1u64; 11];
+    let mut k = 1;
+    while k <= 10 {
+        t[k] = t[k - 1] * 62;
+        k += 1;
+    }
+    t
+};
+
+/// `u128::MAX / 62^k`: a value above it overflows when scaled by 62^k.
+#[expect(
+    clippy::indexing_slicing,
+    reason = "compile-time evaluation over 0..=10 on 11-entry tables"
+)]
+const SCALE_LIMIT: [u128; 11] = {
+    let mut t = [u128::MAX; 11];
+    let mut k = 1;
+    while k <= 10 {
+        t[k] = u128::MAX / (POW62[k] as u128);
+        k += 1;
+    }
+    t
+};
+
+/// Decodes up to 22 digits into a `u128`: ten digits at a time in a `u64`
+/// (62^10 < 2^60: no overflow), then one `u128` multiply-add per group
+/// whose overflow is ruled out by a comparison with a compile-time limit.
+/// Invalid digits are collected in a mask and checked once.
+#[inline]
+fn decode_chunk(digits: &[u8]) -> Option<u128> {
+    let mut value: u128 = 0;
+    let mut invalid = 0u8;
+    for group in digits.chunks(10) {
+        let mut acc: u64 = 0;
+        for &c in group {
+            let d = DIGITS.get(usize::from(c)).copied().unwrap_or(0xFF);
+            invalid |= d;
+            acc = acc.wrapping_mul(62).wrapping_add(u64::from(d & 0x3F));
+        }
+        let k = group.len();
+        if value > SCALE_LIMIT.get(k).copied().unwrap_or(0) {
+            return None;
+        }
+        let scale = u128::from(POW62.get(k).copied().unwrap_or(0));
+        value = value.wrapping_mul(scale).checked_add(u128::from(acc))?;
+    }
+    // Valid digit values are < 62 < 0x40; 0xFF marks an invalid byte.
+    if invalid & 0xC0 != 0 {
+        return None;
+    }
+    Some(value)
 }
 
 /// Decodes `text` into `out`, which fixes the expected byte length.
@@ -106,19 +183,14 @@ pub(crate) fn decode_into(text: &[u8], out: &mut [u8]) -> Option<()> {
         let width = chunk_width(chunk.len());
         let (digits, tail) = rest.split_at_checked(width)?;
         rest = tail;
-        let mut value: u128 = 0;
-        for &c in digits {
-            value = value
-                .checked_mul(62)?
-                .checked_add(u128::from(digit_value(c)?))?;
-        }
-        if chunk.len() < 16 && value >> (8 * chunk.len()) != 0 {
+        let value = decode_chunk(digits)?;
+        let be = value.to_be_bytes();
+        let (high, low) = be.split_at_checked(16 - chunk.len())?;
+        // Canonical: the value must fit the chunk.
+        if high.iter().any(|b| *b != 0) {
             return None;
         }
-        for slot in chunk.iter_mut().rev() {
-            *slot = value as u8; // keep the low byte: truncation intended
-            value >>= 8;
-        }
+        chunk.copy_from_slice(low);
     }
     Some(())
 }
