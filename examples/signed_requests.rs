@@ -59,11 +59,12 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         "\nserver: {}",
         check(&headers.key, &headers.signature, body)
     );
-    let mut tampered = body.to_vec();
-    tampered[27] = b'9';
+    // One byte changed: "BTC" becomes "BTX".
+    let tampered = String::from_utf8_lossy(body).replace("BTC", "BTX");
+    let tampered = tampered.as_bytes();
     println!(
         "tampered body: {}",
-        check(&headers.key, &headers.signature, &tampered)
+        check(&headers.key, &headers.signature, tampered)
     );
 
     // Bearer use of a signing key is refused: its secret must never travel.
