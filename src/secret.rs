@@ -33,6 +33,17 @@ pub(crate) const HINT_LEN: usize = 4;
 /// // No `Display`: a token never ends up in a log line by accident.
 /// fn show(t: &api_keys::Token) -> String { format!("{t}") }
 /// ```
+///
+#[cfg_attr(
+    feature = "serde",
+    doc = r#"
+```compile_fail
+// No `Serialize`, even with the `serde` feature on.
+fn ser<T: serde::Serialize>(_: &T) {}
+fn leak(t: &api_keys::Token) { ser(t) }
+```
+"#
+)]
 pub struct Token {
     text: Zeroizing<String>,
     /// Length of `<prefix>_<env>_`, for the redacted form.
