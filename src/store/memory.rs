@@ -146,6 +146,21 @@ impl MemoryKeyStore {
         Ok(out)
     }
 
+    /// Checks a write condition against the owner's records (only read
+    /// when there is a condition: an owner may have many keys).
+    fn check_condition(
+        &self,
+        owners: &HashMap<OwnerId, Vec<KeyId>>,
+        record: &KeyRecord,
+        condition: WriteCondition,
+    ) -> Result<(), StoreError> {
+        if condition == WriteCondition::Always {
+            return Ok(());
+        }
+        let mine = self.owner_records(owners, &record.owner)?;
+        condition.check(record, mine.iter().map(|r| &**r))
+    }
+
     /// Validates a compare-and-swap against the stored record and returns
     /// the record to store.
     fn checked_replacement(&self, new: &KeyRecord, expected: u64) -> Result<KeyRecord, StoreError> {
@@ -171,8 +186,7 @@ impl MemoryKeyStore {
         if self.get_now(&record.id)?.is_some() {
             return Err(StoreError::new(StoreErrorKind::Duplicate));
         }
-        let mine = self.owner_records(&owners, &record.owner)?;
-        condition.check(record, mine.iter().map(|r| &**r))?;
+        self.check_condition(&owners, record, condition)?;
         self.put(record.clone())?;
         owners
             .entry(record.owner.clone())
@@ -189,8 +203,7 @@ impl MemoryKeyStore {
     ) -> Result<(), StoreError> {
         let owners = self.writer();
         let new = self.checked_replacement(record, expected)?;
-        let mine = self.owner_records(&owners, &record.owner)?;
-        condition.check(record, mine.iter().map(|r| &**r))?;
+        self.check_condition(&owners, record, condition)?;
         self.put(new)
     }
 
