@@ -11,11 +11,13 @@ fuzz_target!(|data: &[u8]| {
     let cut = rest.iter().position(|b| *b == 0xFF).unwrap_or(rest.len());
     let (origin, referer) = rest.split_at(cut);
     let referer = referer.get(1..).unwrap_or(&[]);
-    let field = |bits: u8, v: &[u8]| match bits & 3 {
-        0 => HeaderField::Absent,
-        1 | 2 => HeaderField::Single(v),
-        _ => HeaderField::Repeated,
-    };
+    fn field(bits: u8, v: &[u8]) -> HeaderField<'_> {
+        match bits & 3 {
+            0 => HeaderField::Absent,
+            1 | 2 => HeaderField::Single(v),
+            _ => HeaderField::Repeated,
+        }
+    }
     let o = field(mode, origin);
     let r = field(mode >> 2, referer);
     let allow_http = mode & 0x10 != 0;
