@@ -16,7 +16,7 @@ use crate::request::{Decision, RequestContext};
 use crate::sealing::SealingKeyRing;
 use crate::secret::Token;
 use crate::store::RollPlan;
-use crate::token::{KeyFormat, PresentedKey};
+use crate::token::{KeyFormat, KeyId, NewToken, PresentedKey};
 use rand::TryCryptoRng;
 use time::{Duration, UtcDateTime};
 
@@ -536,7 +536,20 @@ impl Engine {
         let fresh = self
             .format
             .generate_with_rng(spec.kind, spec.environment, rng)?;
-        let record = KeyRecord {
+        let record = self.new_record(spec, &fresh, now, None);
+        let record = self.seal_if(spec.signing, record, &fresh.token, rng)?;
+        Ok((record, fresh.token))
+    }
+
+    /// The record of a freshly generated key with `spec`'s settings.
+    fn new_record(
+        &self,
+        spec: &NewKey,
+        fresh: &NewToken,
+        now: UtcDateTime,
+        predecessor: Option<KeyId>,
+    ) -> KeyRecord {
+        KeyRecord {
             id: fresh.id,
             owner: spec.owner.clone(),
             kind: spec.kind,
@@ -556,7 +569,7 @@ impl Engine {
             expires_at: spec.expires_at,
             last_used_at: None,
             revoked_at: None,
-            predecessor: None,
+            predecessor,
             successor: None,
             rolled_at: None,
             grace_ends_at: None,
@@ -569,9 +582,7 @@ impl Engine {
             ),
             sealed_secret: None,
             redacted: fresh.token.redacted(),
-        };
-        let record = self.seal_if(spec.signing, record, &fresh.token, rng)?;
-        Ok((record, fresh.token))
+        }
     }
 
     fn seal_if<R: TryCryptoRng + ?Sized>(
@@ -733,8 +744,8 @@ impl Engine {
         let fresh = self
             .format
             .generate_with_rng(current.kind, current.environment, rng)?;
-        let successor = KeyRecord {
-            id: fresh.id,
+        // The successor carries the predecessor's settings.
+        let settings = NewKey {
             owner: current.owner.clone(),
             kind: current.kind,
             environment: current.environment,
@@ -744,25 +755,11 @@ impl Engine {
             scopes: current.scopes.clone(),
             allowed_domains: current.allowed_domains.clone(),
             allowed_ips: current.allowed_ips.clone(),
-            status: KeyStatus::Active,
-            created_at: now,
             expires_at: successor_expiry,
-            last_used_at: None,
-            revoked_at: None,
-            predecessor: Some(current.id),
-            successor: None,
-            rolled_at: None,
-            grace_ends_at: None,
-            version: 1,
-            secret_hash: self.hasher.hash_new(
-                &fresh.id,
-                current.environment,
-                current.kind,
-                fresh.secret.as_bytes(),
-            ),
-            sealed_secret: None,
-            redacted: fresh.token.redacted(),
+            active: true,
+            signing: current.is_signing_key(),
         };
+        let successor = self.new_record(&settings, &fresh, now, Some(current.id));
         let successor = self.seal_if(current.is_signing_key(), successor, &fresh.token, rng)?;
         let mut predecessor = current.clone();
         predecessor.successor = Some(successor.id);

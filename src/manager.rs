@@ -416,16 +416,8 @@ impl<S> KeyManager<S> {
             .get(&presented.id())
             .await?
             .ok_or(Rejection::UnknownKey)?;
-        match self.engine.decide_bearer(&presented, &record, request, now) {
-            Ok(decision) => {
-                self.after_accept(store, &record, decision, now).await;
-                Ok(VerifiedKey::new(record, decision))
-            }
-            Err(e) => {
-                self.after_refusal(&e, &record, now);
-                Err(e)
-            }
-        }
+        let outcome = self.engine.decide_bearer(&presented, &record, request, now);
+        self.conclude(store, record, outcome, now).await
     }
 
     async fn verify_signed_in<A: AsyncKeyStore + ?Sized>(
@@ -441,19 +433,10 @@ impl<S> KeyManager<S> {
             return Err(Rejection::UnknownKey.into());
         }
         let key = self.signing_keys.get_or_prepare(&self.engine, &record)?;
-        match self
-            .engine
-            .decide_signed(&record, &key, request, context, now, self.replay.as_ref())
-        {
-            Ok(decision) => {
-                self.after_accept(store, &record, decision, now).await;
-                Ok(VerifiedKey::new(record, decision))
-            }
-            Err(e) => {
-                self.after_refusal(&e, &record, now);
-                Err(e)
-            }
-        }
+        let outcome =
+            self.engine
+                .decide_signed(&record, &key, request, context, now, self.replay.as_ref());
+        self.conclude(store, record, outcome, now).await
     }
 
     async fn reseal_in<A: AsyncKeyStore + ?Sized>(
@@ -515,35 +498,48 @@ impl<S> KeyManager<S> {
             .collect())
     }
 
-    /// Side effects of an accepted request, after every check that can
-    /// refuse. A failed last-used write never changes the outcome.
-    async fn after_accept<A: AsyncKeyStore + ?Sized>(
+    /// Side effects of a decision, after every check that can refuse: an
+    /// accepted request may write `last_used_at` (a failed write never
+    /// changes the outcome) and report use during grace; a refusal for
+    /// expiry reports it; nothing else is written.
+    async fn conclude<A: AsyncKeyStore + ?Sized>(
         &self,
         store: &A,
-        record: &KeyRecord,
-        decision: Decision,
+        record: Arc<KeyRecord>,
+        outcome: Result<Decision, VerifyError>,
         now: UtcDateTime,
-    ) {
-        if decision.in_grace {
-            self.emit(
-                EventKind::UsedDuringGrace,
-                record,
-                None,
-                now,
-                record.successor,
-            );
-        }
-        if decision.touch {
-            let _ignored = store.touch(&record.id, now).await;
-        }
-    }
-
-    fn after_refusal(&self, error: &VerifyError, record: &KeyRecord, now: UtcDateTime) {
-        if matches!(
-            error.rejection(),
-            Some(Rejection::Expired | Rejection::GraceEnded)
-        ) {
-            self.emit(EventKind::ExpiredOnUse, record, None, now, record.successor);
+    ) -> Result<VerifiedKey, VerifyError> {
+        match outcome {
+            Ok(decision) => {
+                if decision.in_grace {
+                    self.emit(
+                        EventKind::UsedDuringGrace,
+                        &record,
+                        None,
+                        now,
+                        record.successor,
+                    );
+                }
+                if decision.touch {
+                    let _ignored = store.touch(&record.id, now).await;
+                }
+                Ok(VerifiedKey::new(record, decision))
+            }
+            Err(e) => {
+                if matches!(
+                    e.rejection(),
+                    Some(Rejection::Expired | Rejection::GraceEnded)
+                ) {
+                    self.emit(
+                        EventKind::ExpiredOnUse,
+                        &record,
+                        None,
+                        now,
+                        record.successor,
+                    );
+                }
+                Err(e)
+            }
         }
     }
 }
