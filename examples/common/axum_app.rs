@@ -1,0 +1,103 @@
+//! The demo API: a few axum routes, each behind an [`ApiKeyLayer`] with its
+//! own requirements. Shared by `examples/axum_middleware.rs` and
+//! `tests/http_e2e.rs`.
+//!
+//! | route | requires |
+//! |---|---|
+//! | `GET /v1/whoami` | any valid key |
+//! | `GET /v1/charges` | scope `charges:read` |
+//! | `POST /v1/charges` | a secret key with scope `charges:write` |
+//! | `GET /v1/live/balance` | a live secret key |
+//! | `POST /v1/withdrawals` | a signed request, scope `withdrawals:write` |
+
+use crate::api_key_layer::{ApiKeyLayer, Refusal};
+use api_keys::{Environment, KeyKind, KeyManager, MemoryKeyStore, VerifiedKey};
+use axum::body::Bytes;
+use axum::http::StatusCode;
+use axum::routing::{get, post};
+use axum::{Extension, Json, Router};
+use serde_json::{Value, json};
+use std::sync::Arc;
+
+/// The demo API, refusals unreported.
+pub fn app(keys: Arc<KeyManager<MemoryKeyStore>>) -> Router {
+    routes(ApiKeyLayer::new(keys))
+}
+
+/// The demo API, every refusal reported to `on_refusal` (e.g. a logger).
+pub fn app_with_refusal_hook(
+    keys: Arc<KeyManager<MemoryKeyStore>>,
+    on_refusal: impl Fn(&Refusal<'_>) + Send + Sync + 'static,
+) -> Router {
+    routes(ApiKeyLayer::new(keys).on_refusal(on_refusal))
+}
+
+fn routes(auth: ApiKeyLayer<MemoryKeyStore>) -> Router {
+    Router::new()
+        .route("/v1/whoami", get(whoami).route_layer(auth.clone()))
+        .route(
+            "/v1/charges",
+            get(list_charges).route_layer(auth.clone().require_scopes(&["charges:read"])),
+        )
+        .route(
+            "/v1/charges",
+            post(create_charge).route_layer(
+                auth.clone()
+                    .require_kind(KeyKind::Secret)
+                    .require_scopes(&["charges:write"]),
+            ),
+        )
+        .route(
+            "/v1/live/balance",
+            get(balance).route_layer(
+                auth.clone()
+                    .require_environment(Environment::Live)
+                    .require_kind(KeyKind::Secret),
+            ),
+        )
+        .route(
+            "/v1/withdrawals",
+            post(withdraw)
+                .route_layer(auth.require_signed().require_scopes(&["withdrawals:write"])),
+        )
+}
+
+/// Who is calling: the key the layer verified.
+async fn whoami(Extension(key): Extension<VerifiedKey>) -> Json<Value> {
+    Json(json!({
+        "owner": key.owner().as_str(),
+        "environment": key.environment().to_string(),
+        "kind": key.kind().to_string(),
+        "key_id": key.id().to_string(),
+        // A rolled key inside its grace window: the client should switch.
+        "in_grace": key.in_grace(),
+    }))
+}
+
+async fn list_charges(Extension(key): Extension<VerifiedKey>) -> Json<Value> {
+    Json(json!({ "owner": key.owner().as_str(), "charges": [] }))
+}
+
+async fn create_charge(Extension(key): Extension<VerifiedKey>) -> (StatusCode, Json<Value>) {
+    (
+        StatusCode::CREATED,
+        Json(json!({ "owner": key.owner().as_str(), "created": true })),
+    )
+}
+
+async fn balance(Extension(key): Extension<VerifiedKey>) -> Json<Value> {
+    Json(json!({
+        "owner": key.owner().as_str(),
+        "environment": key.environment().to_string(),
+        "available": 0,
+    }))
+}
+
+/// A signed request: the body is exactly the bytes the signature covers.
+async fn withdraw(Extension(key): Extension<VerifiedKey>, body: Bytes) -> Json<Value> {
+    Json(json!({
+        "owner": key.owner().as_str(),
+        "body_len": body.len(),
+        "body": String::from_utf8_lossy(&body),
+    }))
+}
