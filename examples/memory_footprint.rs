@@ -48,7 +48,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     );
     println!(
         "size_of::<KeyRecord>():     {}",
-        std::mem::size_of::<api_keys::KeyRecord>()
+        size_of::<api_keys::KeyRecord>()
     );
     if let Some(t) = sample {
         let ok = keys

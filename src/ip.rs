@@ -200,6 +200,13 @@ pub enum ForwardedError {
 }
 
 impl ForwardedError {
+    /// The HTTP status a host should answer with: 400, the forwarding
+    /// headers are unusable (fail closed rather than guess the client).
+    #[must_use]
+    pub const fn http_status(&self) -> u16 {
+        400
+    }
+
     /// A stable snake_case code for logs and metrics (`"repeated"`,
     /// `"too_long"`, `"malformed"`, `"empty_element"`, `"invalid_address"`,
     /// `"unknown_node"`, `"obfuscated_node"`, `"missing_for"`,

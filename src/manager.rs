@@ -234,6 +234,12 @@ impl<S> KeyManager<S> {
         &self.engine
     }
 
+    /// The largest signed body this manager accepts (the policy's
+    /// `signatures.max_body_len`): size your body buffer with it.
+    pub fn max_signed_body_len(&self) -> usize {
+        self.engine.policy().signatures.max_body_len
+    }
+
     /// The clock reading this manager would use now.
     pub fn now(&self) -> UtcDateTime {
         self.clock.now()
@@ -417,7 +423,7 @@ impl<S> KeyManager<S> {
             .await?
             .ok_or(Rejection::UnknownKey)?;
         let outcome = self.engine.decide_bearer(&presented, &record, request, now);
-        self.conclude(store, record, outcome, now).await
+        self.conclude(store, record, outcome, now, false).await
     }
 
     async fn verify_signed_in<A: AsyncKeyStore + ?Sized>(
@@ -436,7 +442,7 @@ impl<S> KeyManager<S> {
         let outcome =
             self.engine
                 .decide_signed(&record, &key, request, context, now, self.replay.as_ref());
-        self.conclude(store, record, outcome, now).await
+        self.conclude(store, record, outcome, now, true).await
     }
 
     async fn reseal_in<A: AsyncKeyStore + ?Sized>(
@@ -508,6 +514,7 @@ impl<S> KeyManager<S> {
         record: Arc<KeyRecord>,
         outcome: Result<Decision, VerifyError>,
         now: UtcDateTime,
+        signed: bool,
     ) -> Result<VerifiedKey, VerifyError> {
         match outcome {
             Ok(decision) => {
@@ -523,7 +530,7 @@ impl<S> KeyManager<S> {
                 if decision.touch {
                     let _ignored = store.touch(&record.id, now).await;
                 }
-                Ok(VerifiedKey::new(record, decision))
+                Ok(VerifiedKey::new(record, decision, signed))
             }
             Err(e) => {
                 if matches!(

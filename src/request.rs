@@ -115,11 +115,25 @@ pub struct Decision {
 pub struct VerifiedKey {
     record: Arc<KeyRecord>,
     decision: Decision,
+    signed: bool,
 }
 
 impl VerifiedKey {
-    pub(crate) fn new(record: Arc<KeyRecord>, decision: Decision) -> Self {
-        Self { record, decision }
+    pub(crate) fn new(record: Arc<KeyRecord>, decision: Decision, signed: bool) -> Self {
+        Self {
+            record,
+            decision,
+            signed,
+        }
+    }
+
+    /// Whether the request was authenticated by a signature over its body
+    /// ([`KeyManager::verify_signed`](crate::KeyManager::verify_signed)),
+    /// as opposed to a bearer token: only then is the body known to come
+    /// from the key holder.
+    #[must_use]
+    pub fn is_signed(&self) -> bool {
+        self.signed
     }
 
     /// The key id.

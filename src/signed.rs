@@ -128,9 +128,17 @@ impl Engine {
     }
 
     /// The decision for a signed request against its key's record and the
-    /// key's prepared [`SigningKey`]: the signature first (so nothing about
-    /// the key — status, allow-lists — is revealed to a caller who only
-    /// knows its public id), then status and time, then the request policy.
+    /// key's prepared [`SigningKey`]: the signature first, then status and
+    /// time, then the request policy — so a caller who knows only a key's
+    /// public id learns nothing about its status or allow-lists (all such
+    /// refusals come after proof of possession). What cannot be hidden is
+    /// decided before: whether the id names a signing key at all (preparing
+    /// the key needs its sealed secret), and a sealing-key version the
+    /// server lacks (a 500).
+    ///
+    /// In the replay-protected mode pass the request target exactly as the
+    /// client sent it (behind a router that strips prefixes, the original
+    /// URI, not the rewritten one).
     ///
     /// # Errors
     ///

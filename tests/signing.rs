@@ -117,6 +117,10 @@ fn client_and_server_exchange_signed_requests() {
     assert_eq!(h.signature.len(), 128);
     let v = f.send(&h.key, &h.signature, BODY).unwrap();
     assert_eq!(v.id(), rec.id);
+    assert!(
+        v.is_signed(),
+        "the body is known to come from the key holder"
+    );
     // Same request from a CoinsPaid-style client (plain HMAC-SHA512 of the
     // body keyed with the secret string).
     let plain = RequestSigner::new(rec.id.to_string(), token.expose_secret().as_bytes()).unwrap();

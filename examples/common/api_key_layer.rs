@@ -92,7 +92,7 @@ impl<S: AsyncKeyStore> ApiKeyLayer<S> {
     /// signed bodies up to the manager's policy limit.
     #[must_use]
     pub fn new(keys: Arc<KeyManager<S>>) -> Self {
-        let max_body_len = keys.engine().policy().signatures.max_body_len;
+        let max_body_len = keys.max_signed_body_len();
         Self {
             keys,
             settings: Settings {
