@@ -42,6 +42,8 @@ pub use record::{
 pub use request::{Decision, RequestContext, VerifiedKey};
 pub use sealing::{SealedSecret, SealingKey, SealingKeyRing};
 pub use secret::{MAX_SECRET_BYTES, MIN_SECRET_BYTES, Token};
+#[cfg(feature = "postgres")]
+pub use store::PostgresKeyStore;
 pub use store::{AsyncKeyStore, KeyStore, MemoryKeyStore, RollPlan, WriteCondition};
 pub use token::{
     CHECKSUM_CHARS, KEY_ID_BYTES, KEY_ID_CHARS, KeyFormat, KeyFormatBuilder, KeyId, MAX_PREFIX_LEN,

@@ -21,6 +21,11 @@ impl<'a> HeaderField<'a> {
 }
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct DomainPattern(String);
+impl core::fmt::Display for DomainPattern {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct DomainAllowList(Vec<DomainPattern>);
 impl DomainAllowList {

@@ -21,8 +21,12 @@
 //! [`testing`](crate::testing) (feature `test-util`).
 
 mod memory;
+#[cfg(feature = "postgres")]
+mod postgres;
 
 pub use memory::MemoryKeyStore;
+#[cfg(feature = "postgres")]
+pub use postgres::PostgresKeyStore;
 
 use crate::error::{StoreError, StoreErrorKind};
 use crate::record::{KeyRecord, OwnerId};
