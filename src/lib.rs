@@ -49,6 +49,8 @@ pub use signing::{
     HexCase, KEY_HEADER, NONCE_HEADER, RequestHead, RequestSigner, SIGNATURE_HEADER,
     SignatureConfig, SignedHeaders, SigningKey, TIMESTAMP_HEADER,
 };
+#[cfg(feature = "postgres")]
+pub use store::PostgresKeyStore;
 pub use store::{AsyncKeyStore, KeyStore, MemoryKeyStore, RollPlan, WriteCondition};
 pub use token::{
     CHECKSUM_CHARS, KEY_ID_BYTES, KEY_ID_CHARS, KeyFormat, KeyFormatBuilder, KeyId, MAX_PREFIX_LEN,

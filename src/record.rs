@@ -351,6 +351,14 @@ impl KeyRecord {
             && self.effective_end().is_none_or(|end| now < end)
     }
 
+    /// Whether the key is active and has not ended at `now`, whatever its
+    /// `created_at` (what the one-active-key rule counts, robust to clock
+    /// skew between servers).
+    #[must_use]
+    pub fn is_live_at(&self, now: UtcDateTime) -> bool {
+        self.status == KeyStatus::Active && self.effective_end().is_none_or(|end| now < end)
+    }
+
     /// Whether the key has been rolled and is still inside its grace window.
     #[must_use]
     pub fn in_grace_at(&self, now: UtcDateTime) -> bool {

@@ -21,8 +21,12 @@
 //! [`testing`](crate::testing) (feature `test-util`).
 
 mod memory;
+#[cfg(feature = "postgres")]
+mod postgres;
 
 pub use memory::MemoryKeyStore;
+#[cfg(feature = "postgres")]
+pub use postgres::PostgresKeyStore;
 
 use crate::error::{StoreError, StoreErrorKind};
 use crate::record::{KeyRecord, OwnerId};
@@ -38,8 +42,10 @@ pub enum WriteCondition {
     /// No condition.
     Always,
     /// Refuse with [`StoreErrorKind::ActiveKeyExists`] if the owner has
-    /// another key (not the one written) that is usable at `now`
-    /// ([`KeyRecord::is_usable_at`]).
+    /// another key (not the one written) that is active and has not ended
+    /// at `now` ([`KeyRecord::is_live_at`]). `created_at` is deliberately
+    /// ignored: a key another server created a moment "later" by its clock
+    /// must still count.
     NoOtherUsableKey {
         /// The instant of the operation.
         now: UtcDateTime,
@@ -63,7 +69,7 @@ impl WriteCondition {
             WriteCondition::NoOtherUsableKey { now } => {
                 let clash = others
                     .into_iter()
-                    .any(|r| r.id != written.id && r.owner == written.owner && r.is_usable_at(now));
+                    .any(|r| r.id != written.id && r.owner == written.owner && r.is_live_at(now));
                 if clash {
                     Err(StoreError::new(StoreErrorKind::ActiveKeyExists))
                 } else {
