@@ -342,8 +342,22 @@ impl Engine {
         request: &RequestContext<'_>,
         now: UtcDateTime,
     ) -> Result<Decision, VerifyError> {
-        // A record that is not the presented key's (a stale or mismatched
-        // store answer) is refused like an unknown key.
+        self.check_possession(presented, record)?;
+        if record.is_signing_key() {
+            return Err(Rejection::SigningKeyAsBearer.into());
+        }
+        Ok(self.check_request(record, request, now)?)
+    }
+
+    /// Whether `record` is the presented key's: same id, environment and
+    /// kind, and the secret's hash matches (constant time). A record that is
+    /// not (a stale, mismatched or tampered store answer) is refused like an
+    /// unknown key.
+    pub(crate) fn check_possession(
+        &self,
+        presented: &PresentedKey,
+        record: &KeyRecord,
+    ) -> Result<(), VerifyError> {
         if record.id != presented.id()
             || record.environment != presented.environment()
             || record.kind != presented.kind()
@@ -362,13 +376,11 @@ impl Engine {
             .ok_or(Error::UnknownKeyVersion(
                 record.secret_hash.pepper_version.unwrap_or_default(),
             ))?;
-        if !computed.ct_eq(&record.secret_hash) {
-            return Err(Rejection::UnknownKey.into());
+        if computed.ct_eq(&record.secret_hash) {
+            Ok(())
+        } else {
+            Err(Rejection::UnknownKey.into())
         }
-        if record.is_signing_key() {
-            return Err(Rejection::SigningKeyAsBearer.into());
-        }
-        Ok(self.check_request(record, request, now)?)
     }
 
     /// Status, time, environment, kind, scopes, IP, origin — in that order

@@ -306,7 +306,15 @@ impl<S> KeyManager<S> {
         store: &A,
         id: &KeyId,
     ) -> Result<Arc<KeyRecord>, Error> {
-        store.get(id).await?.ok_or(Error::NotFound(*id))
+        let record = store.get(id).await?.ok_or(Error::NotFound(*id))?;
+        // A store answering with another key's record is broken; acting on
+        // that record would change or roll the wrong key.
+        if record.id != *id {
+            return Err(Error::Store(StoreError::backend(
+                "the store returned a record with another key id",
+            )));
+        }
+        Ok(record)
     }
 
     async fn list_in<A: AsyncKeyStore + ?Sized>(
@@ -334,7 +342,19 @@ impl<S> KeyManager<S> {
         for _ in 0..CAS_ATTEMPTS {
             let current = self.get_in(store, id).await?;
             let Some(next) = self.engine.plan_transition(&current, transition, now)? else {
-                return Ok((*current).clone());
+                if transition != Transition::Deactivate {
+                    return Ok((*current).clone());
+                }
+                // Already inactive by this read: confirm it with a
+                // compare-and-swap, so a stale read can never turn the
+                // deactivation of a compromised key into a silent no-op.
+                let mut same = (*current).clone();
+                same.version = current.version.checked_add(1).ok_or(Error::Conflict(*id))?;
+                match store.update(&same, current.version, condition).await {
+                    Ok(()) => return Ok(same),
+                    Err(e) if e.kind() == StoreErrorKind::Conflict => continue,
+                    Err(e) => return Err(map_write(e, *id)),
+                }
             };
             match store.update(&next, current.version, condition).await {
                 Ok(()) => {

@@ -170,14 +170,18 @@ impl Engine {
         Ok(self.check_request(record, context, now)?)
     }
 
-    /// Unseals a signing key's secret and prepares its HMAC state.
+    /// Unseals a signing key's secret, checks that it is this record's key
+    /// (the sealed secret is the token text: its id, environment, kind and
+    /// hash must match the record, so a tampered or mismatched record is
+    /// refused), and prepares its HMAC state.
     ///
     /// # Errors
     ///
     /// [`Rejection::NotASigningKey`] (as [`VerifyError::Rejected`]) for a
-    /// bearer key; [`Error::NoSealingKeys`], [`Error::UnknownKeyVersion`] or
-    /// [`Error::Sealing`] (as [`VerifyError::Failed`]) when it cannot be
-    /// unsealed.
+    /// bearer key; [`Rejection::UnknownKey`] when the record does not match
+    /// its sealed secret; [`Error::NoSealingKeys`],
+    /// [`Error::UnknownKeyVersion`] or [`Error::Sealing`] (as
+    /// [`VerifyError::Failed`]) when it cannot be unsealed.
     pub fn signing_key(&self, record: &KeyRecord) -> Result<SigningKey, VerifyError> {
         let sealed = record
             .sealed_secret
@@ -190,6 +194,12 @@ impl Engine {
                 crate::sealing::SealingError::UnknownVersion(v) => Error::UnknownKeyVersion(v),
                 other => Error::Sealing(other),
             })?;
+        let text = core::str::from_utf8(&secret).map_err(|_| Rejection::UnknownKey)?;
+        let presented = self
+            .format()
+            .parse(text)
+            .map_err(|_| Rejection::UnknownKey)?;
+        self.check_possession(&presented, record)?;
         SigningKey::new(&secret).map_err(|_| VerifyError::Rejected(Rejection::NotASigningKey))
     }
 }
@@ -198,18 +208,36 @@ impl Engine {
 /// one pass over the body plus two blocks, not an unseal and two extra
 /// SHA-512 blocks. An entry is used only while the record still holds the
 /// very sealed blob it was made from (same sealing-key version and nonce),
-/// so a roll, reseal or record change can never be served a stale secret;
-/// status and policy are always checked on the fresh record.
+/// and the record's environment, kind and hash are the ones it was checked
+/// against, so a roll, reseal or record change can never be served a stale
+/// or mismatched secret; status and policy are always checked on the fresh
+/// record.
 #[derive(Default)]
 pub(crate) struct SigningKeyCache {
     map: RwLock<HashMap<KeyId, CachedKey>>,
 }
 
-/// A prepared key and the sealed blob (version, nonce) it came from.
+/// A prepared key, the sealed blob (version, nonce) it came from, and the
+/// record fields it was checked against.
 struct CachedKey {
     version: u32,
     nonce: [u8; 24],
+    environment: crate::environment::Environment,
+    kind: crate::environment::KeyKind,
+    hash: crate::hash::SecretHash,
     key: Arc<SigningKey>,
+}
+
+impl CachedKey {
+    /// Whether this entry was prepared from, and checked against, exactly
+    /// this record's sealed secret, environment, kind and hash.
+    fn matches(&self, record: &KeyRecord, version: u32, nonce: &[u8; 24]) -> bool {
+        self.version == version
+            && self.nonce == *nonce
+            && self.environment == record.environment
+            && self.kind == record.kind
+            && self.hash.ct_eq(&record.secret_hash)
+    }
 }
 
 /// Entries kept before the cache is cleared and refilled.
@@ -228,8 +256,7 @@ impl SigningKeyCache {
         {
             let map = self.map.read().unwrap_or_else(PoisonError::into_inner);
             if let Some(c) = map.get(&record.id)
-                && c.version == sealed.key_version
-                && c.nonce == sealed.nonce
+                && c.matches(record, sealed.key_version, &sealed.nonce)
             {
                 return Ok(Arc::clone(&c.key));
             }
@@ -244,6 +271,9 @@ impl SigningKeyCache {
             CachedKey {
                 version: sealed.key_version,
                 nonce: sealed.nonce,
+                environment: record.environment,
+                kind: record.kind,
+                hash: record.secret_hash,
                 key: Arc::clone(&key),
             },
         );

@@ -554,11 +554,6 @@ impl KeyStore for GateStore {
 /// B's key (created at t + 1 s) is "not yet valid", hence not usable — so A
 /// commits too and the owner ends up with two usable keys.
 #[test]
-#[ignore = "BUG: one_active_key_per_owner can be bypassed by two concurrent operations: \
-            WriteCondition::NoOtherUsableKey is checked with the `now` the slower operation \
-            read before the faster one committed, and KeyRecord::is_usable_at(now) treats the \
-            other key (created_at > now) as not usable (src/store/mod.rs WriteCondition::check, \
-            src/record.rs is_usable_at, src/manager.rs create_in / transition_in)"]
 fn one_active_key_rule_with_a_moving_clock() {
     let mut violations = Vec::new();
     for first_is_activation in [false, true] {
@@ -630,9 +625,6 @@ fn one_active_key_rule_with_a_moving_clock() {
 /// correction, a host clock moved by an operator), a key created "in the
 /// future" is ignored by the one-active-key check.
 #[test]
-#[ignore = "BUG: one_active_key_per_owner ignores another active key whose created_at is later \
-            than the operation's clock reading (KeyRecord::is_usable_at requires \
-            created_at <= now), so after a clock step back a second active key is created"]
 fn one_active_key_rule_after_a_clock_step_back() {
     let (keys, clock) = manager(Policy {
         one_active_key_per_owner: true,
@@ -660,11 +652,6 @@ fn one_active_key_rule_after_a_clock_step_back() {
 /// has returned, `last_used_at >= t` forever. (Timing-dependent: the race
 /// is hit a few times per thousand rounds on a 2-core machine.)
 #[test]
-#[ignore = "BUG (minor): MemoryKeyStore loses a concurrent touch: update_now / roll_now read \
-            the old record (checked_replacement, under the writer mutex only) and later `put` \
-            the new one, while touch_now takes only the shard lock, so a touch that returned \
-            in between is overwritten and last_used_at moves back (src/store/memory.rs \
-            checked_replacement / update_now / roll_now vs touch_now)"]
 fn touch_racing_update_never_moves_last_used_back() {
     let store = Arc::new(MemoryKeyStore::new());
     let keys = KeyManager::new(Arc::clone(&store));

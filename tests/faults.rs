@@ -683,11 +683,6 @@ fn stale_read_cannot_fork_a_roll() {
 /// reads from a lagging replica, deactivating a re-activated key is a no-op
 /// that says it worked.
 #[test]
-#[ignore = "BUG (defence in depth; needs a store that violates the linearizable-get contract): \
-            transition_in returns Ok for an idempotent status change decided on the record \
-            read, without a compare-and-swap, so deactivate() reports success while the stored \
-            key stays Active when get() is stale (src/manager.rs transition_in, \
-            Engine::plan_transition returning Ok(None))"]
 fn stale_read_makes_deactivate_report_success_without_effect() {
     let (f, k) = fx();
     // inactive (v1) → active (v2); reads go stale and show v1, inactive.
@@ -899,13 +894,6 @@ fn signed_verification_refuses_records_of_other_keys() {
 /// Bearer verification refuses the same records (hash binds environment and
 /// kind).
 #[test]
-#[ignore = "BUG: verify_signed accepts a record whose environment, kind or secret hash does not \
-            match the signing key (a signing key whose stored record names the other \
-            environment is accepted and runs in that environment, e.g. a test key as live); \
-            the unsealed secret is the token text, which carries the \
-            environment and kind, and the record's secret_hash binds them, but neither is \
-            compared (src/manager.rs verify_signed_in, src/signed.rs decide_signed / \
-            SigningKeyCache::get_or_prepare; the seal's associated data is the key id only)"]
 fn signed_verification_refuses_records_with_another_environment_kind_or_hash() {
     let (f, k) = fx();
     let other_hash = f.store().real(&k.other).unwrap().secret_hash;
@@ -946,10 +934,6 @@ fn signed_verification_refuses_records_with_another_environment_kind_or_hash() {
 /// Verification checks the id (`decide_bearer`, `verify_signed_in`);
 /// management does not (`get_in`).
 #[test]
-#[ignore = "BUG (defence in depth; needs a store that violates its contract): management \
-            operations do not check that the record returned by get(id) has that id, so \
-            revoke/deactivate/update/roll of key A act on key B and report success \
-            (src/manager.rs get_in / transition_in / update_in / roll_in)"]
 fn management_refuses_a_record_with_another_id() {
     let mut wrong = Vec::new();
     for op in [Op::Revoke, Op::Deactivate, Op::Update, Op::Roll] {

@@ -170,14 +170,21 @@ impl MemoryKeyStore {
         if old.version != expected || old.status == KeyStatus::Revoked || old.owner != new.owner {
             return Err(StoreError::new(StoreErrorKind::Conflict));
         }
-        let mut new = new.clone();
-        new.last_used_at = new.last_used_at.max(old.last_used_at);
-        Ok(new)
+        Ok(new.clone())
     }
 
     fn put(&self, record: KeyRecord) -> Result<(), StoreError> {
         let id = record.id;
         write(self.shard(&id)?).insert(id, Arc::new(record));
+        Ok(())
+    }
+
+    /// Replaces a record under its shard's write lock, keeping the later
+    /// `last_used_at`: a touch (which takes only the shard lock) that
+    /// landed after the compare-and-swap check is never lost.
+    fn put_replacing(&self, record: KeyRecord) -> Result<(), StoreError> {
+        let id = record.id;
+        replace_in(&mut write(self.shard(&id)?), record);
         Ok(())
     }
 
@@ -204,7 +211,7 @@ impl MemoryKeyStore {
         let owners = self.writer();
         let new = self.checked_replacement(record, expected)?;
         self.check_condition(&owners, record, condition)?;
-        self.put(new)
+        self.put_replacing(new)
     }
 
     fn roll_now(&self, plan: &RollPlan) -> Result<(), StoreError> {
@@ -221,11 +228,10 @@ impl MemoryKeyStore {
             Self::shard_index(&plan.successor.id),
         );
         let successor = Arc::new(plan.successor.clone());
-        let predecessor = Arc::new(predecessor);
         if a == b {
             let mut shard = write(self.shard(&predecessor.id)?);
             shard.insert(successor.id, successor);
-            shard.insert(predecessor.id, predecessor);
+            replace_in(&mut shard, predecessor);
         } else {
             let (first, second) = if a < b {
                 (&predecessor.id, &successor.id)
@@ -240,7 +246,7 @@ impl MemoryKeyStore {
                 (&mut g2, &mut g1)
             };
             sg.insert(successor.id, Arc::clone(&successor));
-            pg.insert(predecessor.id, predecessor);
+            replace_in(pg, predecessor);
         }
         owners
             .entry(plan.successor.owner.clone())
@@ -264,6 +270,15 @@ impl MemoryKeyStore {
         let owners = self.writer();
         self.owner_records(&owners, owner)
     }
+}
+
+/// Inserts `record` over the current entry, keeping the later
+/// `last_used_at` of the two.
+fn replace_in(map: &mut Map, mut record: KeyRecord) {
+    if let Some(old) = map.get(&record.id) {
+        record.last_used_at = record.last_used_at.max(old.last_used_at);
+    }
+    map.insert(record.id, Arc::new(record));
 }
 
 fn read(shard: &Shard) -> RwLockReadGuard<'_, Map> {
