@@ -397,7 +397,7 @@ async fn one_active_key_holds_across_servers() {
     let mut servers = Vec::new();
     for skew in [-60, 60] {
         let clock = Arc::new(testing::ManualClock::new(
-            utc_datetime!(2026-03-01 09:00) + time::Duration::seconds(skew),
+            utc_datetime!(2026-03-01 09:00) + Duration::seconds(skew),
         ));
         let keys = KeyManager::builder(store(&url).await)
             .policy(policy.clone())
