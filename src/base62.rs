@@ -127,6 +127,12 @@ const POW62: [u64; 11] = {
     t
 };
 
+/// The value of a digit byte, 0xFF outside the alphabet.
+#[inline(always)]
+fn digit(c: u8) -> u8 {
+    DIGITS.get(usize::from(c)).copied().unwrap_or(0xFF)
+}
+
 /// `u128::MAX / 62^k`: a value above it overflows when scaled by 62^k.
 #[expect(
     clippy::indexing_slicing,
@@ -151,9 +157,21 @@ fn decode_chunk(digits: &[u8]) -> Option<u128> {
     let mut value: u128 = 0;
     let mut invalid = 0u8;
     for group in digits.chunks(10) {
+        // Horner's rule two digits at a time: the multiply chain that
+        // bounds the speed is half as long.
         let mut acc: u64 = 0;
-        for &c in group {
-            let d = DIGITS.get(usize::from(c)).copied().unwrap_or(0xFF);
+        let mut pairs = group.chunks_exact(2);
+        for pair in &mut pairs {
+            let (a, b) = match pair {
+                [a, b] => (digit(*a), digit(*b)),
+                _ => (0xFF, 0xFF),
+            };
+            invalid |= a | b;
+            let two = u64::from(a & 0x3F) * 62 + u64::from(b & 0x3F);
+            acc = acc.wrapping_mul(62 * 62).wrapping_add(two);
+        }
+        if let [c] = pairs.remainder() {
+            let d = digit(*c);
             invalid |= d;
             acc = acc.wrapping_mul(62).wrapping_add(u64::from(d & 0x3F));
         }

@@ -373,9 +373,9 @@ impl Engine {
                 record.kind,
                 presented.secret(),
             )
-            .ok_or(Error::UnknownKeyVersion(
-                record.secret_hash.pepper_version.unwrap_or_default(),
-            ))?;
+            .ok_or_else(|| {
+                Error::UnknownKeyVersion(record.secret_hash.pepper_version.unwrap_or_default())
+            })?;
         if computed.ct_eq(&record.secret_hash) {
             Ok(())
         } else {

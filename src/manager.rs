@@ -524,18 +524,18 @@ impl<S> KeyManager<S> {
             .collect())
     }
 
-    /// Side effects of a decision, after every check that can refuse: an
-    /// accepted request may write `last_used_at` (a failed write never
-    /// changes the outcome) and report use during grace; a refusal for
-    /// expiry reports it; nothing else is written.
-    async fn conclude<A: AsyncKeyStore + ?Sized>(
+    /// The side effects of a decision that need no store, after every
+    /// check that can refuse: an accepted request reports use during grace,
+    /// a refusal for expiry reports it. Returns the outcome and whether
+    /// `last_used_at` is due (the caller writes it; a failed write never
+    /// changes the outcome). A refused request writes nothing.
+    fn settle(
         &self,
-        store: &A,
         record: Arc<KeyRecord>,
         outcome: Result<Decision, VerifyError>,
         now: UtcDateTime,
         signed: bool,
-    ) -> Result<VerifiedKey, VerifyError> {
+    ) -> (Result<VerifiedKey, VerifyError>, bool) {
         match outcome {
             Ok(decision) => {
                 if decision.in_grace {
@@ -547,10 +547,10 @@ impl<S> KeyManager<S> {
                         record.successor,
                     );
                 }
-                if decision.touch {
-                    let _ignored = store.touch(&record.id, now).await;
-                }
-                Ok(VerifiedKey::new(record, decision, signed))
+                (
+                    Ok(VerifiedKey::new(record, decision, signed)),
+                    decision.touch,
+                )
             }
             Err(e) => {
                 if matches!(
@@ -565,9 +565,26 @@ impl<S> KeyManager<S> {
                         record.successor,
                     );
                 }
-                Err(e)
+                (Err(e), false)
             }
         }
+    }
+
+    /// [`settle`](Self::settle), then the last-used write.
+    async fn conclude<A: AsyncKeyStore + ?Sized>(
+        &self,
+        store: &A,
+        record: Arc<KeyRecord>,
+        outcome: Result<Decision, VerifyError>,
+        now: UtcDateTime,
+        signed: bool,
+    ) -> Result<VerifiedKey, VerifyError> {
+        let id = record.id;
+        let (result, touch) = self.settle(record, outcome, now, signed);
+        if touch {
+            let _ignored = store.touch(&id, now).await;
+        }
+        result
     }
 }
 
@@ -718,19 +735,58 @@ both! {
         => roll_in(actor, id, options, &mut rand::rngs::SysRng);
 }
 
-both! {
+impl<S: KeyStore> KeyManager<S> {
     /// Verifies a bearer token for a request: offline checks, one store
     /// lookup, a constant-time secret check, then status, time,
     /// environment, kind, scopes, IP and origin. Writes `last_used_at` at
     /// most once per touch interval, and only for accepted requests.
+    ///
+    /// (The hot path: the same steps as [`verify_async`](Self::verify_async),
+    /// called directly rather than through the ready-future adapter.)
     ///
     /// # Errors
     ///
     /// [`VerifyError::Rejected`] when the key is refused;
     /// [`VerifyError::Store`] / [`VerifyError::Failed`] when the service
     /// cannot decide (fail closed — never an accept, never "unknown key").
-    fn verify / verify_async(token: &str, request: &RequestContext<'_>) -> Result<VerifiedKey, VerifyError>
-        => verify_in(token, request);
+    pub fn verify(
+        &self,
+        token: &str,
+        request: &RequestContext<'_>,
+    ) -> Result<VerifiedKey, VerifyError> {
+        let now = self.clock.now();
+        let presented = self.engine.precheck(token, request)?;
+        let record = KeyStore::get(&self.store, &presented.id())?.ok_or(Rejection::UnknownKey)?;
+        let outcome = self.engine.decide_bearer(&presented, &record, request, now);
+        let id = record.id;
+        let (result, touch) = self.settle(record, outcome, now, false);
+        if touch {
+            let _ignored = KeyStore::touch(&self.store, &id, now);
+        }
+        result
+    }
+}
+
+impl<S: AsyncKeyStore> KeyManager<S> {
+    /// Verifies a bearer token for a request: offline checks, one store
+    /// lookup, a constant-time secret check, then status, time,
+    /// environment, kind, scopes, IP and origin. Writes `last_used_at` at
+    /// most once per touch interval, and only for accepted requests.
+    ///
+    /// (Asynchronous variant, for [`AsyncKeyStore`]s.)
+    ///
+    /// # Errors
+    ///
+    /// [`VerifyError::Rejected`] when the key is refused;
+    /// [`VerifyError::Store`] / [`VerifyError::Failed`] when the service
+    /// cannot decide (fail closed — never an accept, never "unknown key").
+    pub async fn verify_async(
+        &self,
+        token: &str,
+        request: &RequestContext<'_>,
+    ) -> Result<VerifiedKey, VerifyError> {
+        self.verify_in(&self.store, token, request).await
+    }
 }
 
 impl<S: KeyStore> KeyManager<S> {
