@@ -327,6 +327,28 @@ fn peer(c: &mut Criterion) {
     g.finish();
 }
 
+fn sign(c: &mut Criterion) {
+    use api_keys::signing::SigningKey;
+    use sha2::Sha512;
+    let key = SigningKey::new(b"sk_live_bench_signing_secret_0123456789").unwrap();
+    let mut g = c.benchmark_group("sign");
+    for &len in &[64usize, 1024, 64 * 1024, 1024 * 1024] {
+        let body = vec![0x5au8; len];
+        let header = key.sign(&body).to_hex();
+        g.throughput(Throughput::Bytes(len as u64));
+        g.bench_with_input(BenchmarkId::new("floor_sha512", len), &len, |b, _| {
+            b.iter(|| black_box(Sha512::digest(black_box(&body))))
+        });
+        g.bench_with_input(BenchmarkId::new("sign", len), &len, |b, _| {
+            b.iter(|| black_box(key.sign(black_box(&body))))
+        });
+        g.bench_with_input(BenchmarkId::new("verify", len), &len, |b, _| {
+            b.iter(|| black_box(key.verify(black_box(&body), header.as_bytes()).is_ok()))
+        });
+    }
+    g.finish();
+}
+
 fn config() -> Criterion {
     Criterion::default()
         .warm_up_time(Duration::from_millis(500))
@@ -337,6 +359,6 @@ fn config() -> Criterion {
 criterion_group! {
     name = benches;
     config = config();
-    targets = verify, reject, generate, concurrent, peer
+    targets = verify, reject, generate, concurrent, peer, sign
 }
 criterion_main!(benches);

@@ -6,8 +6,10 @@
 //! valgrind --tool=callgrind target/release/examples/verify_loop 100000
 //! ```
 //!
-//! With `sha256` as the first argument it hashes a 52-byte message N times
-//! instead: the floor the verify count is compared with.
+//! With `sha256` as the first argument it hashes a message N times instead
+//! (`verify_loop sha256 N [LEN]`, LEN 52 by default — the message verify
+//! hashes; 80 is the length of a default token): the floors the verify
+//! count is compared with.
 #![allow(clippy::print_stdout)]
 
 use api_keys::{Actor, KeyManager, MemoryKeyStore, NewKey, OwnerId, Policy, RequestContext};
@@ -26,7 +28,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         ("verify", first.parse().unwrap_or(100_000))
     };
     if mode == "sha256" {
-        let msg = [7u8; 52];
+        let len: usize = args.next().and_then(|a| a.parse().ok()).unwrap_or(52);
+        let msg = vec![7u8; len];
         for _ in 0..n {
             black_box(Sha256::digest(black_box(&msg)));
         }

@@ -436,8 +436,9 @@ impl<S> KeyManager<S> {
         token: &str,
         request: &RequestContext<'_>,
     ) -> Result<VerifiedKey, VerifyError> {
-        let now = self.clock.now();
+        // Offline checks first: a malformed token costs no clock read.
         let presented = self.engine.precheck(token, request)?;
+        let now = self.clock.now();
         let record = store
             .get(&presented.id())
             .await?
@@ -452,8 +453,8 @@ impl<S> KeyManager<S> {
         request: &SignedRequest<'_>,
         context: &RequestContext<'_>,
     ) -> Result<VerifiedKey, VerifyError> {
-        let now = self.clock.now();
         let id = self.engine.precheck_signed(request)?;
+        let now = self.clock.now();
         let record = store.get(&id).await?.ok_or(Rejection::UnknownKey)?;
         if record.id != id {
             return Err(Rejection::UnknownKey.into());
@@ -754,8 +755,9 @@ impl<S: KeyStore> KeyManager<S> {
         token: &str,
         request: &RequestContext<'_>,
     ) -> Result<VerifiedKey, VerifyError> {
-        let now = self.clock.now();
+        // Offline checks first: a malformed token costs no clock read.
         let presented = self.engine.precheck(token, request)?;
+        let now = self.clock.now();
         let record = KeyStore::get(&self.store, &presented.id())?.ok_or(Rejection::UnknownKey)?;
         let outcome = self.engine.decide_bearer(&presented, &record, request, now);
         let id = record.id;
