@@ -7,6 +7,8 @@ mod engine;
 mod environment;
 mod error;
 mod events;
+#[cfg(any(test, feature = "test-util"))]
+mod failing_rng;
 mod hash;
 pub mod ip;
 mod manager;

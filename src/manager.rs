@@ -350,24 +350,19 @@ impl<S> KeyManager<S> {
                 // deactivation of a compromised key into a silent no-op.
                 let mut same = (*current).clone();
                 same.version = current.version.checked_add(1).ok_or(Error::Conflict(*id))?;
-                match store.update(&same, current.version, condition).await {
-                    Ok(()) => return Ok(same),
-                    Err(e) if e.kind() == StoreErrorKind::Conflict => continue,
-                    Err(e) => return Err(map_write(e, *id)),
+                if committed(store.update(&same, current.version, condition).await, id)? {
+                    return Ok(same);
                 }
+                continue;
             };
-            match store.update(&next, current.version, condition).await {
-                Ok(()) => {
-                    let kind = match transition {
-                        Transition::Activate => EventKind::Activated,
-                        Transition::Deactivate => EventKind::Deactivated,
-                        Transition::Revoke => EventKind::Revoked,
-                    };
-                    self.emit(kind, &next, Some(actor), now, None);
-                    return Ok(next);
-                }
-                Err(e) if e.kind() == StoreErrorKind::Conflict => {}
-                Err(e) => return Err(map_write(e, *id)),
+            if committed(store.update(&next, current.version, condition).await, id)? {
+                let kind = match transition {
+                    Transition::Activate => EventKind::Activated,
+                    Transition::Deactivate => EventKind::Deactivated,
+                    Transition::Revoke => EventKind::Revoked,
+                };
+                self.emit(kind, &next, Some(actor), now, None);
+                return Ok(next);
             }
         }
         Err(Error::Conflict(*id))
@@ -489,17 +484,13 @@ impl<S> KeyManager<S> {
             next.sealed_secret =
                 Some(ring.reseal(id.as_bytes(), sealed, &mut rand::rngs::SysRng)?);
             next.version = current.version.checked_add(1).ok_or(Error::Conflict(*id))?;
-            match store
+            let write = store
                 .update(&next, current.version, WriteCondition::Always)
-                .await
-            {
-                Ok(()) => {
-                    self.signing_keys.forget(id);
-                    self.emit(EventKind::Updated, &next, Some(actor), now, None);
-                    return Ok(next);
-                }
-                Err(e) if e.kind() == StoreErrorKind::Conflict => {}
-                Err(e) => return Err(map_write(e, *id)),
+                .await;
+            if committed(write, id)? {
+                self.signing_keys.forget(id);
+                self.emit(EventKind::Updated, &next, Some(actor), now, None);
+                return Ok(next);
             }
         }
         Err(Error::Conflict(*id))
@@ -586,6 +577,16 @@ impl<S> KeyManager<S> {
             let _ignored = store.touch(&id, now).await;
         }
         result
+    }
+}
+
+/// The outcome of one compare-and-swap attempt in a retry loop: `true`
+/// committed, `false` lost the race (re-read and retry), or the error.
+fn committed(write: Result<(), StoreError>, id: &KeyId) -> Result<bool, Error> {
+    match write {
+        Ok(()) => Ok(true),
+        Err(e) if e.kind() == StoreErrorKind::Conflict => Ok(false),
+        Err(e) => Err(map_write(e, *id)),
     }
 }
 

@@ -363,34 +363,7 @@ mod tests {
         SealingKeyRing::new(SealingKey::new(1, &KEY_1).unwrap())
     }
 
-    /// A generator that always fails.
-    struct FailingRng;
-
-    #[derive(Debug)]
-    struct RngDown;
-
-    impl fmt::Display for RngDown {
-        fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-            f.write_str("entropy source unavailable")
-        }
-    }
-
-    impl std::error::Error for RngDown {}
-
-    impl rand::TryRng for FailingRng {
-        type Error = RngDown;
-        fn try_next_u32(&mut self) -> Result<u32, RngDown> {
-            Err(RngDown)
-        }
-        fn try_next_u64(&mut self) -> Result<u64, RngDown> {
-            Err(RngDown)
-        }
-        fn try_fill_bytes(&mut self, _dst: &mut [u8]) -> Result<(), RngDown> {
-            Err(RngDown)
-        }
-    }
-
-    impl rand::TryCryptoRng for FailingRng {}
+    use crate::failing_rng::FailingRng;
 
     /// A generator that fills with 0, 1, 2, … so the committed vector below is stable
     /// regardless of `StdRng`'s algorithm.

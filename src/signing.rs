@@ -2380,34 +2380,7 @@ mod tests {
         );
     }
 
-    /// A generator that always fails.
-    struct FailingRng;
-
-    #[derive(Debug)]
-    struct RngDown;
-
-    impl fmt::Display for RngDown {
-        fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-            f.write_str("entropy source unavailable")
-        }
-    }
-
-    impl std::error::Error for RngDown {}
-
-    impl rand::TryRng for FailingRng {
-        type Error = RngDown;
-        fn try_next_u32(&mut self) -> Result<u32, RngDown> {
-            Err(RngDown)
-        }
-        fn try_next_u64(&mut self) -> Result<u64, RngDown> {
-            Err(RngDown)
-        }
-        fn try_fill_bytes(&mut self, _dst: &mut [u8]) -> Result<(), RngDown> {
-            Err(RngDown)
-        }
-    }
-
-    impl rand::TryCryptoRng for FailingRng {}
+    use crate::failing_rng::FailingRng;
 
     #[test]
     fn nonces_from_rng() {

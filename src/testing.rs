@@ -11,6 +11,7 @@
 //! plus a random suffix, so it can run against a shared database.
 
 pub use crate::clock::ManualClock;
+pub use crate::failing_rng::{FailingRng, RngDown};
 
 use crate::engine::{Engine, NewKey, RollOptions, Transition};
 use crate::error::{StoreError, StoreErrorKind};

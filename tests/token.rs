@@ -132,26 +132,14 @@ fn os_generation_gives_distinct_keys() {
     assert_ne!(a.token.expose_secret(), b.token.expose_secret());
 }
 
-/// A generator that always fails: generation must report it, not panic.
-struct BrokenRng;
-impl rand::TryRng for BrokenRng {
-    type Error = std::io::Error;
-    fn try_next_u32(&mut self) -> Result<u32, Self::Error> {
-        Err(std::io::Error::other("no entropy"))
-    }
-    fn try_next_u64(&mut self) -> Result<u64, Self::Error> {
-        Err(std::io::Error::other("no entropy"))
-    }
-    fn try_fill_bytes(&mut self, _: &mut [u8]) -> Result<(), Self::Error> {
-        Err(std::io::Error::other("no entropy"))
-    }
-}
-impl rand::TryCryptoRng for BrokenRng {}
-
 #[test]
 fn failing_randomness_is_an_error() {
     let err = KeyFormat::default()
-        .generate_with_rng(KeyKind::Secret, Environment::Live, &mut BrokenRng)
+        .generate_with_rng(
+            KeyKind::Secret,
+            Environment::Live,
+            &mut api_keys::testing::FailingRng,
+        )
         .unwrap_err();
     assert!(matches!(err, api_keys::Error::Randomness));
 }
