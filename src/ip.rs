@@ -155,6 +155,27 @@ pub enum IpListError {
     },
 }
 
+impl IpListError {
+    /// A stable name for logs, metrics and tests: the variant's name
+    /// (`"ListTooLong"`, `"EmptyEntry"`, `"Whitespace"`, `"ZoneId"`,
+    /// `"Brackets"`, `"Port"`, `"InvalidAddress"`, `"InvalidPrefix"`,
+    /// `"HostBitsSet"`). Unlike `Display`, it never echoes the entry.
+    #[must_use]
+    pub const fn as_str(&self) -> &'static str {
+        match self {
+            IpListError::ListTooLong => "ListTooLong",
+            IpListError::EmptyEntry { .. } => "EmptyEntry",
+            IpListError::Whitespace { .. } => "Whitespace",
+            IpListError::ZoneId { .. } => "ZoneId",
+            IpListError::Brackets { .. } => "Brackets",
+            IpListError::Port { .. } => "Port",
+            IpListError::InvalidAddress { .. } => "InvalidAddress",
+            IpListError::InvalidPrefix { .. } => "InvalidPrefix",
+            IpListError::HostBitsSet { .. } => "HostBitsSet",
+        }
+    }
+}
+
 /// Truncates an offending entry for an error message.
 fn echo(entry: &str) -> String {
     entry.chars().take(ECHO_MAX_CHARS).collect()
@@ -991,21 +1012,6 @@ mod tests {
     use HeaderField::{Absent, Repeated};
     use proptest::prelude::*;
 
-    /// Short name of an [`IpListError`] variant, for table rows.
-    fn kind(e: &IpListError) -> &'static str {
-        match e {
-            IpListError::ListTooLong => "ListTooLong",
-            IpListError::EmptyEntry { .. } => "EmptyEntry",
-            IpListError::Whitespace { .. } => "Whitespace",
-            IpListError::ZoneId { .. } => "ZoneId",
-            IpListError::Brackets { .. } => "Brackets",
-            IpListError::Port { .. } => "Port",
-            IpListError::InvalidAddress { .. } => "InvalidAddress",
-            IpListError::InvalidPrefix { .. } => "InvalidPrefix",
-            IpListError::HostBitsSet { .. } => "HostBitsSet",
-        }
-    }
-
     fn ip(s: &str) -> IpAddr {
         s.parse().unwrap()
     }
@@ -1069,7 +1075,7 @@ mod tests {
                     assert_eq!(net.to_string(), display, "{entry:?}: {why}");
                     assert_eq!(IpNet::from_str(display).as_ref(), Ok(net), "{why}");
                 }
-                (Err(e), Err(k)) => assert_eq!(kind(e), k, "{entry:?}: {why}"),
+                (Err(e), Err(k)) => assert_eq!(e.as_str(), k, "{entry:?}: {why}"),
                 _ => panic!("{entry:?}: {why}: got {got:?}, expected {expected:?}"),
             }
         }
@@ -1130,7 +1136,7 @@ mod tests {
                     assert_eq!(list.is_any(), display.is_empty(), "{why}");
                     assert_eq!(IpAllowList::parse(display).as_ref(), Ok(list), "{why}");
                 }
-                (Err(e), Err(k)) => assert_eq!(kind(e), k, "{text:?}: {why}"),
+                (Err(e), Err(k)) => assert_eq!(e.as_str(), k, "{text:?}: {why}"),
                 _ => panic!("{text:?}: {why}: got {got:?}, expected {expected:?}"),
             }
         }
