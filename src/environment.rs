@@ -54,6 +54,15 @@ impl fmt::Display for Environment {
     }
 }
 
+impl core::str::FromStr for Environment {
+    type Err = ParseNameError;
+    /// Parses the stable name ([`as_str`](Self::as_str)): `test` or `live`,
+    /// exact case.
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Self::from_token_word(s.as_bytes()).ok_or(ParseNameError::new("environment"))
+    }
+}
+
 /// What a key may be trusted with.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 #[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
@@ -91,5 +100,72 @@ impl KeyKind {
 impl fmt::Display for KeyKind {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(self.as_str())
+    }
+}
+
+impl core::str::FromStr for KeyKind {
+    type Err = ParseNameError;
+    /// Parses the stable name ([`as_str`](Self::as_str)): `secret` or
+    /// `publishable`, exact case.
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "secret" => Ok(KeyKind::Secret),
+            "publishable" => Ok(KeyKind::Publishable),
+            _ => Err(ParseNameError::new("key kind")),
+        }
+    }
+}
+
+/// A stable name ([`Environment`], [`KeyKind`],
+/// [`KeyStatus`](crate::KeyStatus)) did not parse. Says which type was
+/// expected, never the text that was given.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ParseNameError {
+    what: &'static str,
+}
+
+impl ParseNameError {
+    pub(crate) const fn new(what: &'static str) -> Self {
+        Self { what }
+    }
+
+    /// The type that was expected (`environment`, `key kind`, `key status`).
+    #[must_use]
+    pub const fn expected(&self) -> &'static str {
+        self.what
+    }
+}
+
+impl fmt::Display for ParseNameError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "not a valid {} name", self.what)
+    }
+}
+
+impl std::error::Error for ParseNameError {}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_round_trip_and_refuse_neighbours() {
+        for e in Environment::ALL {
+            assert_eq!(e.to_string().parse::<Environment>(), Ok(e));
+        }
+        for k in KeyKind::ALL {
+            assert_eq!(k.to_string().parse::<KeyKind>(), Ok(k));
+        }
+        for bad in ["", "Test", "LIVE", "live ", "prod", "secret"] {
+            let err = bad.parse::<Environment>().unwrap_err();
+            assert_eq!(err.expected(), "environment");
+            assert!(!err.to_string().contains(bad) || bad.is_empty());
+        }
+        for bad in ["", "Secret", "public", "pk", "test"] {
+            assert_eq!(
+                bad.parse::<KeyKind>().unwrap_err().to_string(),
+                "not a valid key kind name"
+            );
+        }
     }
 }

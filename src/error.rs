@@ -60,6 +60,29 @@ pub enum Rejection {
 }
 
 impl Rejection {
+    /// Every rejection, so hosts can pre-register metric labels
+    /// ([`as_str`](Self::as_str)) and map each to a response.
+    pub const ALL: [Rejection; 18] = [
+        Rejection::Malformed,
+        Rejection::UnknownKey,
+        Rejection::Revoked,
+        Rejection::Inactive,
+        Rejection::Expired,
+        Rejection::GraceEnded,
+        Rejection::NotYetValid,
+        Rejection::WrongEnvironment,
+        Rejection::WrongKind,
+        Rejection::MissingScope,
+        Rejection::OriginNotAllowed,
+        Rejection::IpNotAllowed,
+        Rejection::SigningKeyAsBearer,
+        Rejection::NotASigningKey,
+        Rejection::BadSignature,
+        Rejection::BodyTooLarge,
+        Rejection::StaleRequest,
+        Rejection::Replayed,
+    ];
+
     /// A stable `snake_case` name for logs and metrics.
     #[must_use]
     pub const fn as_str(self) -> &'static str {
@@ -332,6 +355,43 @@ pub enum Error {
     Incomplete,
 }
 
+impl Error {
+    /// The HTTP status a management API should answer with: 400 for
+    /// invalid input, 404 for an unknown key, 409 for a conflict (a
+    /// concurrent change, a revoked key, an operation that does not apply
+    /// to the key's state, another active key), 500 for failures of the
+    /// service (store, randomness, configuration, sealing).
+    #[must_use]
+    pub fn http_status(&self) -> u16 {
+        match self {
+            Error::Invalid { .. } | Error::Domain(_) | Error::IpList(_) => 400,
+            Error::NotFound(_) => 404,
+            Error::Revoked(_)
+            | Error::InvalidState { .. }
+            | Error::Conflict(_)
+            | Error::AnotherKeyActive => 409,
+            _ => 500,
+        }
+    }
+
+    /// A stable `snake_case` code matching [`http_status`](Self::http_status)
+    /// for response bodies: `invalid_request`, `not_found`, `conflict`,
+    /// `key_revoked`, `invalid_state`, `another_key_active` or
+    /// `internal_error`. Never carries a value from the request.
+    #[must_use]
+    pub fn public_code(&self) -> &'static str {
+        match self {
+            Error::Invalid { .. } | Error::Domain(_) | Error::IpList(_) => "invalid_request",
+            Error::NotFound(_) => "not_found",
+            Error::Revoked(_) => "key_revoked",
+            Error::InvalidState { .. } => "invalid_state",
+            Error::Conflict(_) => "conflict",
+            Error::AnotherKeyActive => "another_key_active",
+            _ => "internal_error",
+        }
+    }
+}
+
 /// The outcome of a failed verification: the key was refused, or the service
 /// could not decide (fail closed: answer 500/503, not 401).
 #[derive(Debug, thiserror::Error)]
@@ -380,6 +440,81 @@ impl From<Error> for VerifyError {
         match e {
             Error::Store(s) => VerifyError::Store(s),
             other => VerifyError::Failed(other),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn all_rejections_are_listed_once_with_distinct_names() {
+        let mut names: Vec<&str> = Rejection::ALL.iter().map(|r| r.as_str()).collect();
+        names.sort_unstable();
+        names.dedup();
+        assert_eq!(names.len(), Rejection::ALL.len());
+        // Exhaustive match: a new variant fails to compile here until it is
+        // added to `ALL`.
+        for r in Rejection::ALL {
+            match r {
+                Rejection::Malformed
+                | Rejection::UnknownKey
+                | Rejection::Revoked
+                | Rejection::Inactive
+                | Rejection::Expired
+                | Rejection::GraceEnded
+                | Rejection::NotYetValid
+                | Rejection::WrongEnvironment
+                | Rejection::WrongKind
+                | Rejection::MissingScope
+                | Rejection::OriginNotAllowed
+                | Rejection::IpNotAllowed
+                | Rejection::SigningKeyAsBearer
+                | Rejection::NotASigningKey
+                | Rejection::BadSignature
+                | Rejection::BodyTooLarge
+                | Rejection::StaleRequest
+                | Rejection::Replayed => {}
+            }
+        }
+    }
+
+    #[test]
+    fn management_errors_map_to_http() {
+        let id = KeyId::from_bytes([7; 16]);
+        let cases: [(Error, u16, &str); 9] = [
+            (
+                Error::Invalid {
+                    field: Field::Name,
+                    reason: "must not be blank",
+                },
+                400,
+                "invalid_request",
+            ),
+            (Error::NotFound(id), 404, "not_found"),
+            (Error::Revoked(id), 409, "key_revoked"),
+            (
+                Error::InvalidState {
+                    id,
+                    reason: "an expired key cannot be rolled",
+                },
+                409,
+                "invalid_state",
+            ),
+            (Error::Conflict(id), 409, "conflict"),
+            (Error::AnotherKeyActive, 409, "another_key_active"),
+            (
+                Error::Store(StoreError::new(StoreErrorKind::Backend)),
+                500,
+                "internal_error",
+            ),
+            (Error::Randomness, 500, "internal_error"),
+            (Error::NoSealingKeys, 500, "internal_error"),
+        ];
+        for (e, status, code) in cases {
+            assert_eq!(e.http_status(), status, "{e:?}");
+            assert_eq!(e.public_code(), code, "{e:?}");
         }
     }
 }

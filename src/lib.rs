@@ -31,7 +31,7 @@ mod token;
 pub use clock::ManualClock;
 pub use clock::{Clock, SystemClock};
 pub use engine::{DEFAULT_KEY_NAME, Engine, KeyUpdate, NewKey, RollOptions};
-pub use environment::{Environment, KeyKind};
+pub use environment::{Environment, KeyKind, ParseNameError};
 pub use error::{ConfigError, Error, Field, Rejection, StoreError, StoreErrorKind, VerifyError};
 pub use events::{EventKind, EventSink, KeyEvent};
 pub use hash::{Pepper, SecretHash};
@@ -54,6 +54,9 @@ pub use signing::{
 #[cfg(feature = "postgres")]
 pub use store::PostgresKeyStore;
 pub use store::{AsyncKeyStore, KeyStore, MemoryKeyStore, RollPlan, WriteCondition};
+/// The `time` crate, re-exported: [`UtcDateTime`](time::UtcDateTime) and
+/// [`Duration`](time::Duration) are part of this crate's API.
+pub use time;
 pub use token::{
     CHECKSUM_CHARS, KEY_ID_BYTES, KEY_ID_CHARS, KeyFormat, KeyFormatBuilder, KeyId, MAX_PREFIX_LEN,
     NewToken, PresentedKey,

@@ -179,6 +179,27 @@ impl KeyStatus {
             KeyStatus::Revoked => "revoked",
         }
     }
+
+    /// Every status, in life order.
+    pub const ALL: [KeyStatus; 3] = [KeyStatus::Active, KeyStatus::Inactive, KeyStatus::Revoked];
+}
+
+impl fmt::Display for KeyStatus {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl core::str::FromStr for KeyStatus {
+    type Err = crate::environment::ParseNameError;
+    /// Parses the stable name ([`as_str`](Self::as_str)): `active`,
+    /// `inactive` or `revoked`, exact case.
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Self::ALL
+            .into_iter()
+            .find(|k| k.as_str() == s)
+            .ok_or(crate::environment::ParseNameError::new("key status"))
+    }
 }
 
 /// A permission name: 1–128 bytes of `A-Za-z0-9` and `:._/-`. Matched
@@ -369,5 +390,22 @@ impl KeyRecord {
     #[must_use]
     pub fn is_signing_key(&self) -> bool {
         self.sealed_secret.is_some()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn status_names_round_trip_and_refuse_neighbours() {
+        for s in KeyStatus::ALL {
+            assert_eq!(s.to_string().parse::<KeyStatus>(), Ok(s));
+            assert_eq!(s.to_string(), s.as_str());
+        }
+        for bad in ["", "Active", "REVOKED", "deleted", "active\n"] {
+            let err = bad.parse::<KeyStatus>().unwrap_err();
+            assert_eq!(err.expected(), "key status");
+        }
     }
 }

@@ -31,3 +31,27 @@ fn futures_lite_block_on<F: Future>(f: F) -> F::Output {
         }
     }
 }
+
+#[test]
+fn shared_store_keeps_both_apis() {
+    // `Arc<MemoryKeyStore>` is a `KeyStore` and an `AsyncKeyStore`, so a
+    // store shared between a manager and the host keeps the async API.
+    let store = std::sync::Arc::new(MemoryKeyStore::new());
+    testing::run_conformance(&store).unwrap();
+    futures_lite_block_on(testing::run_conformance_async(&store)).unwrap();
+    let keys = api_keys::KeyManager::new(std::sync::Arc::clone(&store));
+    let owner = api_keys::OwnerId::new("acct_shared").unwrap();
+    let created = futures_lite_block_on(keys.create_async(
+        &api_keys::Actor::system(),
+        api_keys::NewKey::secret(owner.clone(), "shared"),
+    ))
+    .unwrap();
+    // Visible through the host's handle on the same store.
+    assert_eq!(
+        api_keys::KeyStore::get(&*store, &created.record.id)
+            .unwrap()
+            .unwrap()
+            .owner,
+        owner
+    );
+}

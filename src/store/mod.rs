@@ -303,6 +303,46 @@ impl<T: KeyStore + ?Sized> KeyStore for Arc<T> {
     }
 }
 
+impl<T: AsyncKeyStore + ?Sized> AsyncKeyStore for Arc<T> {
+    fn insert(
+        &self,
+        record: &KeyRecord,
+        condition: WriteCondition,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send {
+        (**self).insert(record, condition)
+    }
+    fn get(
+        &self,
+        id: &KeyId,
+    ) -> impl Future<Output = Result<Option<Arc<KeyRecord>>, StoreError>> + Send {
+        (**self).get(id)
+    }
+    fn list_by_owner(
+        &self,
+        owner: &OwnerId,
+    ) -> impl Future<Output = Result<Vec<Arc<KeyRecord>>, StoreError>> + Send {
+        (**self).list_by_owner(owner)
+    }
+    fn update(
+        &self,
+        record: &KeyRecord,
+        expected_version: u64,
+        condition: WriteCondition,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send {
+        (**self).update(record, expected_version, condition)
+    }
+    fn apply_roll(&self, plan: &RollPlan) -> impl Future<Output = Result<(), StoreError>> + Send {
+        (**self).apply_roll(plan)
+    }
+    fn touch(
+        &self,
+        id: &KeyId,
+        at: UtcDateTime,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send {
+        (**self).touch(id, at)
+    }
+}
+
 /// Runs a synchronous store through the async code path: every future is
 /// ready at once. Private, so the one-implementation drivers serve both the
 /// sync and the async API without a public blanket impl.
