@@ -1,100 +1,112 @@
-//! Fixed-width base62 over big-endian byte chunks of at most 16 bytes, one
-//! `u128` limb per chunk (about 50 ns for 32 bytes, where base58 over a big
-//! integer costs microseconds).
+//! Fixed-width base62 over big-endian 8-byte limbs: every 8 bytes become
+//! 11 characters (62^11 > 2^64), a shorter last limb the fewest characters
+//! that hold it. One `u64` per limb, so encoding divides by a constant and
+//! decoding is one multiply-add per character (two digits per step): no
+//! `u128` and no big-integer arithmetic.
 //!
-//! The alphabet is `0-9A-Za-z`: no `_`, so a double-click selects a whole
-//! token, and nothing that needs URL or shell escaping. Widths are fixed per
-//! chunk length, so every encoding of `n` bytes has the same length. Decoding
-//! is strict: a value that does not fit the chunk (a non-canonical string) is
-//! refused, so every accepted string has exactly one byte sequence and the
-//! other way round.
+//! The alphabet is `0-9A-Za-z`. Why not a 64-symbol alphabet, which would
+//! decode with shifts alone: the only word character outside `[0-9A-Za-z]`
+//! is `_`, so the second extra symbol would be `-`, `+`, `/` or `.`, and a
+//! double-click stops at those in browsers and most editors (which select
+//! runs of letters, digits and `_`); `+` and `/` also need escaping in URLs.
+//! The power-of-two alphabet of word characters alone is base32, which makes
+//! the default token 13 characters longer. With 8-byte limbs base62 costs
+//! about as many instructions per character as base32 or base64.
+//!
+//! Widths are fixed per byte length, so every encoding of `n` bytes has the
+//! same length. Decoding is strict: a limb whose value does not fit its
+//! bytes (a non-canonical string) is refused, so every accepted string has
+//! exactly one byte sequence and the other way round.
 
 const ALPHABET: &[u8; 62] = b"0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz";
 
-/// Characters per chunk length 0..=16, computed at compile time.
-#[expect(
-    clippy::indexing_slicing,
-    reason = "compile-time evaluation; n ranges over 0..=16 and the table has 17 entries"
-)]
-const WIDTHS: [usize; 17] = {
-    let mut t = [0usize; 17];
-    let mut n = 0;
-    while n <= 16 {
-        t[n] = compute_width(n);
-        n += 1;
-    }
-    t
-};
+/// Bytes per limb.
+const LIMB: usize = 8;
+/// Characters of a full limb.
+const LIMB_CHARS: usize = 11;
 
-/// The number of base62 characters that encode `n` bytes (`n <= 16`).
+/// The number of characters that encode a limb of `n` bytes (`n <= 8`):
+/// the smallest `w` with `62^w >= 256^n` (checked by a unit test).
 #[inline]
-#[expect(
-    clippy::indexing_slicing,
-    reason = "guarded by n <= 16; the table has 17 entries (slice::get is not const)"
-)]
-pub(crate) const fn chunk_width(n: usize) -> usize {
-    if n <= 16 { WIDTHS[n] } else { 0 }
-}
-
-const fn compute_width(n: usize) -> usize {
-    // Smallest w with 62^w >= 256^n, computed with saturating u128 arithmetic.
-    let mut w = 0usize;
-    let mut cap: u128 = 1;
-    let limit: u128 = if n >= 16 {
-        u128::MAX
-    } else {
-        (1u128 << (8 * n)) - 1
-    };
-    while cap <= limit && cap != 0 {
-        w += 1;
-        cap = match cap.checked_mul(62) {
-            Some(c) => c,
-            None => 0, // overflow: 62^w exceeds every u128, so it covers `limit`
-        };
+pub(crate) const fn limb_width(n: usize) -> usize {
+    match n {
+        0 => 0,
+        1 => 2,
+        2 => 3,
+        3 => 5,
+        4 => 6,
+        5 => 7,
+        6 => 9,
+        7 => 10,
+        _ => LIMB_CHARS,
     }
-    w
 }
 
-/// The number of characters that encode `n` bytes in 16-byte chunks.
+/// The number of characters that encode `n` bytes.
 pub(crate) const fn encoded_len(n: usize) -> usize {
-    let full = n / 16;
-    let rest = n % 16;
-    full * chunk_width(16) + if rest == 0 { 0 } else { chunk_width(rest) }
+    (n / LIMB) * LIMB_CHARS + limb_width(n % LIMB)
 }
 
-/// Appends the encoding of `bytes` to `out`.
-pub(crate) fn encode_into(bytes: &[u8], out: &mut String) {
-    for chunk in bytes.chunks(16) {
-        let mut value: u128 = 0;
-        for &b in chunk {
-            value = (value << 8) | u128::from(b);
-        }
-        let width = chunk_width(chunk.len());
-        let mut digits = [b'0'; 22];
-        // Right to left, ten digits per u128 division, the rest in u64.
-        let mut end = width.min(digits.len());
-        while end > 0 {
-            let group = end.min(10);
-            let scale = u128::from(POW62.get(group).copied().unwrap_or(1));
-            let mut low = (value % scale) as u64; // < 62^10: fits
-            value /= scale;
-            let start = end - group;
-            for slot in digits
-                .get_mut(start..end)
-                .unwrap_or(&mut [])
-                .iter_mut()
-                .rev()
-            {
-                // `low % 62 < 62`: always inside the alphabet.
-                *slot = ALPHABET.get((low % 62) as usize).copied().unwrap_or(b'0');
-                low /= 62;
-            }
-            end = start;
-        }
-        for &d in digits.iter().take(width) {
-            out.push(char::from(d));
+/// Writes the encoding of `bytes` into `out`, which must be exactly
+/// [`encoded_len`]`(bytes.len())` long (`None` otherwise).
+pub(crate) fn encode_to(bytes: &[u8], out: &mut [u8]) -> Option<()> {
+    if out.len() != encoded_len(bytes.len()) {
+        return None;
+    }
+    let mut rest = out;
+    for limb in bytes.chunks(LIMB) {
+        let (digits, tail) = rest.split_at_mut_checked(limb_width(limb.len()))?;
+        rest = tail;
+        let mut value = limb.iter().fold(0u64, |v, &b| (v << 8) | u64::from(b));
+        for slot in digits.iter_mut().rev() {
+            // `value % 62 < 62`: always inside the alphabet.
+            *slot = ALPHABET.get((value % 62) as usize).copied().unwrap_or(b'0');
+            value /= 62;
         }
     }
+    Some(())
+}
+
+/// Appends the encoding of `bytes` to `out` (for ids and test code; the
+/// token generator writes into its own buffer with [`encode_to`]).
+pub(crate) fn encode_into(bytes: &[u8], out: &mut String) {
+    let mut buf = [0u8; 2 * LIMB_CHARS];
+    for chunk in bytes.chunks(2 * LIMB) {
+        let len = encoded_len(chunk.len());
+        if let Some(dst) = buf.get_mut(..len)
+            && encode_to(chunk, dst).is_some()
+        {
+            // Only alphabet bytes were written: always ASCII.
+            out.push_str(core::str::from_utf8(dst).unwrap_or_default());
+        }
+    }
+}
+
+/// Whether every byte of `text` is in the alphabet. Written as a fold
+/// without early exit so that it compiles to vector code.
+#[inline]
+pub(crate) fn is_alphabet(text: &[u8]) -> bool {
+    text.iter().fold(true, |ok, c| ok & c.is_ascii_alphanumeric())
+}
+
+/// Fills `out[filled..]` with characters drawn uniformly from the alphabet
+/// and returns how many of `out` are filled afterwards: `random` is read as
+/// 6-bit groups (four per three bytes), a group below 62 is a character,
+/// 62 and 63 are skipped (rejection sampling: no bias).
+pub(crate) fn fill_uniform(random: &[u8], out: &mut [u8], mut filled: usize) -> usize {
+    for three in random.chunks(3) {
+        let word = three.iter().fold(0u32, |w, &b| (w << 8) | u32::from(b));
+        // A short last chunk gives its whole 6-bit groups only.
+        let bits = 8 * three.len();
+        for end in (6..=bits).step_by(6) {
+            let group = (word >> (bits - end)) & 0x3F;
+            if let (Some(c), Some(slot)) = (ALPHABET.get(group as usize), out.get_mut(filled)) {
+                *slot = *c;
+                filled += 1;
+            }
+        }
+    }
+    filled
 }
 
 /// Digit values by byte; 0xFF outside the alphabet.
@@ -112,105 +124,101 @@ const DIGITS: [u8; 256] = {
     t
 };
 
-/// 62^k for k in 0..=10 (62^10 < 2^60, so ten digits fit a `u64`).
-#[expect(
-    clippy::indexing_slicing,
-    reason = "compile-time evaluation over 0..=10 on an 11-entry table"
-)]
-const POW62: [u64; 11] = {
-    let mut t = [1u64; 11];
-    let mut k = 1;
-    while k <= 10 {
-        t[k] = t[k - 1] * 62;
-        k += 1;
-    }
-    t
-};
-
 /// The value of a digit byte, 0xFF outside the alphabet.
 #[inline(always)]
 fn digit(c: u8) -> u8 {
     DIGITS.get(usize::from(c)).copied().unwrap_or(0xFF)
 }
 
-/// `u128::MAX / 62^k`: a value above it overflows when scaled by 62^k.
-#[expect(
-    clippy::indexing_slicing,
-    reason = "compile-time evaluation over 0..=10 on 11-entry tables"
-)]
-const SCALE_LIMIT: [u128; 11] = {
-    let mut t = [u128::MAX; 11];
-    let mut k = 1;
-    while k <= 10 {
-        t[k] = u128::MAX / (POW62[k] as u128);
-        k += 1;
-    }
-    t
-};
-
-/// Decodes up to 22 digits into a `u128`: ten digits at a time in a `u64`
-/// (62^10 < 2^60: no overflow), then one `u128` multiply-add per group
-/// whose overflow is ruled out by a comparison with a compile-time limit.
-/// Invalid digits are collected in a mask and checked once.
-#[inline]
-fn decode_chunk(digits: &[u8]) -> Option<u128> {
-    let mut value: u128 = 0;
+/// Decodes the digits of one limb of `bytes` bytes. Horner's rule two
+/// digits at a time over the first ten digits (62^10 < 2^60: no overflow),
+/// then a checked step for an eleventh; invalid digits are collected in a
+/// mask and checked once.
+#[inline(always)]
+fn decode_limb(digits: &[u8], bytes: usize) -> Option<u64> {
+    let (head, last) = digits.split_at_checked(digits.len().min(10))?;
+    let mut acc: u64 = 0;
     let mut invalid = 0u8;
-    for group in digits.chunks(10) {
-        // Horner's rule two digits at a time: the multiply chain that
-        // bounds the speed is half as long.
-        let mut acc: u64 = 0;
-        let mut pairs = group.chunks_exact(2);
-        for pair in &mut pairs {
-            let (a, b) = match pair {
-                [a, b] => (digit(*a), digit(*b)),
-                _ => (0xFF, 0xFF),
-            };
-            invalid |= a | b;
-            let two = u64::from(a & 0x3F) * 62 + u64::from(b & 0x3F);
-            acc = acc.wrapping_mul(62 * 62).wrapping_add(two);
-        }
-        if let [c] = pairs.remainder() {
-            let d = digit(*c);
-            invalid |= d;
-            acc = acc.wrapping_mul(62).wrapping_add(u64::from(d & 0x3F));
-        }
-        let k = group.len();
-        if value > SCALE_LIMIT.get(k).copied().unwrap_or(0) {
-            return None;
-        }
-        let scale = u128::from(POW62.get(k).copied().unwrap_or(0));
-        value = value.wrapping_mul(scale).checked_add(u128::from(acc))?;
+    let mut pairs = head.chunks_exact(2);
+    for pair in &mut pairs {
+        let (a, b) = match pair {
+            [a, b] => (digit(*a), digit(*b)),
+            _ => (0xFF, 0xFF),
+        };
+        invalid |= a | b;
+        acc = acc * (62 * 62) + u64::from(a & 0x3F) * 62 + u64::from(b & 0x3F);
+    }
+    for &c in pairs.remainder().iter().chain(last) {
+        let d = digit(c);
+        invalid |= d;
+        acc = acc.checked_mul(62)?.checked_add(u64::from(d & 0x3F))?;
     }
     // Valid digit values are < 62 < 0x40; 0xFF marks an invalid byte.
     if invalid & 0xC0 != 0 {
         return None;
     }
-    Some(value)
+    // Canonical: a short limb's value must fit its bytes.
+    if bytes < LIMB && acc >> (8 * bytes) != 0 {
+        return None;
+    }
+    Some(acc)
+}
+
+/// Decodes exactly 11 characters, a full limb, into a `u64`: unrolled,
+/// two digits per multiply-add, one widening multiply for the last digit
+/// so that a value above `u64::MAX` is refused without a branch per step.
+#[inline(always)]
+fn decode_full(t: &[u8; LIMB_CHARS]) -> Option<u64> {
+    let d = t.map(digit);
+    let invalid = d.iter().fold(0u8, |acc, &x| acc | x);
+    let pair = |i: usize| {
+        let a = d.get(i).copied().unwrap_or(0xFF);
+        let b = d.get(i + 1).copied().unwrap_or(0xFF);
+        u64::from(a) * 62 + u64::from(b)
+    };
+    // Ten digits < 62^10 < 2^60: wrapping never happens for valid input,
+    // and invalid input is refused below whatever the arithmetic gave.
+    let mut acc = pair(0);
+    for i in [2, 4, 6, 8] {
+        acc = acc.wrapping_mul(62 * 62).wrapping_add(pair(i));
+    }
+    let last = d.get(10).copied().unwrap_or(0xFF);
+    let wide = u128::from(acc) * 62 + u128::from(last);
+    // Valid digit values are < 62 < 0x40; 0xFF marks an invalid byte.
+    if invalid & 0xC0 != 0 {
+        return None;
+    }
+    u64::try_from(wide).ok()
 }
 
 /// Decodes `text` into `out`, which fixes the expected byte length.
 /// Returns `None` when `text` has the wrong length, leaves the alphabet or is
 /// not canonical.
+#[inline]
 pub(crate) fn decode_into(text: &[u8], out: &mut [u8]) -> Option<()> {
     if text.len() != encoded_len(out.len()) {
         return None;
     }
     let mut rest = text;
-    for chunk in out.chunks_mut(16) {
-        let width = chunk_width(chunk.len());
-        let (digits, tail) = rest.split_at_checked(width)?;
+    for chunk in out.chunks_mut(LIMB) {
+        let (digits, tail) = rest.split_at_checked(limb_width(chunk.len()))?;
         rest = tail;
-        let value = decode_chunk(digits)?;
-        let be = value.to_be_bytes();
-        let (high, low) = be.split_at_checked(16 - chunk.len())?;
-        // Canonical: the value must fit the chunk.
-        if high.iter().any(|b| *b != 0) {
-            return None;
+        let value = match <&[u8; LIMB_CHARS]>::try_from(digits) {
+            Ok(full) => decode_full(full)?,
+            Err(_) => decode_limb(digits, chunk.len())?,
         }
+        .to_be_bytes();
+        let low = value.get(LIMB - chunk.len()..)?;
         chunk.copy_from_slice(low);
     }
     Some(())
+}
+
+/// Decodes exactly 11 characters into the 8 bytes of one full limb, as a
+/// big-endian `u64` (the key id's halves).
+#[inline]
+pub(crate) fn decode_word(text: &[u8]) -> Option<u64> {
+    decode_full(text.try_into().ok()?)
 }
 
 #[cfg(test)]
@@ -219,13 +227,31 @@ mod tests {
     use proptest::prelude::*;
 
     #[test]
-    fn widths() {
-        assert_eq!(chunk_width(16), 22);
-        assert_eq!(chunk_width(8), 11);
-        assert_eq!(chunk_width(4), 6);
-        assert_eq!(chunk_width(1), 2);
+    fn widths_are_minimal() {
+        for n in 1..=LIMB {
+            let need = 8 * n as u32;
+            let w = limb_width(n) as u32;
+            // 62^w >= 2^need and 62^(w-1) < 2^need
+            let pow = |e: u32| 62f64.powi(e as i32).log2();
+            assert!(pow(w) >= f64::from(need), "n={n}");
+            assert!(pow(w - 1) < f64::from(need), "n={n}");
+        }
+        assert_eq!(encoded_len(16), 22);
+        assert_eq!(encoded_len(4), 6);
         assert_eq!(encoded_len(32), 44);
         assert_eq!(encoded_len(20), 28);
+    }
+
+    #[test]
+    fn limbs_are_big_endian_base62() {
+        let mut s = String::new();
+        encode_into(&[0, 0, 0, 0, 0, 0, 0, 61, 0, 0, 0, 62], &mut s);
+        assert_eq!(s, "0000000000z000010");
+        let mut back = [0u8; 12];
+        decode_into(s.as_bytes(), &mut back).unwrap();
+        assert_eq!(back, [0, 0, 0, 0, 0, 0, 0, 61, 0, 0, 0, 62]);
+        assert_eq!(decode_word(b"0000000000z"), Some(61));
+        assert_eq!(decode_word(b"LygHa16AHYF"), Some(u64::MAX));
     }
 
     #[test]
@@ -245,14 +271,32 @@ mod tests {
 
     #[test]
     fn non_canonical_refused() {
-        // 22 'z's is 62^22 - 1 > u128::MAX
-        let mut out = [0u8; 16];
-        assert!(decode_into(&[b'z'; 22], &mut out).is_none());
+        // 11 'z's is 62^11 - 1 > u64::MAX; one above u64::MAX too.
+        let mut out = [0u8; 8];
+        assert!(decode_into(&[b'z'; 11], &mut out).is_none());
+        assert!(decode_into(b"LygHa16AHYG", &mut out).is_none());
+        assert!(decode_word(b"LygHa16AHYG").is_none());
         // 6 'z's exceeds u32
         let mut out = [0u8; 4];
         assert!(decode_into(b"zzzzzz", &mut out).is_none());
+        assert!(decode_into(b"4gfFC4", &mut out).is_none()); // 2^32
+        assert!(decode_into(b"4gfFC3", &mut out).is_some()); // 2^32 - 1
         assert!(decode_into(b"00000_", &mut out).is_none());
         assert!(decode_into(b"00000", &mut out).is_none());
+        assert!(decode_word(b"0000000000").is_none());
+    }
+
+    #[test]
+    fn every_invalid_byte_is_refused_in_every_position() {
+        let mut good = String::new();
+        encode_into(&[0x5A; 8], &mut good);
+        for bad in (0u8..=255).filter(|b| !b.is_ascii_alphanumeric()) {
+            for at in 0..good.len() {
+                let mut text = good.clone().into_bytes();
+                text[at] = bad;
+                assert!(decode_word(&text).is_none(), "{bad:#x} at {at}");
+            }
+        }
     }
 
     proptest! {
@@ -265,6 +309,17 @@ mod tests {
             let mut back = vec![0u8; bytes.len()];
             prop_assert!(decode_into(s.as_bytes(), &mut back).is_some());
             prop_assert_eq!(back, bytes);
+        }
+
+        #[test]
+        fn decode_is_injective(text in "[0-9A-Za-z]{17}") {
+            // Whatever decodes re-encodes to the same text.
+            let mut out = [0u8; 12];
+            if decode_into(text.as_bytes(), &mut out).is_some() {
+                let mut again = String::new();
+                encode_into(&out, &mut again);
+                prop_assert_eq!(again, text);
+            }
         }
 
         #[test]

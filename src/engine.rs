@@ -364,15 +364,11 @@ impl Engine {
         {
             return Err(Rejection::UnknownKey.into());
         }
+        // The presented message binds the presented id, environment and
+        // kind, just checked equal to the record's.
         let computed = self
             .hasher
-            .hash_like(
-                &record.secret_hash,
-                &record.id,
-                record.environment,
-                record.kind,
-                presented.secret(),
-            )
+            .hash_like(&record.secret_hash, presented.message())
             .ok_or_else(|| {
                 Error::UnknownKeyVersion(record.secret_hash.pepper_version.unwrap_or_default())
             })?;
@@ -463,9 +459,7 @@ impl Engine {
         // cheaper than date arithmetic on the hot path.
         let touch = match record.last_used_at {
             None => true,
-            Some(last) => now
-                .unix_timestamp()
-                .checked_sub(last.unix_timestamp())
+            Some(last) => crate::clock::elapsed_seconds(last, now)
                 .is_some_and(|elapsed| elapsed >= self.policy.touch_interval.whole_seconds()),
         };
         Ok(Decision {
@@ -590,7 +584,7 @@ impl Engine {
                 &fresh.id,
                 spec.environment,
                 spec.kind,
-                fresh.secret.as_bytes(),
+                fresh.secret_text(&self.format),
             ),
             sealed_secret: None,
             redacted: fresh.token.redacted(),
