@@ -67,6 +67,18 @@ pub(crate) fn encode_to(bytes: &[u8], out: &mut [u8]) -> Option<()> {
     Some(())
 }
 
+/// The six characters of a 4-byte limb (the checksum), from a `u32`.
+#[inline]
+pub(crate) fn encode_u32(mut value: u32) -> [u8; 6] {
+    let mut out = [b'0'; 6];
+    for slot in out.iter_mut().rev() {
+        // `value % 62 < 62`: always inside the alphabet.
+        *slot = ALPHABET.get((value % 62) as usize).copied().unwrap_or(b'0');
+        value /= 62;
+    }
+    out
+}
+
 /// Appends the encoding of `bytes` to `out` (for ids and test code; the
 /// token generator writes into its own buffer with [`encode_to`]).
 pub(crate) fn encode_into(bytes: &[u8], out: &mut String) {
@@ -86,7 +98,17 @@ pub(crate) fn encode_into(bytes: &[u8], out: &mut String) {
 /// without early exit so that it compiles to vector code.
 #[inline]
 pub(crate) fn is_alphabet(text: &[u8]) -> bool {
-    text.iter().fold(true, |ok, c| ok & c.is_ascii_alphanumeric())
+    fn all(t: &[u8]) -> bool {
+        t.iter().fold(true, |ok, c| ok & c.is_ascii_alphanumeric())
+    }
+    // From 32 to 64 bytes: two overlapping fixed 32-byte windows, which
+    // compile to straight vector code with no scalar tail.
+    let first = text.first_chunk::<32>();
+    let last = text.last_chunk::<32>();
+    match (first, last) {
+        (Some(a), Some(b)) if text.len() <= 64 => all(a) & all(b),
+        _ => all(text),
+    }
 }
 
 /// Fills `out[filled..]` with characters drawn uniformly from the alphabet
@@ -130,11 +152,12 @@ fn digit(c: u8) -> u8 {
     DIGITS.get(usize::from(c)).copied().unwrap_or(0xFF)
 }
 
-/// Decodes the digits of one limb of `bytes` bytes. Horner's rule two
+/// Decodes the digits of one limb of `bytes` bytes (tests only: the crate
+/// decodes only full limbs, the key id's halves). Horner's rule two
 /// digits at a time over the first ten digits (62^10 < 2^60: no overflow),
 /// then a checked step for an eleventh; invalid digits are collected in a
 /// mask and checked once.
-#[inline(always)]
+#[cfg(test)]
 fn decode_limb(digits: &[u8], bytes: usize) -> Option<u64> {
     let (head, last) = digits.split_at_checked(digits.len().min(10))?;
     let mut acc: u64 = 0;
@@ -193,8 +216,8 @@ fn decode_full(t: &[u8; LIMB_CHARS]) -> Option<u64> {
 
 /// Decodes `text` into `out`, which fixes the expected byte length.
 /// Returns `None` when `text` has the wrong length, leaves the alphabet or is
-/// not canonical.
-#[inline]
+/// not canonical. (Tests only: the inverse of [`encode_into`].)
+#[cfg(test)]
 pub(crate) fn decode_into(text: &[u8], out: &mut [u8]) -> Option<()> {
     if text.len() != encoded_len(out.len()) {
         return None;
@@ -255,6 +278,15 @@ mod tests {
     }
 
     #[test]
+    fn checksum_encoding_is_the_limb_encoding() {
+        for v in [0u32, 1, 61, 62, 0xDEAD_BEEF, u32::MAX] {
+            let mut s = String::new();
+            encode_into(&v.to_be_bytes(), &mut s);
+            assert_eq!(encode_u32(v), s.as_bytes());
+        }
+    }
+
+    #[test]
     fn extremes_round_trip() {
         for n in 1..=40 {
             for fill in [0u8, 0xff] {
@@ -284,6 +316,21 @@ mod tests {
         assert!(decode_into(b"00000_", &mut out).is_none());
         assert!(decode_into(b"00000", &mut out).is_none());
         assert!(decode_word(b"0000000000").is_none());
+    }
+
+    #[test]
+    fn alphabet_check_sees_every_position() {
+        for len in 0..=70 {
+            let good = vec![b'a'; len];
+            assert!(is_alphabet(&good));
+            for at in 0..len {
+                for bad in [b'_', b'-', 0u8, 0x80, 0xFF, b'{', b'@', b'`', b'/', b':'] {
+                    let mut t = good.clone();
+                    t[at] = bad;
+                    assert!(!is_alphabet(&t), "{len} {at} {bad:#x}");
+                }
+            }
+        }
     }
 
     #[test]

@@ -148,7 +148,7 @@ mod tests {
             (1_767_225_599, 6), // same second: served from the cache
             (1_767_225_600, 0), // the next day
             (1_767_225_600, 123_456_789),
-            (951_782_400, 42), // 2000-02-29
+            (951_782_400, 42),    // 2000-02-29
             (253_402_300_799, 1), // 9999-12-31 23:59:59
         ];
         for (secs, nanos) in cases {
@@ -161,7 +161,10 @@ mod tests {
         }
         // The epoch itself is never taken from the (zero-initialised) cache.
         let fresh = core::cell::Cell::new((0, UtcDateTime::MAX));
-        assert_eq!(at(&fresh, 0, 7), UtcDateTime::UNIX_EPOCH.replace_nanosecond(7).unwrap());
+        assert_eq!(
+            at(&fresh, 0, 7),
+            UtcDateTime::UNIX_EPOCH.replace_nanosecond(7).unwrap()
+        );
     }
 
     #[test]

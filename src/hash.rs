@@ -204,7 +204,11 @@ impl KeyHasher {
     /// Hashes a presented message under the scheme `stored` was made with.
     /// `None` when that pepper version is not configured (a configuration
     /// error: the caller fails closed).
-    pub(crate) fn hash_like(&self, stored: &SecretHash, block: &MessageBlock) -> Option<SecretHash> {
+    pub(crate) fn hash_like(
+        &self,
+        stored: &SecretHash,
+        block: &MessageBlock,
+    ) -> Option<SecretHash> {
         match stored.pepper_version {
             None => Some(SecretHash {
                 pepper_version: None,
@@ -256,12 +260,7 @@ pub(crate) struct MessageBlock {
 impl MessageBlock {
     /// The block of a message with this secret (its characters; at most
     /// [`MAX_SECRET_CHARS`], longer is cut, which no format produces).
-    pub(crate) fn new(
-        id: &KeyId,
-        environment: Environment,
-        kind: KeyKind,
-        secret: &[u8],
-    ) -> Self {
+    pub(crate) fn new(id: &KeyId, environment: Environment, kind: KeyKind, secret: &[u8]) -> Self {
         let secret = secret.get(..MAX_SECRET_CHARS).unwrap_or(secret);
         let secret_len = secret.len();
         let mut block = [0u8; 64];
@@ -409,9 +408,7 @@ mod tests {
             pepper_version: Some(9),
             digest: h1.digest,
         };
-        assert!(
-            new.hash_like(&unknown, &presented).is_none()
-        );
+        assert!(new.hash_like(&unknown, &presented).is_none());
         assert!(Pepper::new(1, &[0; 31]).is_err());
         assert!(KeyHasher::with_peppers(Some(&p1), &[Pepper::new(1, &[3; 32]).unwrap()]).is_err());
     }

@@ -97,7 +97,9 @@ impl KeyId {
             .ok_or(Rejection::Malformed)?;
         let high = base62::decode_word(high).ok_or(Rejection::Malformed)?;
         let low = base62::decode_word(low).ok_or(Rejection::Malformed)?;
-        Ok(Self((u128::from(high) << 64 | u128::from(low)).to_be_bytes()))
+        Ok(Self(
+            (u128::from(high) << 64 | u128::from(low)).to_be_bytes(),
+        ))
     }
 
     /// The first 8 bytes as a word, for hashing and sharding: the id is
@@ -178,6 +180,56 @@ pub struct KeyFormat {
     /// Derived lengths, computed once: body, secret-key token, publishable
     /// token.
     lens: Lengths,
+    /// The checksum state after each head, computed once.
+    heads: HeadChecksums,
+}
+
+/// CRC-32 states after each head `<prefix>_<env>_`, by kind then
+/// environment: the parser matched the head exactly, so it continues the
+/// checksum from here over the body only (no CPU-feature detection and no
+/// head bytes per token). Derived from the prefixes, so two formats with
+/// the same prefixes have the same states: equality looks no further.
+#[derive(Clone)]
+struct HeadChecksums([[crc32fast::Hasher; 2]; 2]);
+
+impl HeadChecksums {
+    fn of(secret_prefix: &str, publishable_prefix: &str) -> Self {
+        let state = |p: &str, env: Environment| {
+            let mut h = crc32fast::Hasher::new();
+            for part in [p, "_", env.as_str(), "_"] {
+                h.update(part.as_bytes());
+            }
+            h
+        };
+        let both = |p: &str| [state(p, Environment::Test), state(p, Environment::Live)];
+        Self([both(secret_prefix), both(publishable_prefix)])
+    }
+
+    fn get(&self, kind: KeyKind, environment: Environment) -> crc32fast::Hasher {
+        let [secret, publishable] = &self.0;
+        let [test, live] = match kind {
+            KeyKind::Secret => secret,
+            KeyKind::Publishable => publishable,
+        };
+        match environment {
+            Environment::Test => test.clone(),
+            Environment::Live => live.clone(),
+        }
+    }
+}
+
+impl PartialEq for HeadChecksums {
+    fn eq(&self, _: &Self) -> bool {
+        true
+    }
+}
+
+impl Eq for HeadChecksums {}
+
+impl fmt::Debug for HeadChecksums {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("HeadChecksums")
+    }
 }
 
 /// The number of base62 characters that carry `bytes` bytes of randomness:
@@ -224,6 +276,7 @@ impl Default for KeyFormat {
             publishable_prefix: "pk".to_owned(),
             secret_bytes: MAX_SECRET_BYTES,
             lens: Lengths::of("sk", "pk", MAX_SECRET_BYTES),
+            heads: HeadChecksums::of("sk", "pk"),
         }
     }
 }
@@ -280,6 +333,7 @@ impl KeyFormatBuilder {
             });
         }
         f.lens = Lengths::of(&f.secret_prefix, &f.publishable_prefix, f.secret_bytes);
+        f.heads = HeadChecksums::of(&f.secret_prefix, &f.publishable_prefix);
         Ok(f)
     }
 }
@@ -426,13 +480,9 @@ impl KeyFormat {
         for (dst, src) in head_out.iter_mut().zip(parts) {
             *dst = *src;
         }
-        let id_out = text
-            .get_mut(head..secret_at)
-            .ok_or(Error::Randomness)?;
+        let id_out = text.get_mut(head..secret_at).ok_or(Error::Randomness)?;
         base62::encode_to(id.as_bytes(), id_out).ok_or(Error::Randomness)?;
-        let secret_out = text
-            .get_mut(secret_at..covered)
-            .ok_or(Error::Randomness)?;
+        let secret_out = text.get_mut(secret_at..covered).ok_or(Error::Randomness)?;
         // Characters drawn uniformly from the alphabet; a rejected draw is
         // rare enough (about 1 in 10 000 tokens) that the refill is a loop.
         let mut filled = base62::fill_uniform(random, secret_out, 0);
@@ -507,12 +557,13 @@ impl KeyFormat {
             .split_at_checked(secret_chars)
             .ok_or(Rejection::Malformed)?;
 
-        let mut crc = [0u8; 4];
-        base62::decode_into(crc_text, &mut crc).ok_or(Rejection::Malformed)?;
-        let covered = bytes
-            .get(..bytes.len().saturating_sub(CHECKSUM_CHARS))
+        // Encoding the computed checksum and comparing text is cheaper than
+        // decoding the presented one, and as strict: the encoding is unique.
+        let covered = body
+            .get(..body.len().saturating_sub(CHECKSUM_CHARS))
             .ok_or(Rejection::Malformed)?;
-        if crc32fast::hash(covered) != u32::from_be_bytes(crc) {
+        let crc = self.checksum(kind, environment, covered);
+        if crc_text != base62::encode_u32(crc) {
             return Err(Rejection::Malformed);
         }
 
@@ -528,6 +579,16 @@ impl KeyFormat {
             environment,
             message,
         })
+    }
+}
+
+impl KeyFormat {
+    /// CRC-32 of `<prefix>_<env>_` followed by `body`, continued from the
+    /// head's precomputed checksum.
+    fn checksum(&self, kind: KeyKind, environment: Environment, body: &[u8]) -> u32 {
+        let mut h = self.heads.get(kind, environment);
+        h.update(body);
+        h.finalize()
     }
 }
 
@@ -636,7 +697,24 @@ mod tests {
         }
         assert_eq!(secret_chars(MAX_SECRET_BYTES), MAX_SECRET_CHARS);
         // Header, id and the longest secret fit one SHA-256 block.
-        assert!(4 + KEY_ID_BYTES + MAX_SECRET_CHARS <= 55);
+        const { assert!(4 + KEY_ID_BYTES + MAX_SECRET_CHARS <= 55) };
+    }
+
+    #[test]
+    fn continued_checksum_equals_the_whole_one() {
+        let f = KeyFormat::builder()
+            .secret_prefix("acme_sk")
+            .build()
+            .unwrap();
+        for kind in KeyKind::ALL {
+            for env in Environment::ALL {
+                let head = format!("{}_{}_", f.prefix(kind), env.as_str());
+                let body = b"0123456789abcdefXYZ";
+                let mut whole = head.into_bytes();
+                whole.extend_from_slice(body);
+                assert_eq!(f.checksum(kind, env, body), crc32fast::hash(&whole));
+            }
+        }
     }
 
     #[test]
@@ -660,7 +738,7 @@ mod tests {
                 Ok(())
             }
         }
-        impl rand::TryCryptoRng for Ones {}
+        impl TryCryptoRng for Ones {}
         let f = KeyFormat::default();
         let t = f
             .generate_with_rng(KeyKind::Secret, Environment::Live, &mut Ones(0))
