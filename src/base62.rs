@@ -58,6 +58,10 @@ pub(crate) fn encode_to(bytes: &[u8], out: &mut [u8]) -> Option<()> {
         let (digits, tail) = rest.split_at_mut_checked(limb_width(limb.len()))?;
         rest = tail;
         let mut value = limb.iter().fold(0u64, |v, &b| (v << 8) | u64::from(b));
+        if let Ok(full) = <&mut [u8; LIMB_CHARS]>::try_from(&mut *digits) {
+            *full = encode_word(value);
+            continue;
+        }
         for slot in digits.iter_mut().rev() {
             // `value % 62 < 62`: always inside the alphabet.
             *slot = ALPHABET.get((value % 62) as usize).copied().unwrap_or(b'0');
@@ -65,6 +69,26 @@ pub(crate) fn encode_to(bytes: &[u8], out: &mut [u8]) -> Option<()> {
         }
     }
     Some(())
+}
+
+/// The eleven characters of a full limb: the low five digits from the
+/// remainder modulo 62^5 in `u32` arithmetic, the high six from the
+/// quotient (< 62^6 < 2^36) in `u64`, all divisions by constants.
+#[inline]
+pub(crate) fn encode_word(value: u64) -> [u8; LIMB_CHARS] {
+    const P5: u64 = 62 * 62 * 62 * 62 * 62;
+    let mut out = [b'0'; LIMB_CHARS];
+    let (mut high, mut low) = (value / P5, (value % P5) as u32);
+    let (head, tail) = out.split_at_mut(LIMB_CHARS - 5);
+    for slot in tail.iter_mut().rev() {
+        *slot = ALPHABET.get((low % 62) as usize).copied().unwrap_or(b'0');
+        low /= 62;
+    }
+    for slot in head.iter_mut().rev() {
+        *slot = ALPHABET.get((high % 62) as usize).copied().unwrap_or(b'0');
+        high /= 62;
+    }
+    out
 }
 
 /// The six characters of a 4-byte limb (the checksum), from a `u32`.
@@ -111,24 +135,58 @@ pub(crate) fn is_alphabet(text: &[u8]) -> bool {
     }
 }
 
+/// The alphabet padded to 64 entries, so that any 6-bit group indexes it;
+/// the two extra entries are never kept.
+#[expect(
+    clippy::indexing_slicing,
+    reason = "compile-time evaluation over 0..62 on 62- and 64-entry tables"
+)]
+const ALPHABET_64: [u8; 64] = {
+    let mut t = [b'0'; 64];
+    let mut i = 0;
+    while i < 62 {
+        t[i] = ALPHABET[i];
+        i += 1;
+    }
+    t
+};
+
 /// Fills `out[filled..]` with characters drawn uniformly from the alphabet
 /// and returns how many of `out` are filled afterwards: `random` is read as
-/// 6-bit groups (four per three bytes), a group below 62 is a character,
-/// 62 and 63 are skipped (rejection sampling: no bias).
-pub(crate) fn fill_uniform(random: &[u8], out: &mut [u8], mut filled: usize) -> usize {
-    for three in random.chunks(3) {
-        let word = three.iter().fold(0u32, |w, &b| (w << 8) | u32::from(b));
-        // A short last chunk gives its whole 6-bit groups only.
-        let bits = 8 * three.len();
-        for end in (6..=bits).step_by(6) {
-            let group = (word >> (bits - end)) & 0x3F;
-            if let (Some(c), Some(slot)) = (ALPHABET.get(group as usize), out.get_mut(filled)) {
-                *slot = *c;
-                filled += 1;
+/// 6-bit groups (four per three bytes, two from a trailing pair), a group
+/// below 62 is a character, 62 and 63 are skipped (rejection sampling: no
+/// bias). Branch-free: every group is written, and the position advances
+/// only for kept ones.
+pub(crate) fn fill_uniform(random: &[u8], out: &mut [u8], filled: usize) -> usize {
+    let mut buf = [0u8; 128];
+    let mut n = 0usize;
+    let mut keep = |group: u32| {
+        let g = (group & 0x3F) as usize;
+        if let Some(slot) = buf.get_mut(n & 127) {
+            *slot = ALPHABET_64.get(g).copied().unwrap_or(b'0');
+        }
+        n += usize::from(g < 62);
+    };
+    let mut triples = random.chunks_exact(3);
+    for t in &mut triples {
+        if let [a, b, c] = *t {
+            let w = u32::from(a) << 16 | u32::from(b) << 8 | u32::from(c);
+            for shift in [18, 12, 6, 0] {
+                keep(w >> shift);
             }
         }
     }
-    filled
+    if let [a, b] = *triples.remainder() {
+        let w = u32::from(a) << 8 | u32::from(b);
+        keep(w >> 10);
+        keep(w >> 4);
+    }
+    let n = n.min(buf.len());
+    let room = out.len().saturating_sub(filled).min(n);
+    if let (Some(dst), Some(src)) = (out.get_mut(filled..filled + room), buf.get(..room)) {
+        dst.copy_from_slice(src);
+    }
+    filled + room
 }
 
 /// Digit values by byte; 0xFF outside the alphabet.
@@ -275,6 +333,21 @@ mod tests {
         assert_eq!(back, [0, 0, 0, 0, 0, 0, 0, 61, 0, 0, 0, 62]);
         assert_eq!(decode_word(b"0000000000z"), Some(61));
         assert_eq!(decode_word(b"LygHa16AHYF"), Some(u64::MAX));
+    }
+
+    #[test]
+    fn uniform_fill_keeps_groups_below_62_in_order() {
+        // 0x000000 -> groups 0,0,0,0; 0xFFFFFF -> 63,63,63,63 (all skipped);
+        // 0xF7DF7D -> 61,61,61,61; a trailing pair 0x0410 -> 1, 1.
+        let random = [0, 0, 0, 0xFF, 0xFF, 0xFF, 0xF7, 0xDF, 0x7D, 0x04, 0x10];
+        let mut out = [b'.'; 12];
+        let n = fill_uniform(&random, &mut out, 2);
+        assert_eq!(n, 12);
+        assert_eq!(&out, b"..0000zzzz11");
+        // Never writes past `out`.
+        let mut short = [b'.'; 3];
+        assert_eq!(fill_uniform(&[0; 30], &mut short, 1), 3);
+        assert_eq!(&short, b".00");
     }
 
     #[test]

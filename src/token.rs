@@ -102,6 +102,16 @@ impl KeyId {
         ))
     }
 
+    /// The first (`false`) or last (`true`) 8 bytes as a big-endian word:
+    /// the limbs of the base62 form, and the order of ids.
+    pub(crate) fn word_be(&self, second: bool) -> u64 {
+        let (a, b) = self.0.split_at(8);
+        let half = if second { b } else { a };
+        let mut w = [0u8; 8];
+        w.copy_from_slice(half);
+        u64::from_be_bytes(w)
+    }
+
     /// The first 8 bytes as a word, for hashing and sharding: the id is
     /// uniformly random, so they are already a good hash.
     pub(crate) fn word(&self, second: bool) -> u64 {
@@ -467,22 +477,27 @@ impl KeyFormat {
 
         // The whole token in one buffer: head, id, secret, then the
         // checksum over all of it. The lengths come from the format, so the
-        // `None` arms below are unreachable.
+        // `None` arms below are unreachable (and reported, never a panic).
+        let bug = || Error::Randomness;
         let head = self.head_len(kind);
         let len = self.token_len(kind);
         let secret_at = head + KEY_ID_CHARS;
         let secret_chars = self.lens.secret_chars;
         let covered = len - CHECKSUM_CHARS;
         let mut text = Zeroizing::new(vec![0u8; len]);
-        let head_out = text.get_mut(..head).ok_or(Error::Randomness)?;
+        let (head_out, body) = text.split_at_mut_checked(head).ok_or_else(bug)?;
         let parts = self.prefix(kind).as_bytes().iter().chain(b"_");
         let parts = parts.chain(environment.as_str().as_bytes()).chain(b"_");
         for (dst, src) in head_out.iter_mut().zip(parts) {
             *dst = *src;
         }
-        let id_out = text.get_mut(head..secret_at).ok_or(Error::Randomness)?;
-        base62::encode_to(id.as_bytes(), id_out).ok_or(Error::Randomness)?;
-        let secret_out = text.get_mut(secret_at..covered).ok_or(Error::Randomness)?;
+        let (id_out, rest) = body.split_at_mut_checked(KEY_ID_CHARS).ok_or_else(bug)?;
+        let (high, low) = id_out
+            .split_at_mut_checked(KEY_ID_CHARS / 2)
+            .ok_or_else(bug)?;
+        high.copy_from_slice(&base62::encode_word(id.word_be(false)));
+        low.copy_from_slice(&base62::encode_word(id.word_be(true)));
+        let (secret_out, _) = rest.split_at_mut_checked(secret_chars).ok_or_else(bug)?;
         // Characters drawn uniformly from the alphabet; a rejected draw is
         // rare enough (about 1 in 10 000 tokens) that the refill is a loop.
         let mut filled = base62::fill_uniform(random, secret_out, 0);
@@ -492,14 +507,12 @@ impl KeyFormat {
             random = &raw.0;
             filled = base62::fill_uniform(random, secret_out, filled);
         }
-        let crc = crc32fast::hash(text.get(..covered).ok_or(Error::Randomness)?);
-        base62::encode_to(
-            &crc.to_be_bytes(),
-            text.get_mut(covered..).ok_or(Error::Randomness)?,
-        )
-        .ok_or(Error::Randomness)?;
+        let crc = crc32fast::hash(text.get(..covered).ok_or_else(bug)?);
+        text.get_mut(covered..)
+            .ok_or_else(bug)?
+            .copy_from_slice(&base62::encode_u32(crc));
         // Every byte written is ASCII (prefix, environment, alphabet).
-        let text = String::from_utf8(core::mem::take(&mut *text)).map_err(|_| Error::Randomness)?;
+        let text = String::from_utf8(core::mem::take(&mut *text)).map_err(|_| bug())?;
         Ok(NewToken {
             id,
             kind,
