@@ -16,6 +16,7 @@ use crate::request::{Decision, RequestContext};
 use crate::sealing::SealingKeyRing;
 use crate::secret::Token;
 use crate::store::RollPlan;
+use crate::stored::RecordView;
 use crate::token::{KeyFormat, KeyId, NewToken, PresentedKey};
 use rand::TryCryptoRng;
 use time::{Duration, UtcDateTime};
@@ -342,37 +343,47 @@ impl Engine {
         request: &RequestContext<'_>,
         now: UtcDateTime,
     ) -> Result<Decision, VerifyError> {
+        self.decide_bearer_on(presented, record, request, now)
+    }
+
+    /// [`decide_bearer`](Self::decide_bearer) on any form of the record.
+    pub(crate) fn decide_bearer_on<V: RecordView + ?Sized>(
+        &self,
+        presented: &PresentedKey,
+        record: &V,
+        request: &RequestContext<'_>,
+        now: UtcDateTime,
+    ) -> Result<Decision, VerifyError> {
         self.check_possession(presented, record)?;
         if record.is_signing_key() {
             return Err(Rejection::SigningKeyAsBearer.into());
         }
-        Ok(self.check_request(record, request, now)?)
+        Ok(self.request_checks(record, request, now)?)
     }
 
     /// Whether `record` is the presented key's: same id, environment and
     /// kind, and the secret's hash matches (constant time). A record that is
     /// not (a stale, mismatched or tampered store answer) is refused like an
     /// unknown key.
-    pub(crate) fn check_possession(
+    pub(crate) fn check_possession<V: RecordView + ?Sized>(
         &self,
         presented: &PresentedKey,
-        record: &KeyRecord,
+        record: &V,
     ) -> Result<(), VerifyError> {
-        if record.id != presented.id()
-            || record.environment != presented.environment()
-            || record.kind != presented.kind()
+        if record.id() != presented.id()
+            || record.environment() != presented.environment()
+            || record.kind() != presented.kind()
         {
             return Err(Rejection::UnknownKey.into());
         }
+        let stored = record.secret_hash();
         // The presented message binds the presented id, environment and
         // kind, just checked equal to the record's.
         let computed = self
             .hasher
-            .hash_like(&record.secret_hash, presented.message())
-            .ok_or_else(|| {
-                Error::UnknownKeyVersion(record.secret_hash.pepper_version.unwrap_or_default())
-            })?;
-        if computed.ct_eq(&record.secret_hash) {
+            .hash_like(stored, presented.message())
+            .ok_or_else(|| Error::UnknownKeyVersion(stored.pepper_version.unwrap_or_default()))?;
+        if computed.ct_eq(stored) {
             Ok(())
         } else {
             Err(Rejection::UnknownKey.into())
@@ -392,8 +403,17 @@ impl Engine {
         request: &RequestContext<'_>,
         now: UtcDateTime,
     ) -> Result<Decision, Rejection> {
-        Self::check_validity(record, now)?;
-        self.check_policy(record, request, now)
+        self.request_checks(record, request, now)
+    }
+
+    fn request_checks<V: RecordView + ?Sized>(
+        &self,
+        record: &V,
+        request: &RequestContext<'_>,
+        now: UtcDateTime,
+    ) -> Result<Decision, Rejection> {
+        Self::validity(record, now)?;
+        self.policy_checks(record, request, now)
     }
 
     /// Status and time only: revoked, inactive, not yet valid, expired,
@@ -403,18 +423,22 @@ impl Engine {
     ///
     /// The first [`Rejection`] that applies.
     pub fn check_validity(record: &KeyRecord, now: UtcDateTime) -> Result<(), Rejection> {
-        match record.status {
+        Self::validity(record, now)
+    }
+
+    fn validity<V: RecordView + ?Sized>(record: &V, now: UtcDateTime) -> Result<(), Rejection> {
+        match record.status() {
             KeyStatus::Revoked => return Err(Rejection::Revoked),
             KeyStatus::Inactive => return Err(Rejection::Inactive),
             KeyStatus::Active => {}
         }
-        if now < record.created_at {
+        if now < record.created_at() {
             return Err(Rejection::NotYetValid);
         }
-        if record.expires_at.is_some_and(|end| now >= end) {
+        if record.expires_at().is_some_and(|end| now >= end) {
             return Err(Rejection::Expired);
         }
-        if record.grace_ends_at.is_some_and(|end| now >= end) {
+        if record.grace_ends_at().is_some_and(|end| now >= end) {
             return Err(Rejection::GraceEnded);
         }
         Ok(())
@@ -432,23 +456,33 @@ impl Engine {
         request: &RequestContext<'_>,
         now: UtcDateTime,
     ) -> Result<Decision, Rejection> {
-        self.check_environment(record.environment, request)?;
-        if request.kind.is_some_and(|k| k != record.kind) {
+        self.policy_checks(record, request, now)
+    }
+
+    fn policy_checks<V: RecordView + ?Sized>(
+        &self,
+        record: &V,
+        request: &RequestContext<'_>,
+        now: UtcDateTime,
+    ) -> Result<Decision, Rejection> {
+        self.check_environment(record.environment(), request)?;
+        if request.kind.is_some_and(|k| k != record.kind()) {
             return Err(Rejection::WrongKind);
         }
         for scope in request.scopes {
-            if !self.grants(record, scope) {
+            if !self.grants_to(record.kind(), record.scopes(), scope) {
                 return Err(Rejection::MissingScope);
             }
         }
-        if !record.allowed_ips.is_any() {
+        let ips = record.allowed_ips();
+        if !ips.is_any() {
             match request.peer_ip {
-                Some(ip) if record.allowed_ips.allows(ip) => {}
+                Some(ip) if ips.allows(ip) => {}
                 _ => return Err(Rejection::IpNotAllowed),
             }
         }
         record
-            .allowed_domains
+            .allowed_domains()
             .check(
                 request.origin,
                 request.referer,
@@ -457,13 +491,13 @@ impl Engine {
             .map_err(|_| Rejection::OriginNotAllowed)?;
         // Whole seconds are precise enough for a write-rate limit, and much
         // cheaper than date arithmetic on the hot path.
-        let touch = match record.last_used_at {
+        let touch = match record.last_used_at() {
             None => true,
             Some(last) => crate::clock::elapsed_seconds(last, now)
                 .is_some_and(|elapsed| elapsed >= self.policy.touch_interval.whole_seconds()),
         };
         Ok(Decision {
-            in_grace: record.successor.is_some(),
+            in_grace: record.successor().is_some(),
             touch,
         })
     }
@@ -471,10 +505,15 @@ impl Engine {
     /// Whether `record` grants `scope` (see [`Scopes`] for empty sets).
     #[must_use]
     pub fn grants(&self, record: &KeyRecord, scope: &str) -> bool {
-        if !record.scopes.is_empty() {
-            return record.scopes.contains(scope);
+        self.grants_to(record.kind, &record.scopes, scope)
+    }
+
+    /// [`grants`](Self::grants) for a key of `kind` with `scopes`.
+    fn grants_to(&self, kind: KeyKind, scopes: &Scopes, scope: &str) -> bool {
+        if !scopes.is_empty() {
+            return scopes.contains(scope);
         }
-        match record.kind {
+        match kind {
             KeyKind::Secret => true,
             KeyKind::Publishable => self.policy.publishable_scopes.contains(scope),
         }

@@ -21,7 +21,8 @@ use crate::sealing::SealingKeyRing;
 use crate::secret::Token;
 use crate::signed::{SignedRequest, SigningKeyCache};
 use crate::store::{AsyncKeyStore, KeyStore, Ready, WriteCondition, complete_now};
-use crate::token::{KeyFormat, KeyId};
+use crate::stored::Held;
+use crate::token::{KeyFormat, KeyId, PresentedKey};
 use rand::TryCryptoRng;
 use std::sync::Arc;
 use time::UtcDateTime;
@@ -265,6 +266,35 @@ impl<S> KeyManager<S> {
         }
     }
 
+    /// The bearer decision on a lent record, dispatched once on its form.
+    fn decide_lent(
+        &self,
+        presented: &PresentedKey,
+        record: &Held,
+        request: &RequestContext<'_>,
+        now: UtcDateTime,
+    ) -> Result<Decision, VerifyError> {
+        match record {
+            Held::Full(r) => self.engine.decide_bearer_on(presented, &**r, request, now),
+            Held::Compact(c) => self.engine.decide_bearer_on(presented, &**c, request, now),
+        }
+    }
+
+    /// [`emit`](Self::emit) for a verification's record (no actor; the
+    /// related key is its successor).
+    fn emit_view(&self, kind: EventKind, record: &Held, at: UtcDateTime) {
+        if let Some(sink) = &self.events {
+            sink.on_event(&KeyEvent {
+                kind,
+                key_id: record.view().id(),
+                owner: record.view().owner(),
+                actor: None,
+                at,
+                related: record.view().successor(),
+            });
+        }
+    }
+
     fn exclusive(&self, now: UtcDateTime) -> WriteCondition {
         if self.engine.policy().one_active_key_per_owner {
             WriteCondition::NoOtherUsableKey { now }
@@ -435,10 +465,11 @@ impl<S> KeyManager<S> {
         let presented = self.engine.precheck(token, request)?;
         let now = self.clock.now();
         let record = store
-            .get(&presented.id())
+            .get_for_verify(&presented.id())
             .await?
-            .ok_or(Rejection::UnknownKey)?;
-        let outcome = self.engine.decide_bearer(&presented, &record, request, now);
+            .ok_or(Rejection::UnknownKey)?
+            .0;
+        let outcome = self.decide_lent(&presented, &record, request, now);
         self.conclude(store, record, outcome, now, false).await
     }
 
@@ -458,7 +489,8 @@ impl<S> KeyManager<S> {
         let outcome =
             self.engine
                 .decide_signed(&record, &key, request, context, now, self.replay.as_ref());
-        self.conclude(store, record, outcome, now, true).await
+        self.conclude(store, Held::Full(record), outcome, now, true)
+            .await
     }
 
     async fn reseal_in<A: AsyncKeyStore + ?Sized>(
@@ -523,7 +555,7 @@ impl<S> KeyManager<S> {
     /// changes the outcome). A refused request writes nothing.
     fn settle(
         &self,
-        record: Arc<KeyRecord>,
+        record: Held,
         outcome: Result<Decision, VerifyError>,
         now: UtcDateTime,
         signed: bool,
@@ -531,13 +563,7 @@ impl<S> KeyManager<S> {
         match outcome {
             Ok(decision) => {
                 if decision.in_grace {
-                    self.emit(
-                        EventKind::UsedDuringGrace,
-                        &record,
-                        None,
-                        now,
-                        record.successor,
-                    );
+                    self.emit_view(EventKind::UsedDuringGrace, &record, now);
                 }
                 (
                     Ok(VerifiedKey::new(record, decision, signed)),
@@ -549,13 +575,7 @@ impl<S> KeyManager<S> {
                     e.rejection(),
                     Some(Rejection::Expired | Rejection::GraceEnded)
                 ) {
-                    self.emit(
-                        EventKind::ExpiredOnUse,
-                        &record,
-                        None,
-                        now,
-                        record.successor,
-                    );
+                    self.emit_view(EventKind::ExpiredOnUse, &record, now);
                 }
                 (Err(e), false)
             }
@@ -566,12 +586,12 @@ impl<S> KeyManager<S> {
     async fn conclude<A: AsyncKeyStore + ?Sized>(
         &self,
         store: &A,
-        record: Arc<KeyRecord>,
+        record: Held,
         outcome: Result<Decision, VerifyError>,
         now: UtcDateTime,
         signed: bool,
     ) -> Result<VerifiedKey, VerifyError> {
-        let id = record.id;
+        let id = record.view().id();
         let (result, touch) = self.settle(record, outcome, now, signed);
         if touch {
             let _ignored = store.touch(&id, now).await;
@@ -759,9 +779,11 @@ impl<S: KeyStore> KeyManager<S> {
         // Offline checks first: a malformed token costs no clock read.
         let presented = self.engine.precheck(token, request)?;
         let now = self.clock.now();
-        let record = KeyStore::get(&self.store, &presented.id())?.ok_or(Rejection::UnknownKey)?;
-        let outcome = self.engine.decide_bearer(&presented, &record, request, now);
-        let id = record.id;
+        let record = KeyStore::get_for_verify(&self.store, &presented.id())?
+            .ok_or(Rejection::UnknownKey)?
+            .0;
+        let outcome = self.decide_lent(&presented, &record, request, now);
+        let id = record.view().id();
         let (result, touch) = self.settle(record, outcome, now, false);
         if touch {
             let _ignored = KeyStore::touch(&self.store, &id, now);
