@@ -16,7 +16,7 @@ use crate::request::{Decision, RequestContext};
 use crate::sealing::SealingKeyRing;
 use crate::secret::Token;
 use crate::store::RollPlan;
-use crate::stored::RecordView;
+use crate::stored::{Held, RecordView, StoredRecord};
 use crate::token::{KeyFormat, KeyId, NewToken, PresentedKey};
 use rand::TryCryptoRng;
 use time::{Duration, UtcDateTime};
@@ -344,6 +344,27 @@ impl Engine {
         now: UtcDateTime,
     ) -> Result<Decision, VerifyError> {
         self.decide_bearer_on(presented, record, request, now)
+    }
+
+    /// [`decide_bearer`](Self::decide_bearer) on the record as a store lent
+    /// it ([`KeyStore::get_for_verify`](crate::KeyStore::get_for_verify)):
+    /// with the [`MemoryKeyStore`](crate::MemoryKeyStore) no full record is
+    /// built and nothing is allocated.
+    ///
+    /// # Errors
+    ///
+    /// As [`decide_bearer`](Self::decide_bearer).
+    pub fn decide_bearer_stored(
+        &self,
+        presented: &PresentedKey,
+        record: &StoredRecord,
+        request: &RequestContext<'_>,
+        now: UtcDateTime,
+    ) -> Result<Decision, VerifyError> {
+        match &record.0 {
+            Held::Full(r) => self.decide_bearer_on(presented, &**r, request, now),
+            Held::Compact(c) => self.decide_bearer_on(presented, &**c, request, now),
+        }
     }
 
     /// [`decide_bearer`](Self::decide_bearer) on any form of the record.

@@ -22,7 +22,7 @@ use crate::secret::Token;
 use crate::signed::{SignedRequest, SigningKeyCache};
 use crate::store::{AsyncKeyStore, KeyStore, Ready, WriteCondition, complete_now};
 use crate::stored::Held;
-use crate::token::{KeyFormat, KeyId, PresentedKey};
+use crate::token::{KeyFormat, KeyId};
 use rand::TryCryptoRng;
 use std::sync::Arc;
 use time::UtcDateTime;
@@ -266,20 +266,6 @@ impl<S> KeyManager<S> {
         }
     }
 
-    /// The bearer decision on a lent record, dispatched once on its form.
-    fn decide_lent(
-        &self,
-        presented: &PresentedKey,
-        record: &Held,
-        request: &RequestContext<'_>,
-        now: UtcDateTime,
-    ) -> Result<Decision, VerifyError> {
-        match record {
-            Held::Full(r) => self.engine.decide_bearer_on(presented, &**r, request, now),
-            Held::Compact(c) => self.engine.decide_bearer_on(presented, &**c, request, now),
-        }
-    }
-
     /// [`emit`](Self::emit) for a verification's record (no actor; the
     /// related key is its successor).
     fn emit_view(&self, kind: EventKind, record: &Held, at: UtcDateTime) {
@@ -467,10 +453,11 @@ impl<S> KeyManager<S> {
         let record = store
             .get_for_verify(&presented.id())
             .await?
-            .ok_or(Rejection::UnknownKey)?
-            .0;
-        let outcome = self.decide_lent(&presented, &record, request, now);
-        self.conclude(store, record, outcome, now, false).await
+            .ok_or(Rejection::UnknownKey)?;
+        let outcome = self
+            .engine
+            .decide_bearer_stored(&presented, &record, request, now);
+        self.conclude(store, record.0, outcome, now, false).await
     }
 
     async fn verify_signed_in<A: AsyncKeyStore + ?Sized>(
@@ -779,12 +766,13 @@ impl<S: KeyStore> KeyManager<S> {
         // Offline checks first: a malformed token costs no clock read.
         let presented = self.engine.precheck(token, request)?;
         let now = self.clock.now();
-        let record = KeyStore::get_for_verify(&self.store, &presented.id())?
-            .ok_or(Rejection::UnknownKey)?
-            .0;
-        let outcome = self.decide_lent(&presented, &record, request, now);
-        let id = record.view().id();
-        let (result, touch) = self.settle(record, outcome, now, false);
+        let record =
+            KeyStore::get_for_verify(&self.store, &presented.id())?.ok_or(Rejection::UnknownKey)?;
+        let outcome = self
+            .engine
+            .decide_bearer_stored(&presented, &record, request, now);
+        let id = record.id();
+        let (result, touch) = self.settle(record.0, outcome, now, false);
         if touch {
             let _ignored = KeyStore::touch(&self.store, &id, now);
         }
