@@ -155,38 +155,33 @@ const ALPHABET_64: [u8; 64] = {
 /// and returns how many of `out` are filled afterwards: `random` is read as
 /// 6-bit groups (four per three bytes, two from a trailing pair), a group
 /// below 62 is a character, 62 and 63 are skipped (rejection sampling: no
-/// bias). Branch-free: every group is written, and the position advances
-/// only for kept ones.
-pub(crate) fn fill_uniform(random: &[u8], out: &mut [u8], filled: usize) -> usize {
-    let mut buf = [0u8; 128];
-    let mut n = 0usize;
-    let mut keep = |group: u32| {
+/// bias). Every group is written at the next free position, which only an
+/// accepted one advances: a skipped group's byte is overwritten by the next
+/// one, or lies beyond the returned count.
+pub(crate) fn fill_uniform(random: &[u8], out: &mut [u8], mut filled: usize) -> usize {
+    let mut put = |group: u32| {
         let g = (group & 0x3F) as usize;
-        if let Some(slot) = buf.get_mut(n & 127) {
+        if let Some(slot) = out.get_mut(filled) {
             *slot = ALPHABET_64.get(g).copied().unwrap_or(b'0');
         }
-        n += usize::from(g < 62);
+        filled += usize::from(g < 62);
     };
     let mut triples = random.chunks_exact(3);
     for t in &mut triples {
         if let [a, b, c] = *t {
             let w = u32::from(a) << 16 | u32::from(b) << 8 | u32::from(c);
-            for shift in [18, 12, 6, 0] {
-                keep(w >> shift);
-            }
+            put(w >> 18);
+            put(w >> 12);
+            put(w >> 6);
+            put(w);
         }
     }
     if let [a, b] = *triples.remainder() {
         let w = u32::from(a) << 8 | u32::from(b);
-        keep(w >> 10);
-        keep(w >> 4);
+        put(w >> 10);
+        put(w >> 4);
     }
-    let n = n.min(buf.len());
-    let room = out.len().saturating_sub(filled).min(n);
-    if let (Some(dst), Some(src)) = (out.get_mut(filled..filled + room), buf.get(..room)) {
-        dst.copy_from_slice(src);
-    }
-    filled + room
+    filled.min(out.len())
 }
 
 /// Digit values by byte; 0xFF outside the alphabet.

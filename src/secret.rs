@@ -6,7 +6,7 @@
 //! [`Token::expose_secret`].
 
 use core::fmt;
-use zeroize::Zeroizing;
+use zeroize::Zeroize;
 
 /// The number of trailing characters of a token that a redacted display shows.
 pub(crate) const HINT_LEN: usize = 4;
@@ -44,17 +44,16 @@ fn leak(t: &api_keys::Token) { ser(t) }
 "#
 )]
 pub struct Token {
-    text: Zeroizing<String>,
+    /// Zeroized on drop (see `Drop`): every token is built at its exact
+    /// length, so the text is the whole allocation.
+    text: String,
     /// Length of `<prefix>_<env>_`, for the redacted form.
     head: usize,
 }
 
 impl Token {
     pub(crate) fn new(text: String, head: usize) -> Self {
-        Self {
-            text: Zeroizing::new(text),
-            head,
-        }
+        Self { text, head }
     }
 
     /// Returns the secret token text.
@@ -90,6 +89,17 @@ pub(crate) fn redact(text: &str, head: usize) -> String {
     out.push('…');
     out.push_str(tail);
     out
+}
+
+impl Drop for Token {
+    fn drop(&mut self) {
+        // Wipes the whole allocation, spare capacity included (none is left
+        // by the generator, which builds tokens at their exact length).
+        let mut bytes = core::mem::take(&mut self.text).into_bytes();
+        let len = bytes.capacity();
+        bytes.resize(len, 0);
+        bytes.as_mut_slice().zeroize();
+    }
 }
 
 impl fmt::Debug for Token {

@@ -507,7 +507,9 @@ impl KeyFormat {
             random = &raw.0;
             filled = base62::fill_uniform(random, secret_out, filled);
         }
-        let crc = crc32fast::hash(text.get(..covered).ok_or_else(bug)?);
+        let mut crc = self.heads.get(kind, environment);
+        crc.update(text.get(head..covered).ok_or_else(bug)?);
+        let crc = crc.finalize();
         text.get_mut(covered..)
             .ok_or_else(bug)?
             .copy_from_slice(&base62::encode_u32(crc));
