@@ -163,6 +163,10 @@ fn verify(c: &mut Criterion) {
     c.bench_function("verify/clock_read", |b| {
         b.iter(|| black_box(api_keys::Clock::now(&api_keys::SystemClock)))
     });
+    let coarse = api_keys::CoarseClock::new(Duration::from_millis(1)).unwrap();
+    c.bench_function("verify/clock_read_coarse", |b| {
+        b.iter(|| black_box(api_keys::Clock::now(&coarse)))
+    });
     let input52 = vec![b'k'; 52];
     c.bench_function("verify/sha256_52_bytes", |b| {
         b.iter(|| black_box(Sha256::digest(black_box(&input52))))

@@ -59,6 +59,84 @@ fn at(last: &core::cell::Cell<(u64, UtcDateTime)>, secs: u64, nanos: u32) -> Utc
     whole.replace_nanosecond(nanos).unwrap_or(whole)
 }
 
+/// A clock refreshed by a background thread every `resolution`: a read is
+/// one atomic load (plus, once per second per thread, the calendar
+/// conversion), for hosts where even `clock_gettime` shows in a profile.
+///
+/// Opt in knowingly: every instant it returns may be up to `resolution`
+/// old, so a key is still accepted up to `resolution` after its expiry or
+/// the end of its grace window, and refused as not yet valid for up to
+/// `resolution` after it was created. The thread ends when the clock is
+/// dropped (at its next tick).
+///
+/// ```
+/// use api_keys::{CoarseClock, KeyManager, MemoryKeyStore};
+/// let clock = CoarseClock::new(std::time::Duration::from_millis(1))?;
+/// let keys = KeyManager::builder(MemoryKeyStore::new()).clock(clock).build()?;
+/// # let _ = keys;
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+#[derive(Debug)]
+pub struct CoarseClock {
+    shared: std::sync::Arc<CoarseState>,
+}
+
+#[derive(Debug)]
+struct CoarseState {
+    /// Nanoseconds since the Unix epoch at the last tick.
+    nanos: std::sync::atomic::AtomicU64,
+    stop: std::sync::atomic::AtomicBool,
+}
+
+/// Nanoseconds since the Unix epoch now (0 before 1970, saturating far in
+/// the future).
+fn unix_nanos() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX))
+}
+
+impl CoarseClock {
+    /// Starts the clock and its refreshing thread.
+    ///
+    /// # Errors
+    ///
+    /// The operating system's error when the thread cannot be spawned.
+    pub fn new(resolution: std::time::Duration) -> std::io::Result<Self> {
+        use std::sync::atomic::Ordering;
+        let shared = std::sync::Arc::new(CoarseState {
+            nanos: std::sync::atomic::AtomicU64::new(unix_nanos()),
+            stop: std::sync::atomic::AtomicBool::new(false),
+        });
+        let ticker = std::sync::Arc::clone(&shared);
+        std::thread::Builder::new()
+            .name("api-keys-coarse-clock".into())
+            .spawn(move || {
+                while !ticker.stop.load(Ordering::Relaxed) {
+                    std::thread::sleep(resolution);
+                    ticker.nanos.store(unix_nanos(), Ordering::Relaxed);
+                }
+            })?;
+        Ok(Self { shared })
+    }
+}
+
+impl Drop for CoarseClock {
+    fn drop(&mut self) {
+        self.shared
+            .stop
+            .store(true, std::sync::atomic::Ordering::Relaxed);
+    }
+}
+
+impl Clock for CoarseClock {
+    fn now(&self) -> UtcDateTime {
+        let nanos = self.shared.nanos.load(std::sync::atomic::Ordering::Relaxed);
+        let (secs, sub) = (nanos / 1_000_000_000, (nanos % 1_000_000_000) as u32);
+        LAST_SECOND.with(|last| at(last, secs, sub))
+    }
+}
+
 /// Whole seconds from `earlier` to `later` (negative when `later` is
 /// earlier). Within one day it is the difference of the seconds of the
 /// day, without the calendar arithmetic of a Unix timestamp.
@@ -182,6 +260,21 @@ mod tests {
             assert_eq!(elapsed_seconds(a, b), Some(secs), "{b}");
             assert_eq!(b.unix_timestamp() - a.unix_timestamp(), secs);
         }
+    }
+
+    #[test]
+    fn coarse_clock_reads_the_published_instant() {
+        let clock = CoarseClock::new(std::time::Duration::from_secs(3600)).unwrap();
+        // The first tick is an hour away: every read returns the instant
+        // published at start, converted like the system clock's.
+        let nanos = clock
+            .shared
+            .nanos
+            .load(std::sync::atomic::Ordering::Relaxed);
+        let expected = UtcDateTime::from_unix_timestamp_nanos(i128::from(nanos)).unwrap();
+        assert_eq!(clock.now(), expected);
+        assert_eq!(clock.now(), expected);
+        drop(clock);
     }
 
     #[test]

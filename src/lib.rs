@@ -30,7 +30,7 @@ mod token;
 // The public interface, in one place.
 #[cfg(any(test, feature = "test-util"))]
 pub use clock::ManualClock;
-pub use clock::{Clock, SystemClock};
+pub use clock::{Clock, CoarseClock, SystemClock};
 pub use engine::{DEFAULT_KEY_NAME, Engine, KeyUpdate, NewKey, RollOptions};
 pub use environment::{Environment, KeyKind, ParseNameError};
 pub use error::{ConfigError, Error, Field, Rejection, StoreError, StoreErrorKind, VerifyError};
