@@ -20,45 +20,72 @@ const TARGET_AVERAGE: usize = 32;
 /// Optimistic read attempts before a reader waits for the writer lock.
 const READ_ATTEMPTS: usize = 64;
 
-/// A record in a shard, under its id as two big-endian words (the ids'
-/// byte order, compared as integers).
+/// A record in a shard, under its id as two big-endian words.
 type Entry = ([u64; 2], Arc<CompactRecord>);
 
 fn key_of(id: &KeyId) -> [u64; 2] {
     [id.word_be(false), id.word_be(true)]
 }
 
-/// One shard: its records sorted by id, exactly sized. Immutable; a write
-/// publishes a new table.
+/// One shard: a small open-addressing hash table of its records (linear
+/// probing, at most three quarters full), rebuilt whole by every write that
+/// touches the shard. The slot is picked by the id's second word, which is
+/// uniformly random and independent of the shard choice, so a lookup
+/// usually reads one slot: one cache line.
 #[derive(Default)]
-struct Table(Box<[Entry]>);
+struct Table(Box<[Option<Entry>]>);
 
 impl Table {
-    fn position(&self, key: [u64; 2]) -> Result<usize, usize> {
-        self.0.binary_search_by(|e| e.0.cmp(&key))
+    /// A table holding `entries` (ids unique).
+    fn build(entries: Vec<Entry>) -> Table {
+        if entries.is_empty() {
+            return Table::default();
+        }
+        let slots = (entries.len() * 4).div_ceil(3).next_power_of_two();
+        let mut table: Vec<Option<Entry>> = (0..slots).map(|_| None).collect();
+        for entry in entries {
+            let mut i = home(entry.0, slots);
+            while let Some(Some(_)) = table.get(i) {
+                i = (i + 1) & (slots - 1);
+            }
+            if let Some(slot) = table.get_mut(i) {
+                *slot = Some(entry);
+            }
+        }
+        Table(table.into_boxed_slice())
     }
 
     fn find(&self, key: [u64; 2]) -> Option<&Arc<CompactRecord>> {
-        self.position(key)
-            .ok()
-            .and_then(|i| self.0.get(i))
-            .map(|e| &e.1)
+        let slots = self.0.len();
+        let mut i = home(key, slots);
+        // At most three quarters full: a free slot ends every probe run.
+        for _ in 0..slots {
+            match self.0.get(i)? {
+                None => return None,
+                Some(e) if e.0 == key => return Some(&e.1),
+                Some(_) => i = (i + 1) & (slots - 1),
+            }
+        }
+        None
     }
 
     /// A copy with `record` under `key`, inserted or replacing.
     fn with(&self, key: [u64; 2], record: Arc<CompactRecord>) -> Table {
-        let (at, replace) = match self.position(key) {
-            Ok(i) => (i, 1),
-            Err(i) => (i, 0),
-        };
-        let (before, rest) = self.0.split_at(at.min(self.0.len()));
-        let after = rest.get(replace..).unwrap_or_default();
-        let mut out = Vec::with_capacity(before.len() + 1 + after.len());
-        out.extend_from_slice(before);
-        out.push((key, record));
-        out.extend_from_slice(after);
-        Table(out.into_boxed_slice())
+        let mut entries: Vec<Entry> = Vec::with_capacity(self.0.len() + 1);
+        entries.extend(self.0.iter().flatten().filter(|e| e.0 != key).cloned());
+        entries.push((key, record));
+        Table::build(entries)
     }
+
+    #[cfg(test)]
+    fn len(&self) -> usize {
+        self.0.iter().flatten().count()
+    }
+}
+
+/// The home slot of `key` in a table of `slots` slots (a power of two).
+fn home(key: [u64; 2], slots: usize) -> usize {
+    (key[1] as usize) & slots.wrapping_sub(1)
 }
 
 /// The shard array: `2^bits` shards, a key's shard given by the top `bits`
@@ -106,11 +133,11 @@ struct Writer {
 
 /// A thread-safe, linearizable in-memory store; the embedded default.
 ///
-/// **Reads write no shared memory.** Each shard is an immutable table of
-/// records sorted by id behind an atomically swapped pointer
-/// ([`arc_swap`]); a verification loads the pointer, binary-searches the
-/// table and clones the record's `Arc` (the record's own reference count
-/// is the only memory it writes). Two cores verifying different keys never
+/// **Reads write no shared memory.** Each shard is an immutable small hash
+/// table behind an atomically swapped pointer ([`arc_swap`]); a
+/// verification loads the pointer, probes the table (usually one slot) and
+/// clones the record's `Arc` (the record's own reference count is the only
+/// memory it writes). Two cores verifying different keys never
 /// contend: no lock word, no shared counter.
 ///
 /// **Writes** (management operations, last-used touches) are serialised by
@@ -465,17 +492,22 @@ mod tests {
     }
 
     #[test]
-    fn tables_stay_sorted_and_replace_in_place() {
+    fn tables_find_insert_and_replace() {
         let rec = |n: u64| Arc::new(CompactRecord::of(&crate::stored::sample_record(id(0, n))));
         let mut t = Table::default();
-        for n in [5u64, 1, 9, 3, 7] {
+        assert!(t.find(key_of(&id(0, 1))).is_none());
+        // Colliding home slots (same low bits of the second word) probe on.
+        for n in [5u64, 1, 9, 3, 7, 5 + 64, 5 + 128] {
             t = t.with(key_of(&id(0, n)), rec(n));
         }
-        let keys: Vec<u64> = t.0.iter().map(|e| e.0[1]).collect();
-        assert_eq!(keys, [1, 3, 5, 7, 9]);
+        assert_eq!(t.len(), 7);
+        assert!(t.0.len() >= 7 * 4 / 3);
         let t = t.with(key_of(&id(0, 5)), rec(5));
-        assert_eq!(t.0.len(), 5);
-        assert!(t.find(key_of(&id(0, 7))).is_some());
+        assert_eq!(t.len(), 7);
+        for n in [5u64, 1, 9, 3, 7, 5 + 64, 5 + 128] {
+            assert_eq!(t.find(key_of(&id(0, n))).map(|r| r.id), Some(id(0, n)));
+        }
         assert!(t.find(key_of(&id(0, 8))).is_none());
+        assert!(t.find(key_of(&id(1, 5))).is_none());
     }
 }
