@@ -154,7 +154,7 @@ struct Writer {
 ///
 /// **Memory.** Records are kept in a compact layout (the fields a
 /// verification reads inline, the rarely set ones behind one pointer):
-/// about 240 bytes per key beyond its strings at a million keys
+/// about 260 bytes per key beyond its strings at a million keys
 /// (`examples/memory_footprint.rs`). [`get`](KeyStore::get) and
 /// [`list_by_owner`](KeyStore::list_by_owner) build full [`KeyRecord`]s;
 /// the verify path ([`get_for_verify`](KeyStore::get_for_verify)) lends the
