@@ -16,7 +16,7 @@ use crate::request::{Decision, RequestContext};
 use crate::sealing::SealingKeyRing;
 use crate::secret::Token;
 use crate::store::RollPlan;
-use crate::stored::{Held, RecordView, StoredRecord};
+use crate::lent::{Held, RecordView, StoredRecord};
 use crate::token::{KeyFormat, KeyId, NewToken, PresentedKey};
 use rand::TryCryptoRng;
 use time::{Duration, UtcDateTime};

@@ -22,7 +22,7 @@ mod secret;
 mod signed;
 pub mod signing;
 mod store;
-mod stored;
+mod lent;
 #[cfg(feature = "test-util")]
 pub mod testing;
 mod token;
@@ -55,7 +55,7 @@ pub use signing::{
 #[cfg(feature = "postgres")]
 pub use store::PostgresKeyStore;
 pub use store::{AsyncKeyStore, KeyStore, MemoryKeyStore, RollPlan, WriteCondition};
-pub use stored::StoredRecord;
+pub use lent::StoredRecord;
 /// The `time` crate, re-exported: [`UtcDateTime`](time::UtcDateTime) and
 /// [`Duration`](time::Duration) are part of this crate's API.
 pub use time;

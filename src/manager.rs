@@ -21,7 +21,7 @@ use crate::sealing::SealingKeyRing;
 use crate::secret::Token;
 use crate::signed::{SignedRequest, SigningKeyCache};
 use crate::store::{AsyncKeyStore, KeyStore, Ready, WriteCondition, complete_now};
-use crate::stored::Held;
+use crate::lent::Held;
 use crate::token::{KeyFormat, KeyId};
 use rand::TryCryptoRng;
 use std::sync::Arc;

@@ -4,7 +4,7 @@
 use crate::environment::{Environment, KeyKind};
 use crate::origin::HeaderField;
 use crate::record::{KeyRecord, OwnerId, Scopes};
-use crate::stored::Held;
+use crate::lent::Held;
 use crate::token::KeyId;
 use core::fmt;
 use std::net::IpAddr;

@@ -3,7 +3,7 @@
 use super::{AsyncKeyStore, KeyStore, RollPlan, WriteCondition};
 use crate::error::{StoreError, StoreErrorKind};
 use crate::record::{KeyRecord, KeyStatus, OwnerId};
-use crate::stored::{CompactRecord, Held, StoredRecord};
+use crate::lent::{CompactRecord, Held, StoredRecord};
 use crate::token::KeyId;
 use arc_swap::ArcSwap;
 use std::collections::HashMap;
@@ -493,7 +493,7 @@ mod tests {
 
     #[test]
     fn tables_find_insert_and_replace() {
-        let rec = |n: u64| Arc::new(CompactRecord::of(&crate::stored::sample_record(id(0, n))));
+        let rec = |n: u64| Arc::new(CompactRecord::of(&crate::lent::sample_record(id(0, n))));
         let mut t = Table::default();
         assert!(t.find(key_of(&id(0, 1))).is_none());
         // Colliding home slots (same low bits of the second word) probe on.

@@ -30,7 +30,7 @@ pub use postgres::PostgresKeyStore;
 
 use crate::error::{StoreError, StoreErrorKind};
 use crate::record::{KeyRecord, OwnerId};
-use crate::stored::StoredRecord;
+use crate::lent::StoredRecord;
 use crate::token::KeyId;
 use std::future::Future;
 use std::sync::Arc;
