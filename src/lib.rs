@@ -11,6 +11,7 @@ mod events;
 mod failing_rng;
 mod hash;
 pub mod ip;
+mod lent;
 mod manager;
 pub mod origin;
 mod policy;
@@ -22,7 +23,6 @@ mod secret;
 mod signed;
 pub mod signing;
 mod store;
-mod lent;
 #[cfg(feature = "test-util")]
 pub mod testing;
 mod token;
@@ -37,6 +37,7 @@ pub use error::{ConfigError, Error, Field, Rejection, StoreError, StoreErrorKind
 pub use events::{EventKind, EventSink, KeyEvent};
 pub use hash::{Pepper, SecretHash};
 pub use ip::{IpAllowList, IpListError};
+pub use lent::StoredRecord;
 pub use manager::{CreatedKey, KeyManager, KeyManagerBuilder, RolledKey};
 pub use origin::{DomainAllowList, DomainError, HeaderField};
 pub use policy::{DEFAULT_GRACE, Policy};
@@ -55,7 +56,6 @@ pub use signing::{
 #[cfg(feature = "postgres")]
 pub use store::PostgresKeyStore;
 pub use store::{AsyncKeyStore, KeyStore, MemoryKeyStore, RollPlan, WriteCondition};
-pub use lent::StoredRecord;
 /// The `time` crate, re-exported: [`UtcDateTime`](time::UtcDateTime) and
 /// [`Duration`](time::Duration) are part of this crate's API.
 pub use time;

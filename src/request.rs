@@ -2,9 +2,9 @@
 //! and [`VerifiedKey`], what it gets back.
 
 use crate::environment::{Environment, KeyKind};
+use crate::lent::Held;
 use crate::origin::HeaderField;
 use crate::record::{KeyRecord, OwnerId, Scopes};
-use crate::lent::Held;
 use crate::token::KeyId;
 use core::fmt;
 use std::net::IpAddr;

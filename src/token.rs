@@ -11,9 +11,9 @@
 //! prefix: per kind, default `sk` (secret) / `pk` (publishable)
 //! ```
 //!
-//! * The **key id** (16 bytes from the OS CSPRNG, 22 characters: two 8-byte
-//!   big-endian limbs of 11 base62 digits each) is public: it names the
-//!   record in the store, in logs and in `X-Processing-Key`.
+//! * The **key id** (16 bytes from the OS CSPRNG, 22 characters: one
+//!   128-bit big-endian number in base62) is public: it names the record in
+//!   the store, in logs and in `X-Processing-Key`.
 //! * The **secret** is 35 characters drawn uniformly from the 62-letter
 //!   alphabet with the OS CSPRNG (208 bits; at least 27 characters = 160
 //!   bits with [`KeyFormatBuilder::secret_bytes`]). It is what proves
@@ -91,19 +91,11 @@ impl KeyId {
     /// [`Rejection::Malformed`] when the bytes are not exactly a canonical
     /// 22-character base62 id.
     pub fn parse_bytes(text: &[u8]) -> Result<Self, Rejection> {
-        // Two full limbs of 11 characters: one multiply-add chain each.
-        let (high, low) = text
-            .split_at_checked(KEY_ID_CHARS / 2)
-            .ok_or(Rejection::Malformed)?;
-        let high = base62::decode_word(high).ok_or(Rejection::Malformed)?;
-        let low = base62::decode_word(low).ok_or(Rejection::Malformed)?;
-        Ok(Self(
-            (u128::from(high) << 64 | u128::from(low)).to_be_bytes(),
-        ))
+        let value = base62::decode_id(text).ok_or(Rejection::Malformed)?;
+        Ok(Self(value.to_be_bytes()))
     }
 
-    /// The first (`false`) or last (`true`) 8 bytes as a big-endian word:
-    /// the limbs of the base62 form, and the order of ids.
+    /// The first (`false`) or last (`true`) 8 bytes as a big-endian word.
     pub(crate) fn word_be(&self, second: bool) -> u64 {
         let (a, b) = self.0.split_at(8);
         let half = if second { b } else { a };
@@ -492,11 +484,7 @@ impl KeyFormat {
             *dst = *src;
         }
         let (id_out, rest) = body.split_at_mut_checked(KEY_ID_CHARS).ok_or_else(bug)?;
-        let (high, low) = id_out
-            .split_at_mut_checked(KEY_ID_CHARS / 2)
-            .ok_or_else(bug)?;
-        high.copy_from_slice(&base62::encode_word(id.word_be(false)));
-        low.copy_from_slice(&base62::encode_word(id.word_be(true)));
+        id_out.copy_from_slice(&base62::encode_id(u128::from_be_bytes(*id.as_bytes())));
         let (secret_out, _) = rest.split_at_mut_checked(secret_chars).ok_or_else(bug)?;
         // Characters drawn uniformly from the alphabet; a rejected draw is
         // rare enough (about 1 in 10 000 tokens) that the refill is a loop.

@@ -563,7 +563,7 @@ fn rows(t: &Tokens) -> Vec<(String, Expect, &'static str)> {
         (
             with_crc(&format!("sk_live_{}{secret}", "LygHa16AHYGLygHa16AHYF")),
             Malformed,
-            "non-canonical key id (first limb one above 2^64 - 1)",
+            "non-canonical key id (above 2^128 - 1)",
         ),
         (
             format!("{}zzzzzz", covered(live)),

@@ -2,8 +2,8 @@
 
 use super::{AsyncKeyStore, KeyStore, RollPlan, WriteCondition};
 use crate::error::{StoreError, StoreErrorKind};
-use crate::record::{KeyRecord, KeyStatus, OwnerId};
 use crate::lent::{CompactRecord, Held, StoredRecord};
+use crate::record::{KeyRecord, KeyStatus, OwnerId};
 use crate::token::KeyId;
 use arc_swap::ArcSwap;
 use std::collections::HashMap;

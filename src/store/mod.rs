@@ -29,8 +29,8 @@ pub use memory::MemoryKeyStore;
 pub use postgres::PostgresKeyStore;
 
 use crate::error::{StoreError, StoreErrorKind};
-use crate::record::{KeyRecord, OwnerId};
 use crate::lent::StoredRecord;
+use crate::record::{KeyRecord, OwnerId};
 use crate::token::KeyId;
 use std::future::Future;
 use std::sync::Arc;
