@@ -382,8 +382,26 @@ impl<S> KeyManager<S> {
             return Err(Error::Conflict(*id));
         }
         let next = self.engine.plan_update(&current, update, now)?;
+        // Extending an active key's expiry keeps it usable longer: under the
+        // one-active-key rule it is checked like an activation, atomically
+        // with the write, so a key that ends while this update is in flight
+        // (and whose replacement another server creates meanwhile) is not
+        // revived next to it. A key without an end cannot end in flight.
+        let extends = match (current.expires_at, next.expires_at) {
+            (Some(old), Some(new)) => new > old,
+            (Some(_), None) => true,
+            (None, _) => false,
+        };
+        let condition = if extends
+            && next.status == crate::record::KeyStatus::Active
+            && current.effective_end().is_some()
+        {
+            self.exclusive(now)
+        } else {
+            WriteCondition::Always
+        };
         store
-            .update(&next, expected_version, WriteCondition::Always)
+            .update(&next, expected_version, condition)
             .await
             .map_err(|e| map_write(e, *id))?;
         self.emit(EventKind::Updated, &next, Some(actor), now, None);

@@ -905,3 +905,145 @@ mod model {
         }
     }
 }
+
+/// A store that runs a hook (once) when the next record is looked up: what
+/// another server does while a management call waits for the store.
+#[derive(Default)]
+struct HookedStore {
+    inner: Arc<MemoryKeyStore>,
+    on_get: Mutex<Option<Box<dyn FnOnce() + Send>>>,
+}
+
+impl KeyStore for HookedStore {
+    fn insert(&self, r: &KeyRecord, c: WriteCondition) -> Result<(), StoreError> {
+        self.inner.insert(r, c)
+    }
+    fn get(&self, id: &KeyId) -> Result<Option<Arc<KeyRecord>>, StoreError> {
+        let out = KeyStore::get(&*self.inner, id);
+        let hook = self.on_get.lock().unwrap().take();
+        if let Some(hook) = hook {
+            hook();
+        }
+        out
+    }
+    fn list_by_owner(&self, o: &OwnerId) -> Result<Vec<Arc<KeyRecord>>, StoreError> {
+        KeyStore::list_by_owner(&*self.inner, o)
+    }
+    fn update(&self, r: &KeyRecord, v: u64, c: WriteCondition) -> Result<(), StoreError> {
+        KeyStore::update(&*self.inner, r, v, c)
+    }
+    fn apply_roll(&self, p: &RollPlan) -> Result<(), StoreError> {
+        KeyStore::apply_roll(&*self.inner, p)
+    }
+    fn touch(&self, id: &KeyId, at: UtcDateTime) -> Result<(), StoreError> {
+        KeyStore::touch(&*self.inner, id, at)
+    }
+}
+
+fn one_active() -> Policy {
+    Policy {
+        one_active_key_per_owner: true,
+        ..Policy::default()
+    }
+}
+
+/// Defect 3 (review of 0.1): an update must not revive a key that has
+/// ended. Before the fix an expired key A could have its expiry cleared
+/// while the owner's replacement B was active, leaving two usable keys under
+/// the one-active-key rule.
+#[test]
+fn update_cannot_revive_an_expired_key() {
+    let f = fx_with(MemoryKeyStore::new(), one_active());
+    let (a, a_token) =
+        f.create(NewKey::secret(f.owner.clone(), "a").expires_at(T0 + Duration::hours(1)));
+    f.at(T0 + Duration::hours(2));
+    let (_, b_token) = f.create(NewKey::secret(f.owner.clone(), "b"));
+    for update in [
+        KeyUpdate::new().expires_at(None),
+        KeyUpdate::new().expires_at(Some(T0 + Duration::days(30))),
+    ] {
+        let out = f.keys.update(&f.admin, &a.id, 1, &update);
+        assert!(
+            matches!(out, Err(Error::InvalidState { .. })),
+            "an ended key's expiry cannot be moved: {out:?}"
+        );
+    }
+    assert_eq!(f.keys.get(&a.id).unwrap().version, 1, "nothing changed");
+    assert_eq!(f.check(&a_token), Err(Rejection::Expired));
+    assert_eq!(f.check(&b_token), Ok(false));
+    // Settings other than the expiry may still change (e.g. a note for the
+    // audit trail).
+    f.keys
+        .update(&f.admin, &a.id, 1, &KeyUpdate::new().name("a (expired)"))
+        .unwrap();
+    assert_eq!(f.check(&a_token), Err(Rejection::Expired));
+}
+
+/// Defect 3: "an expired key cannot be activated" must not be bypassed by
+/// moving its expiry first.
+#[test]
+fn update_then_activate_cannot_bypass_expiry() {
+    let f = fx();
+    let (a, a_token) = f.create(
+        NewKey::secret(f.owner.clone(), "a")
+            .inactive()
+            .expires_at(T0 + Duration::hours(1)),
+    );
+    f.at(T0 + Duration::hours(2));
+    let moved = f.keys.update(
+        &f.admin,
+        &a.id,
+        1,
+        &KeyUpdate::new().expires_at(Some(T0 + Duration::days(1))),
+    );
+    assert!(
+        matches!(moved, Err(Error::InvalidState { .. })),
+        "{moved:?}"
+    );
+    assert!(matches!(
+        f.keys.activate(&f.admin, &a.id),
+        Err(Error::InvalidState { .. })
+    ));
+    assert_eq!(f.check(&a_token), Err(Rejection::Inactive));
+}
+
+/// Defect 3, store path: an update planned a moment before the key ends and
+/// written after another server created the owner's replacement must not
+/// leave two usable keys. Moving an active key's expiry takes the
+/// one-active-key condition.
+#[test]
+fn an_expiry_move_racing_a_replacement_keeps_one_active_key() {
+    let store = HookedStore::default();
+    let shared = Arc::clone(&store.inner);
+    let f = fx_with(store, one_active());
+    let other = KeyManager::builder(Arc::clone(&shared))
+        .clock(Arc::clone(&f.clock))
+        .policy(one_active())
+        .build()
+        .unwrap();
+    let (a, a_token) =
+        f.create(NewKey::secret(f.owner.clone(), "a").expires_at(T0 + Duration::seconds(10)));
+    f.at(T0 + Duration::seconds(9));
+    // While the update waits for the store, A ends and another server
+    // creates B.
+    let (clock, owner) = (Arc::clone(&f.clock), f.owner.clone());
+    let b_token: Arc<Mutex<Option<api_keys::Token>>> = Arc::default();
+    let b_slot = Arc::clone(&b_token);
+    *f.keys.store().on_get.lock().unwrap() = Some(Box::new(move || {
+        clock.set(T0 + Duration::seconds(11));
+        let b = other
+            .create(&Actor::system(), NewKey::secret(owner, "b"))
+            .unwrap();
+        *b_slot.lock().unwrap() = Some(b.token);
+    }));
+    let out = f
+        .keys
+        .update(&f.admin, &a.id, 1, &KeyUpdate::new().expires_at(None));
+    let b_token = b_token.lock().unwrap().take().unwrap();
+    let usable = [&a_token, &b_token]
+        .iter()
+        .filter(|t| f.check(t).is_ok())
+        .count();
+    assert_eq!(usable, 1, "two usable keys after {out:?}");
+    assert!(matches!(out, Err(Error::AnotherKeyActive)), "{out:?}");
+}

@@ -439,3 +439,84 @@ fn rejection_names_and_statuses_are_stable() {
     let e = VerifyError::from(Revoked);
     assert_eq!(e.http_status(), 401);
 }
+
+/// Defect 4 (review of 0.1): publishable keys' scopes are checked against
+/// the policy in force, not only when written. Narrowing
+/// `Policy::publishable_scopes` takes the removed scope away from existing
+/// publishable keys at once, and a roll refuses to carry it over.
+#[test]
+fn narrowing_publishable_scopes_applies_to_existing_keys() {
+    let store = Arc::new(MemoryKeyStore::new());
+    let clock = Arc::new(ManualClock::new(T0));
+    let manager = |scopes: &[&str]| {
+        KeyManager::builder(Arc::clone(&store))
+            .clock(Arc::clone(&clock))
+            .policy(Policy {
+                publishable_scopes: Scopes::new(scopes.iter().copied()).unwrap(),
+                ..Policy::default()
+            })
+            .build()
+            .unwrap()
+    };
+    let owner = OwnerId::new("acct").unwrap();
+    let wide = manager(&["checkout:read", "checkout:write"]);
+    let restricted = wide
+        .create(
+            &Actor::system(),
+            NewKey::publishable(owner.clone(), "restricted")
+                .scopes(Scopes::new(["checkout:read", "checkout:write"]).unwrap()),
+        )
+        .unwrap();
+    let default_scoped = wide
+        .create(&Actor::system(), NewKey::publishable(owner, "default"))
+        .unwrap();
+    let write = ["checkout:write"];
+    let read = ["checkout:read"];
+    for key in [&restricted, &default_scoped] {
+        wide.verify(
+            key.token.expose_secret(),
+            &RequestContext::new().require_scopes(&write),
+        )
+        .unwrap();
+    }
+
+    let narrow = manager(&["checkout:read"]);
+    for key in [&restricted, &default_scoped] {
+        let refused = narrow
+            .verify(
+                key.token.expose_secret(),
+                &RequestContext::new().require_scopes(&write),
+            )
+            .unwrap_err();
+        assert_eq!(refused.rejection(), Some(Rejection::MissingScope));
+        narrow
+            .verify(
+                key.token.expose_secret(),
+                &RequestContext::new().require_scopes(&read),
+            )
+            .unwrap();
+    }
+    // A roll does not carry the removed scope over to a successor.
+    let rolled = narrow.roll(
+        &Actor::system(),
+        &restricted.record.id,
+        api_keys::RollOptions::default(),
+    );
+    assert!(
+        matches!(rolled, Err(api_keys::Error::InvalidState { .. })),
+        "{rolled:?}"
+    );
+    assert_eq!(
+        narrow.get(&restricted.record.id).unwrap().version,
+        1,
+        "a refused roll changes nothing"
+    );
+    // A key whose scopes are all still allowed rolls as before.
+    narrow
+        .roll(
+            &Actor::system(),
+            &default_scoped.record.id,
+            api_keys::RollOptions::default(),
+        )
+        .unwrap();
+}
