@@ -57,12 +57,17 @@ pub enum Rejection {
     StaleRequest,
     /// Replay-protected mode: the nonce was already used.
     Replayed,
+    /// Replay-protected mode: the key already holds its share of the replay
+    /// cache (as many unexpired nonces as one key may hold). The key's
+    /// requests are refused until its oldest nonces expire; other keys are
+    /// not affected. HTTP 429.
+    ReplayQuotaExceeded,
 }
 
 impl Rejection {
     /// Every rejection, so hosts can pre-register metric labels
     /// ([`as_str`](Self::as_str)) and map each to a response.
-    pub const ALL: [Rejection; 18] = [
+    pub const ALL: [Rejection; 19] = [
         Rejection::Malformed,
         Rejection::UnknownKey,
         Rejection::Revoked,
@@ -81,6 +86,7 @@ impl Rejection {
         Rejection::BodyTooLarge,
         Rejection::StaleRequest,
         Rejection::Replayed,
+        Rejection::ReplayQuotaExceeded,
     ];
 
     /// A stable `snake_case` name for logs and metrics.
@@ -105,6 +111,7 @@ impl Rejection {
             Rejection::BodyTooLarge => "body_too_large",
             Rejection::StaleRequest => "stale_request",
             Rejection::Replayed => "replayed",
+            Rejection::ReplayQuotaExceeded => "replay_quota_exceeded",
         }
     }
 
@@ -112,7 +119,7 @@ impl Rejection {
     /// not acceptable (malformed, unknown, revoked, inactive, expired, bad
     /// signature, …), 403 when a valid key is not allowed this request
     /// (environment, kind, scope, origin, IP), 413 for an over-long signed
-    /// body.
+    /// body, 429 for a key past its share of the replay cache.
     #[must_use]
     pub const fn http_status(self) -> u16 {
         match self {
@@ -122,18 +129,21 @@ impl Rejection {
             | Rejection::OriginNotAllowed
             | Rejection::IpNotAllowed => 403,
             Rejection::BodyTooLarge => 413,
+            Rejection::ReplayQuotaExceeded => 429,
             _ => 401,
         }
     }
 
     /// The coarse public code matching [`http_status`](Self::http_status):
-    /// `invalid_api_key`, `forbidden` or `payload_too_large`. Send this to
-    /// clients; log [`as_str`](Self::as_str).
+    /// `invalid_api_key`, `forbidden`, `payload_too_large` or
+    /// `too_many_requests`. Send this to clients; log
+    /// [`as_str`](Self::as_str).
     #[must_use]
     pub const fn public_code(self) -> &'static str {
         match self.http_status() {
             403 => "forbidden",
             413 => "payload_too_large",
+            429 => "too_many_requests",
             _ => "invalid_api_key",
         }
     }
@@ -475,7 +485,8 @@ mod tests {
                 | Rejection::BadSignature
                 | Rejection::BodyTooLarge
                 | Rejection::StaleRequest
-                | Rejection::Replayed => {}
+                | Rejection::Replayed
+                | Rejection::ReplayQuotaExceeded => {}
             }
         }
     }

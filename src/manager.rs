@@ -467,8 +467,11 @@ impl<S> KeyManager<S> {
         context: &RequestContext<'_>,
     ) -> Result<VerifiedKey, VerifyError> {
         let id = self.engine.precheck_signed(request)?;
-        let now = self.clock.now();
         let record = store.get(&id).await?.ok_or(Rejection::UnknownKey)?;
+        // Read after the lookup: the replay window and the replay cache are
+        // checked at this instant, so an entry purged while the lookup was
+        // in flight cannot let a captured request through again.
+        let now = self.clock.now();
         if record.id != id {
             return Err(Rejection::UnknownKey.into());
         }

@@ -607,7 +607,36 @@ impl SignatureConfig {
             return Err(SignatureRefusal::BodyTooLarge.into());
         }
         verifier.update(body);
-        verifier.finish(cache, scope)
+        verifier.finish(cache, scope, now)
+    }
+
+    /// Checks a request's signature in the mode selected by [`replay`](Self::replay)
+    /// without recording anything: for a verifier that has more checks to make (the
+    /// key's status, time and policy) before the request may spend replay-cache space.
+    /// Returns the nonce to [`record`](UnrecordedNonce::record) once every other check
+    /// has passed, or `None` in the vendor-compatible mode (nothing to record).
+    ///
+    /// # Errors
+    ///
+    /// The refusals of [`verify`](Self::verify) or
+    /// [`verify_replay_protected`](Self::verify_replay_protected), except
+    /// [`ReplayedNonce`](SignatureRefusal::ReplayedNonce), which only recording finds.
+    pub fn verify_without_recording<'a>(
+        &self,
+        key: &SigningKey,
+        head: &RequestHead<'a>,
+        body: &[u8],
+        now: UtcDateTime,
+    ) -> Result<Option<UnrecordedNonce<'a>>, SignatureRefusal> {
+        if self.replay.is_none() {
+            return self.verify(key, body, head.signature).map(|()| None);
+        }
+        let mut verifier = self.replay_verifier(key, head, now)?;
+        if body.len() > self.max_body_len {
+            return Err(SignatureRefusal::BodyTooLarge);
+        }
+        verifier.update(body);
+        verifier.check_signature().map(Some)
     }
 
     /// Checks a request in the mode selected by [`replay`](Self::replay): body-only when
@@ -660,14 +689,17 @@ impl SignatureConfig {
             return Err(SignatureRefusal::MalformedPath);
         }
         let tolerance = self.replay.unwrap_or_default().tolerance;
-        let expires_at = check_window(timestamp, now, tolerance)?;
+        check_window(timestamp, now, tolerance)?;
         let mac = key.replay_mac(head.timestamp, head.nonce, head.method, head.path);
         Ok(ReplayBodyVerifier {
             body: self.body_verifier(mac),
             tag,
-            nonce,
-            expires_at,
-            now,
+            nonce: UnrecordedNonce {
+                nonce,
+                timestamp,
+                tolerance,
+                checked_at: now,
+            },
         })
     }
 }
@@ -806,12 +838,10 @@ impl fmt::Debug for BodyVerifier {
 pub struct ReplayBodyVerifier<'a> {
     body: BodyVerifier,
     tag: [u8; SIGNATURE_LEN],
-    nonce: &'a str,
-    expires_at: UtcDateTime,
-    now: UtcDateTime,
+    nonce: UnrecordedNonce<'a>,
 }
 
-impl ReplayBodyVerifier<'_> {
+impl<'a> ReplayBodyVerifier<'a> {
     /// Absorbs the next chunk of the body.
     pub fn update(&mut self, chunk: &[u8]) {
         self.body.update(chunk);
@@ -824,21 +854,41 @@ impl ReplayBodyVerifier<'_> {
     }
 
     /// Checks the MAC and, only if it matches, records the nonce in `cache` under
-    /// `scope` (the key id bytes).
+    /// `scope` (the key id bytes) at `now`: [`check_signature`](Self::check_signature)
+    /// then [`UnrecordedNonce::record`].
+    ///
+    /// `now` is the instant the nonce is recorded, read after the body was received
+    /// (and after the key's store lookup): the window is checked again at it, so a
+    /// slow body or a long lookup cannot stretch the window past the cache entry's
+    /// life.
     ///
     /// # Errors
     ///
     /// * [`ReplayVerifyError::Refused`] with [`SignatureRefusal::BodyTooLarge`],
-    ///   [`Mismatch`](SignatureRefusal::Mismatch) or
+    ///   [`Mismatch`](SignatureRefusal::Mismatch),
+    ///   [`StaleTimestamp`](SignatureRefusal::StaleTimestamp) or
     ///   [`ReplayedNonce`](SignatureRefusal::ReplayedNonce);
     /// * [`ReplayVerifyError::Cache`] when the cache fails (fail closed).
-    pub fn finish(self, cache: &dyn ReplayCache, scope: &[u8]) -> Result<(), ReplayVerifyError> {
+    pub fn finish(
+        self,
+        cache: &dyn ReplayCache,
+        scope: &[u8],
+        now: UtcDateTime,
+    ) -> Result<(), ReplayVerifyError> {
+        self.check_signature()?.record(cache, scope, now)
+    }
+
+    /// Checks the MAC only; the nonce is returned unrecorded, to be
+    /// [`record`](UnrecordedNonce::record)ed once every other check on the request
+    /// (the key's status, time and policy) has passed. A refused request then never
+    /// spends replay-cache space.
+    ///
+    /// # Errors
+    ///
+    /// [`SignatureRefusal::BodyTooLarge`] or [`Mismatch`](SignatureRefusal::Mismatch).
+    pub fn check_signature(self) -> Result<UnrecordedNonce<'a>, SignatureRefusal> {
         self.body.finish_decoded(&self.tag)?;
-        if cache.check_and_insert(scope, self.nonce, self.expires_at, self.now)? {
-            Ok(())
-        } else {
-            Err(SignatureRefusal::ReplayedNonce.into())
-        }
+        Ok(self.nonce)
     }
 }
 
@@ -846,7 +896,60 @@ impl fmt::Debug for ReplayBodyVerifier<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("ReplayBodyVerifier")
             .field("bytes_seen", &self.body.seen)
-            .field("expires_at", &self.expires_at)
+            .field("nonce", &self.nonce)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The nonce of a replay-protected request whose signature verified, not yet
+/// recorded: from [`ReplayBodyVerifier::check_signature`] or
+/// [`SignatureConfig::verify_without_recording`]. Record it with
+/// [`record`](Self::record) once the request has passed every other check; until then
+/// the request is not accepted (it may still be a replay).
+#[must_use = "the request is not accepted until its nonce is recorded"]
+pub struct UnrecordedNonce<'a> {
+    nonce: &'a str,
+    timestamp: i64,
+    tolerance: Duration,
+    /// When the window was first checked: recording never uses an older instant.
+    checked_at: UtcDateTime,
+}
+
+impl UnrecordedNonce<'_> {
+    /// Records the nonce in `cache` under `scope` (the key id bytes), checking the
+    /// window and the cache with one instant: the later of `now` and the instant
+    /// the verification started at. An entry is purged only once its expiry has
+    /// passed, and the expiry is when the timestamp leaves the window; so a request
+    /// whose entry may already be gone is refused as stale, never accepted twice.
+    ///
+    /// # Errors
+    ///
+    /// * [`ReplayVerifyError::Refused`] with
+    ///   [`StaleTimestamp`](SignatureRefusal::StaleTimestamp) or
+    ///   [`ReplayedNonce`](SignatureRefusal::ReplayedNonce);
+    /// * [`ReplayVerifyError::Cache`] when the cache fails (fail closed) or the key
+    ///   holds its share of the cache ([`ReplayCacheError::ScopeFull`]).
+    pub fn record(
+        self,
+        cache: &dyn ReplayCache,
+        scope: &[u8],
+        now: UtcDateTime,
+    ) -> Result<(), ReplayVerifyError> {
+        let now = now.max(self.checked_at);
+        let expires_at = check_window(self.timestamp, now, self.tolerance)?;
+        if cache.check_and_insert(scope, self.nonce, expires_at, now)? {
+            Ok(())
+        } else {
+            Err(SignatureRefusal::ReplayedNonce.into())
+        }
+    }
+}
+
+impl fmt::Debug for UnrecordedNonce<'_> {
+    /// The timestamp only: the nonce is left out.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("UnrecordedNonce")
+            .field("timestamp", &self.timestamp)
             .finish_non_exhaustive()
     }
 }
@@ -2219,7 +2322,7 @@ mod tests {
     fn cache_exhaustion_fails_closed() {
         let key = SigningKey::new(TOKEN).unwrap();
         let config = replay_config(300);
-        let cache = MemoryReplayCache::with_shards(2, 1);
+        let cache = MemoryReplayCache::with_shards(2, 1).with_scope_limit(2);
         let nonces = [
             "nonce-aaaaaaaaaaaa",
             "nonce-bbbbbbbbbbbb",
@@ -2296,7 +2399,7 @@ mod tests {
             verifier.update(chunk);
         }
         assert_eq!(verifier.bytes_seen(), BODY.len() as u64);
-        assert!(verifier.finish(&cache, SCOPE).is_ok());
+        assert!(verifier.finish(&cache, SCOPE, at(NOW)).is_ok());
         // Over the limit while streaming.
         let small = SignatureConfig {
             max_body_len: 8,
@@ -2308,9 +2411,51 @@ mod tests {
             .unwrap();
         verifier.update(BODY);
         assert_eq!(
-            refusal(verifier.finish(&cache, SCOPE)),
+            refusal(verifier.finish(&cache, SCOPE, at(NOW))),
             Some(SignatureRefusal::BodyTooLarge)
         );
+    }
+
+    /// Defect 2 (review of 0.1), streaming form: the window is checked again
+    /// at the instant the nonce is recorded. A body that arrives slowly, while
+    /// the nonce's first entry is purged, cannot be accepted a second time.
+    #[test]
+    fn streaming_finish_checks_the_window_at_the_record_instant() {
+        let key = SigningKey::new(TOKEN).unwrap();
+        let config = replay_config(300);
+        let cache = MemoryReplayCache::new(16);
+        let headers = client_sign(NOW, NONCE, "POST", "/p", BODY);
+        let good = head(&headers, b"POST", b"/p");
+        config
+            .verify_replay_protected(&key, &good, BODY, at(NOW), &cache, SCOPE)
+            .unwrap();
+        // The replay starts inside the window …
+        let mut verifier = config.replay_verifier(&key, &good, at(NOW + 300)).unwrap();
+        verifier.update(BODY);
+        // … and while its body streams in, the first entry expires and is purged.
+        assert_eq!(cache.purge_expired(at(NOW + 301)), 1);
+        assert_eq!(
+            refusal(verifier.finish(&cache, SCOPE, at(NOW + 301))),
+            Some(SignatureRefusal::StaleTimestamp)
+        );
+        assert!(
+            config.replay_verifier(&key, &good, at(NOW + 301)).is_err(),
+            "stale at start"
+        );
+        // Recording never uses an instant older than the one streaming
+        // started at: a fresh nonce recorded "at NOW" after a start at
+        // NOW + 300 is remembered until NOW + 301, not checked at NOW.
+        let fresh = MemoryReplayCache::new(16);
+        let other = client_sign(NOW, "another-nonce-0002", "POST", "/p", BODY);
+        let other = head(&other, b"POST", b"/p");
+        let mut late = config.replay_verifier(&key, &other, at(NOW + 300)).unwrap();
+        late.update(BODY);
+        late.check_signature()
+            .unwrap()
+            .record(&fresh, SCOPE, at(NOW))
+            .unwrap();
+        assert_eq!(fresh.purge_expired(at(NOW + 300)), 0);
+        assert_eq!(fresh.purge_expired(at(NOW + 301)), 1);
     }
 
     #[test]

@@ -215,17 +215,26 @@ fn one_key_cannot_exhaust_the_replay_cache() {
     let (_, busy) = f.key("busy");
     let (_, quiet) = f.key("quiet");
     let now = f.clock.now();
-    let mut accepted = 0;
-    for n in 0..64 {
-        if f.send(&busy, now, &nonce("busy", n), &RequestContext::new())
-            .is_ok()
-        {
-            accepted += 1;
-        }
+    assert_eq!(f.cache.scope_limit(), 16, "a quarter of the capacity");
+    for n in 0..16 {
+        f.send(&busy, now, &nonce("busy", n), &RequestContext::new())
+            .unwrap();
     }
-    assert!(accepted > 0, "the busy key is served up to its share");
-    assert!(accepted < 64, "but not beyond it");
-    f.send(&quiet, now, &nonce("quiet", 0), &RequestContext::new())
+    let refused = f
+        .send(&busy, now, &nonce("busy", 16), &RequestContext::new())
+        .unwrap_err();
+    assert_eq!(refused.rejection(), Some(Rejection::ReplayQuotaExceeded));
+    assert_eq!(refused.http_status(), 429);
+    assert_eq!(f.cache.len(), 16, "the refused nonce was not stored");
+    // The other keys are served.
+    for n in 0..16 {
+        f.send(&quiet, now, &nonce("quiet", n), &RequestContext::new())
+            .unwrap();
+    }
+    // The busy key's share comes back as its nonces leave the window.
+    f.clock.set(T0 + Duration::seconds(301));
+    let later = f.clock.now();
+    f.send(&busy, later, &nonce("busy", 17), &RequestContext::new())
         .unwrap();
 }
 
