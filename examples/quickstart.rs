@@ -55,7 +55,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         created.record.redacted
     );
 
-    let publishable = keys.create_default(&admin, shop.clone(), Environment::Live)?;
+    let publishable = keys.create_default(&admin, &shop, Environment::Live)?;
     println!(
         "  default publishable key:         {}",
         publishable.record.redacted

@@ -164,16 +164,28 @@ impl KeyUpdate {
         self.name = Some(name.into());
         self
     }
-    /// Set (`Some`) or clear (`None`) the note.
+    /// Set the note (as [`NewKey::note`]).
     #[must_use]
-    pub fn note(mut self, note: Option<String>) -> Self {
-        self.note = Some(note);
+    pub fn note(mut self, note: impl Into<String>) -> Self {
+        self.note = Some(Some(note.into()));
         self
     }
-    /// Set or clear the description.
+    /// Remove the note.
     #[must_use]
-    pub fn description(mut self, description: Option<String>) -> Self {
-        self.description = Some(description);
+    pub fn clear_note(mut self) -> Self {
+        self.note = Some(None);
+        self
+    }
+    /// Set the description (as [`NewKey::description`]).
+    #[must_use]
+    pub fn description(mut self, description: impl Into<String>) -> Self {
+        self.description = Some(Some(description.into()));
+        self
+    }
+    /// Remove the description.
+    #[must_use]
+    pub fn clear_description(mut self) -> Self {
+        self.description = Some(None);
         self
     }
     /// Replace the scopes.
@@ -194,10 +206,18 @@ impl KeyUpdate {
         self.allowed_ips = Some(ips);
         self
     }
-    /// Set (must be in the future) or clear the expiry.
+    /// Set the expiry (as [`NewKey::expires_at`]: must be in the future).
+    /// The expiry of a key that has ended cannot be moved.
     #[must_use]
-    pub fn expires_at(mut self, at: Option<UtcDateTime>) -> Self {
-        self.expires_at = Some(at);
+    pub fn expires_at(mut self, at: UtcDateTime) -> Self {
+        self.expires_at = Some(Some(at));
+        self
+    }
+    /// Remove the expiry: the key no longer expires. The expiry of a key
+    /// that has ended cannot be removed.
+    #[must_use]
+    pub fn clear_expiry(mut self) -> Self {
+        self.expires_at = Some(None);
         self
     }
 }
@@ -458,7 +478,7 @@ impl Engine {
                 request.referer,
                 self.policy.allow_http_origins,
             )
-            .map_err(|_| Rejection::OriginNotAllowed)?;
+            .map_err(Rejection::OriginNotAllowed)?;
         // Whole seconds are precise enough for a write-rate limit, and much
         // cheaper than date arithmetic on the hot path.
         let touch = match record.last_used_at {

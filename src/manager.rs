@@ -671,8 +671,8 @@ both! {
     ///
     /// As [`create`](Self::create).
     fn create_default / create_default_async
-        (actor: &Actor, owner: OwnerId, environment: Environment) -> Result<CreatedKey, Error>
-        => create_in(actor, NewKey::publishable(owner, DEFAULT_KEY_NAME).environment(environment), &mut rand::rngs::SysRng);
+        (actor: &Actor, owner: &OwnerId, environment: Environment) -> Result<CreatedKey, Error>
+        => create_in(actor, NewKey::publishable(owner.clone(), DEFAULT_KEY_NAME).environment(environment), &mut rand::rngs::SysRng);
 }
 
 both! {

@@ -288,7 +288,7 @@ fn echo(entry: &str) -> String {
 /// [`as_str`](OriginRefusal::as_str) gives a stable snake_case code for logs
 /// and metrics; the `Display` text is a short human-readable sentence. Neither
 /// echoes the header value.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, thiserror::Error)]
 #[non_exhaustive]
 pub enum OriginRefusal {
     /// The list is not empty and neither `Origin` nor `Referer` was sent.

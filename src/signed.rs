@@ -8,7 +8,7 @@ use crate::record::KeyRecord;
 use crate::replay::{ReplayCache, ReplayCacheError};
 use crate::request::{Decision, RequestContext};
 use crate::signing::{
-    ReplayVerifyError, RequestHead, RequestSigner, SignatureRefusal, SigningKey,
+    ReplayVerifyError, RequestHead, RequestSigner, SignatureError, SignatureRefusal, SigningKey,
     parse_signature_header,
 };
 use crate::token::KeyFormat;
@@ -89,10 +89,14 @@ impl RequestSigner {
     ///
     /// # Errors
     ///
-    /// [`Rejection::Malformed`] when `token` is not a token of `format`.
-    pub fn for_token(format: &KeyFormat, token: &str) -> Result<Self, Rejection> {
-        let id = format.parse(token)?.id();
-        Self::new(id.to_string(), token.as_bytes()).map_err(|_| Rejection::Malformed)
+    /// [`SignatureError::MalformedToken`] when `token` is not a token of
+    /// `format` (the same error type as [`RequestSigner::new`]).
+    pub fn for_token(format: &KeyFormat, token: &str) -> Result<Self, SignatureError> {
+        let id = format
+            .parse(token)
+            .map_err(|_| SignatureError::MalformedToken)?
+            .id();
+        Self::new(id.to_string(), token.as_bytes())
     }
 }
 

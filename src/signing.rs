@@ -74,7 +74,26 @@
 //! is the whole canonical message. [`SignatureConfig::replay`] selects the mode for
 //! [`SignatureConfig::verify_request`].
 //!
-//! # Example
+//! # Clients
+//!
+//! A client holding a token issued by this crate signs with
+//! [`RequestSigner::for_token`]: the key id for [`KEY_HEADER`] is read from the token,
+//! and the token's text is the HMAC key.
+//!
+//! ```
+//! use api_keys::{KeyFormat, RequestSigner};
+//!
+//! # fn token_from_env() -> String { api_keys::KeyFormat::default()
+//! #     .generate(api_keys::KeyKind::Secret, api_keys::Environment::Live).unwrap()
+//! #     .token.expose_secret().to_owned() }
+//! let token: String = token_from_env(); // e.g. std::env::var("PAYMENTS_API_KEY")
+//! let signer = RequestSigner::for_token(&KeyFormat::default(), &token)?;
+//! let headers = signer.sign(br#"{"currency":"BTC"}"#);
+//! assert_eq!(headers.signature.len(), 128);
+//! # Ok::<(), api_keys::signing::SignatureError>(())
+//! ```
+//!
+//! # Example: both sides, without a key manager
 //!
 //! ```
 //! use api_keys::replay::MemoryReplayCache;
@@ -435,6 +454,10 @@ pub enum SignatureError {
     /// The random number generator failed to produce a nonce.
     #[error("the random number generator failed")]
     Randomness,
+    /// [`RequestSigner::for_token`] was given a string that is not a token of the key
+    /// format (wrong prefix, length, alphabet or checksum). The string is not echoed.
+    #[error("not a token of this key format")]
+    MalformedToken,
 }
 
 /// Replay-protected verification did not accept the request.
@@ -1009,6 +1032,11 @@ pub fn generate_nonce<R: rand::TryCryptoRng + ?Sized>(
 }
 
 /// Client side: produces the header values for a request body.
+///
+/// For a token issued by this crate use
+/// [`RequestSigner::for_token`](RequestSigner::for_token): it reads the key id from the
+/// token. [`RequestSigner::new`] takes the key id and the secret separately (a
+/// CoinsPaid-style client that was given both). Both fail with [`SignatureError`].
 ///
 /// Holds the key id and a [`SigningKey`]; `Debug` shows the key id, never the secret.
 #[derive(Clone)]

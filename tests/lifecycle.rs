@@ -159,7 +159,7 @@ fn default_publishable_key_and_list() {
     let f = fx();
     let d = f
         .keys
-        .create_default(&f.admin, f.owner.clone(), Environment::Test)
+        .create_default(&f.admin, &f.owner, Environment::Test)
         .unwrap();
     assert_eq!(d.record.name, api_keys::DEFAULT_KEY_NAME);
     assert_eq!(d.record.kind, api_keys::KeyKind::Publishable);
@@ -473,9 +473,9 @@ fn update_is_compare_and_swap() {
             1,
             &KeyUpdate::new()
                 .name("renamed")
-                .note(Some("moved to vault".into()))
+                .note("moved to vault")
                 .scopes(Scopes::new(["read"]).unwrap())
-                .expires_at(Some(T0 + Duration::days(1))),
+                .expires_at(T0 + Duration::days(1)),
         )
         .unwrap();
     assert_eq!((u.name.as_str(), u.version), ("renamed", 2));
@@ -490,7 +490,7 @@ fn update_is_compare_and_swap() {
     assert_eq!(f.keys.get(&rec.id).unwrap().name, "renamed");
     assert!(matches!(
         f.keys
-            .update(&f.admin, &rec.id, 2, &KeyUpdate::new().expires_at(Some(T0))),
+            .update(&f.admin, &rec.id, 2, &KeyUpdate::new().expires_at(T0)),
         Err(Error::Invalid { .. })
     ));
     assert!(matches!(
@@ -959,8 +959,8 @@ fn update_cannot_revive_an_expired_key() {
     f.at(T0 + Duration::hours(2));
     let (_, b_token) = f.create(NewKey::secret(f.owner.clone(), "b"));
     for update in [
-        KeyUpdate::new().expires_at(None),
-        KeyUpdate::new().expires_at(Some(T0 + Duration::days(30))),
+        KeyUpdate::new().clear_expiry(),
+        KeyUpdate::new().expires_at(T0 + Duration::days(30)),
     ] {
         let out = f.keys.update(&f.admin, &a.id, 1, &update);
         assert!(
@@ -994,7 +994,7 @@ fn update_then_activate_cannot_bypass_expiry() {
         &f.admin,
         &a.id,
         1,
-        &KeyUpdate::new().expires_at(Some(T0 + Duration::days(1))),
+        &KeyUpdate::new().expires_at(T0 + Duration::days(1)),
     );
     assert!(
         matches!(moved, Err(Error::InvalidState { .. })),
@@ -1038,7 +1038,7 @@ fn an_expiry_move_racing_a_replacement_keeps_one_active_key() {
     }));
     let out = f
         .keys
-        .update(&f.admin, &a.id, 1, &KeyUpdate::new().expires_at(None));
+        .update(&f.admin, &a.id, 1, &KeyUpdate::new().clear_expiry());
     let b_token = b_token.lock().unwrap().take().unwrap();
     let usable = [&a_token, &b_token]
         .iter()
@@ -1046,4 +1046,98 @@ fn an_expiry_move_racing_a_replacement_keeps_one_active_key() {
         .count();
     assert_eq!(usable, 1, "two usable keys after {out:?}");
     assert!(matches!(out, Err(Error::AnotherKeyActive)), "{out:?}");
+}
+
+/// Every `KeyUpdate` setter has a visible effect, and the text setters take
+/// what `NewKey`'s take.
+#[test]
+fn update_setters_set_and_clear() {
+    let f = fx();
+    let (rec, _) = f.create(
+        NewKey::secret(f.owner.clone(), "k")
+            .note("first note")
+            .description("first description")
+            .expires_at(T0 + Duration::days(1)),
+    );
+    let set = f
+        .keys
+        .update(
+            &f.admin,
+            &rec.id,
+            1,
+            &KeyUpdate::new()
+                .note("second note")
+                .description(String::from("second description"))
+                .expires_at(T0 + Duration::days(2)),
+        )
+        .unwrap();
+    assert_eq!(set.note.as_deref(), Some("second note"));
+    assert_eq!(set.description.as_deref(), Some("second description"));
+    assert_eq!(set.expires_at, Some(T0 + Duration::days(2)));
+    let cleared = f
+        .keys
+        .update(
+            &f.admin,
+            &rec.id,
+            2,
+            &KeyUpdate::new()
+                .clear_note()
+                .clear_description()
+                .clear_expiry(),
+        )
+        .unwrap();
+    assert_eq!(
+        (cleared.note, cleared.description, cleared.expires_at),
+        (None, None, None)
+    );
+    // An empty update changes only the version.
+    let same = f
+        .keys
+        .update(&f.admin, &rec.id, 3, &KeyUpdate::new())
+        .unwrap();
+    assert_eq!((same.name.as_str(), same.version), ("k", 4));
+}
+
+/// `grace_ends_at` tells the truth: a roll never records a grace end after
+/// the key's own expiry, and shortening a rolled key's expiry shortens it.
+#[test]
+fn grace_end_never_outlives_the_expiry() {
+    let f = fx();
+    let (rec, old) =
+        f.create(NewKey::secret(f.owner.clone(), "k").expires_at(T0 + Duration::hours(1)));
+    let rolled = f
+        .keys
+        .roll(&f.admin, &rec.id, RollOptions::default())
+        .unwrap();
+    assert_eq!(
+        rolled.predecessor.grace_ends_at,
+        Some(T0 + Duration::hours(1))
+    );
+    assert_eq!(
+        rolled.predecessor.grace_ends_at,
+        rolled.predecessor.effective_end()
+    );
+    let shorter = f
+        .keys
+        .update(
+            &f.admin,
+            &rec.id,
+            2,
+            &KeyUpdate::new().expires_at(T0 + Duration::minutes(30)),
+        )
+        .unwrap();
+    assert_eq!(shorter.grace_ends_at, Some(T0 + Duration::minutes(30)));
+    // Moving the expiry later again does not give the grace window back.
+    let later = f
+        .keys
+        .update(
+            &f.admin,
+            &rec.id,
+            3,
+            &KeyUpdate::new().expires_at(T0 + Duration::days(1)),
+        )
+        .unwrap();
+    assert_eq!(later.effective_end(), Some(T0 + Duration::minutes(30)));
+    f.at(T0 + Duration::minutes(30));
+    assert_eq!(f.check(&old), Err(Rejection::GraceEnded));
 }
