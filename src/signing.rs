@@ -69,6 +69,17 @@
 //! as [`SignatureRefusal::ReplayedNonce`]. The nonce is remembered until the timestamp
 //! has left the window, after which the timestamp check alone refuses the request.
 //!
+//! A verifier with more checks to make (the key's status, time and policy, as
+//! [`KeyManager::verify_signed`](crate::KeyManager::verify_signed) does) checks the
+//! signature with [`SignatureConfig::verify_without_recording`] (or
+//! [`ReplayBodyVerifier::check_signature`] when streaming) and
+//! [`record`](UnrecordedNonce::record)s the nonce only once the request passed them
+//! all: a refused request never spends cache space. Recording checks the window
+//! again, at the instant passed to it (never older than the one the verification
+//! started at), with that same instant given to the cache: pass the clock reading
+//! taken after the key lookup and the body, so a nonce whose entry was purged in the
+//! meantime is refused as stale, never accepted twice.
+//!
 //! A key should be used in one mode only: a server that accepts a key in both modes
 //! lets a replay-protected request be presented again as a body-only request whose body
 //! is the whole canonical message. [`SignatureConfig::replay`] selects the mode for
