@@ -224,7 +224,8 @@ pub(crate) fn validate_scope(scope: &str) -> Result<(), Error> {
 ///
 /// An empty set on a **secret** key means unrestricted (a standard secret
 /// key); on a **publishable** key it means the policy's publishable-safe
-/// scopes. A non-empty set grants exactly its members (a restricted key).
+/// scopes. A non-empty set grants exactly its members (a restricted key) —
+/// on a publishable key, only those the policy in force still allows.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Hash)]
 #[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 #[cfg_attr(

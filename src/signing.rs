@@ -1679,6 +1679,30 @@ mod tests {
             .unwrap();
         let shown = format!("{replay:?}");
         assert!(!shown.contains(&full[..8]) && !shown.contains("SuperSecret"));
+        assert!(!shown.contains("0123456789abcdef"), "no nonce: {shown}");
+        // The mismatching MAC is refused; an unrecorded nonce shows no nonce.
+        assert!(replay.check_signature().is_err());
+        let sig = key.sign_replay_protected(
+            &ReplayRequest {
+                timestamp: at(1_700_000_000),
+                nonce: "0123456789abcdef",
+                method: "POST",
+                path: "/x",
+            },
+            b"",
+        );
+        let sig = sig.unwrap().to_hex();
+        let head = RequestHead {
+            signature: sig.as_bytes(),
+            ..head
+        };
+        let pending = SignatureConfig::default()
+            .replay_verifier(&key, &head, at(1_700_000_000))
+            .unwrap()
+            .check_signature()
+            .unwrap();
+        let shown = format!("{pending:?}");
+        assert_eq!(shown, "UnrecordedNonce { timestamp: 1700000000, .. }");
 
         for err in [
             SignatureError::EmptySecret,
