@@ -220,7 +220,8 @@ pub struct MemoryReplayCache {
 
 impl MemoryReplayCache {
     /// Capacity of [`MemoryReplayCache::default`]: 100 000 nonces, enough for about
-    /// 160 signed requests per second with the default 300-second tolerance.
+    /// 160 signed requests per second with the default 300-second tolerance, and
+    /// about 40 per second from any single key (its default share, a quarter).
     pub const DEFAULT_CAPACITY: usize = 100_000;
 
     /// Largest number of shards used by [`MemoryReplayCache::new`].
@@ -230,7 +231,9 @@ impl MemoryReplayCache {
     /// does not fill up long before the whole cache does.
     pub const MIN_SHARD_CAPACITY: usize = 1024;
 
-    /// A cache holding at most `capacity` unexpired nonces.
+    /// A cache holding at most `capacity` unexpired nonces, at most a quarter of them
+    /// (at least 1) for any one scope ([`with_scope_limit`](Self::with_scope_limit)
+    /// to change that).
     ///
     /// Uses `capacity / MIN_SHARD_CAPACITY` shards, at least 1 and at most
     /// [`DEFAULT_SHARDS`](Self::DEFAULT_SHARDS): a small cache is a single shard, whose

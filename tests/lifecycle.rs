@@ -779,11 +779,16 @@ mod model {
 
     #[derive(Debug, Clone)]
     enum Op {
-        Create { inactive: bool, ttl_h: Option<i64> },
+        Create {
+            inactive: bool,
+            ttl_h: Option<i64>,
+        },
         Activate(usize),
         Deactivate(usize),
         Revoke(usize),
         Roll(usize, i64),
+        /// Move the expiry to now + hours (`None`: clear it).
+        SetExpiry(usize, Option<i64>),
         Advance(i64),
         Verify(usize),
     }
@@ -796,6 +801,7 @@ mod model {
             (0usize..8).prop_map(Op::Deactivate),
             (0usize..8).prop_map(Op::Revoke),
             (0usize..8, 0i64..20).prop_map(|(i, g)| Op::Roll(i, g)),
+            (0usize..8, proptest::option::of(-1i64..48)).prop_map(|(i, h)| Op::SetExpiry(i, h)),
             (-2i64..30).prop_map(Op::Advance),
             (0usize..8).prop_map(Op::Verify),
             (0usize..8).prop_map(Op::Verify),
@@ -882,12 +888,35 @@ mod model {
                         if let Ok(r) = res {
                             let pm = &mut keys[i].2;
                             pm.rolled = true;
-                            pm.grace_end = Some(now + Duration::hours(g));
+                            // Never past the key's own expiry.
+                            let grace = now + Duration::hours(g);
+                            pm.grace_end = Some(pm.expires.map_or(grace, |e| e.min(grace)));
                             let expires = pm.expires;
                             keys.push((r.successor.id, r.token, M {
                                 status: KeyStatus::Active, created: now, expires,
                                 grace_end: None, rolled: false,
                             }));
+                        }
+                    }
+                    Op::SetExpiry(i, h) => {
+                        let Some((id, _, m)) = keys.get_mut(i) else { continue };
+                        let to = h.map(|h| now + Duration::hours(h));
+                        let version = f.keys.get(id).unwrap().version;
+                        let update = match to {
+                            Some(t) => KeyUpdate::new().expires_at(t),
+                            None => KeyUpdate::new().clear_expiry(),
+                        };
+                        let res = f.keys.update(&f.admin, id, version, &update);
+                        // An ended key's expiry is frozen (no revival); a
+                        // new expiry must be in the future.
+                        let allowed = m.status != KeyStatus::Revoked
+                            && (to == m.expires
+                                || (m.end().is_none_or(|e| now < e)
+                                    && to.is_none_or(|t| t > now)));
+                        prop_assert_eq!(res.is_ok(), allowed, "{:?} on {:?}: {:?}", op, m, res);
+                        if allowed {
+                            m.expires = to;
+                            m.grace_end = m.grace_end.map(|g| to.map_or(g, |t| t.min(g)));
                         }
                     }
                     Op::Advance(h) => f.clock.advance(Duration::hours(h)),
