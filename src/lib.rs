@@ -37,7 +37,7 @@ pub use events::{EventKind, EventSink, KeyEvent};
 pub use hash::{Pepper, SecretHash};
 pub use ip::{IpAllowList, IpListError};
 pub use manager::{CreatedKey, KeyManager, KeyManagerBuilder, RolledKey};
-pub use origin::{DomainAllowList, DomainError, HeaderField};
+pub use origin::{DomainAllowList, DomainError, HeaderField, OriginRefusal};
 pub use policy::{DEFAULT_GRACE, Policy};
 pub use record::{
     Actor, KeyRecord, KeyStatus, MAX_ID_LEN, MAX_NAME_CHARS, MAX_TEXT_CHARS, OwnerId, Scopes,

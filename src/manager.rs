@@ -113,7 +113,9 @@ impl<S> KeyManagerBuilder<S> {
         self
     }
 
-    /// The clock (default: [`SystemClock`]).
+    /// The clock (default: [`SystemClock`]). In tests pass an
+    /// `Arc<ManualClock>` (feature `test-util`) and keep a clone to move
+    /// time: `.clock(Arc::clone(&clock))`.
     #[must_use]
     pub fn clock(mut self, clock: impl Clock + 'static) -> Self {
         self.clock = Arc::new(clock);
@@ -159,7 +161,8 @@ impl<S> KeyManagerBuilder<S> {
 
     /// Where the replay-protected signing mode records nonces (default: a
     /// [`MemoryReplayCache`], which only protects one process: servers that
-    /// share keys need a shared cache).
+    /// share keys need a shared cache). Pass an `Arc` of the cache to keep a
+    /// handle on it (to purge it, or read its size).
     #[must_use]
     pub fn replay_cache(mut self, cache: impl ReplayCache + 'static) -> Self {
         self.replay = Some(Arc::new(cache));
@@ -382,8 +385,26 @@ impl<S> KeyManager<S> {
             return Err(Error::Conflict(*id));
         }
         let next = self.engine.plan_update(&current, update, now)?;
+        // Extending an active key's expiry keeps it usable longer: under the
+        // one-active-key rule it is checked like an activation, atomically
+        // with the write, so a key that ends while this update is in flight
+        // (and whose replacement another server creates meanwhile) is not
+        // revived next to it. A key without an end cannot end in flight.
+        let extends = match (current.expires_at, next.expires_at) {
+            (Some(old), Some(new)) => new > old,
+            (Some(_), None) => true,
+            (None, _) => false,
+        };
+        let condition = if extends
+            && next.status == crate::record::KeyStatus::Active
+            && current.effective_end().is_some()
+        {
+            self.exclusive(now)
+        } else {
+            WriteCondition::Always
+        };
         store
-            .update(&next, expected_version, WriteCondition::Always)
+            .update(&next, expected_version, condition)
             .await
             .map_err(|e| map_write(e, *id))?;
         self.emit(EventKind::Updated, &next, Some(actor), now, None);
@@ -449,8 +470,11 @@ impl<S> KeyManager<S> {
         context: &RequestContext<'_>,
     ) -> Result<VerifiedKey, VerifyError> {
         let id = self.engine.precheck_signed(request)?;
-        let now = self.clock.now();
         let record = store.get(&id).await?.ok_or(Rejection::UnknownKey)?;
+        // Read after the lookup: the replay window and the replay cache are
+        // checked at this instant, so an entry purged while the lookup was
+        // in flight cannot let a captured request through again.
+        let now = self.clock.now();
         if record.id != id {
             return Err(Rejection::UnknownKey.into());
         }
@@ -650,8 +674,8 @@ both! {
     ///
     /// As [`create`](Self::create).
     fn create_default / create_default_async
-        (actor: &Actor, owner: OwnerId, environment: Environment) -> Result<CreatedKey, Error>
-        => create_in(actor, NewKey::publishable(owner, DEFAULT_KEY_NAME).environment(environment), &mut rand::rngs::SysRng);
+        (actor: &Actor, owner: &OwnerId, environment: Environment) -> Result<CreatedKey, Error>
+        => create_in(actor, NewKey::publishable(owner.clone(), DEFAULT_KEY_NAME).environment(environment), &mut rand::rngs::SysRng);
 }
 
 both! {
@@ -701,6 +725,10 @@ both! {
     /// it, grace or not), and absorbing. Idempotent. Revoking a rolled key
     /// revokes only it, not its successor.
     ///
+    /// This is what the vendors call **deleting** a key: it is refused from
+    /// the next request on (401). The record is kept (status `Revoked`,
+    /// `revoked_at`), for the audit trail and the roll links.
+    ///
     /// # Errors
     ///
     /// [`Error::NotFound`], [`Error::Store`].
@@ -712,11 +740,19 @@ both! {
     /// Changes a key's settings, if its version is still
     /// `expected_version` (no lost updates).
     ///
+    /// The expiry of a key that has ended (expired, or rolled and past its
+    /// grace) cannot be moved: that would revive it. Under the
+    /// one-active-key rule, extending an active key's expiry is checked like
+    /// an activation, atomically with the write: it fails with
+    /// [`Error::AnotherKeyActive`] while another key of the owner is usable
+    /// (including a rolled predecessor still in its grace window).
+    ///
     /// # Errors
     ///
     /// [`Error::Conflict`] when the key changed since it was read,
-    /// [`Error::Revoked`], [`Error::Invalid`], [`Error::NotFound`],
-    /// [`Error::Store`].
+    /// [`Error::Revoked`], [`Error::Invalid`], [`Error::InvalidState`] for
+    /// an expiry change on a key that has ended, [`Error::AnotherKeyActive`],
+    /// [`Error::NotFound`], [`Error::Store`].
     fn update / update_async(actor: &Actor, id: &KeyId, expected_version: u64, update: &KeyUpdate)
         -> Result<KeyRecord, Error>
         => update_in(actor, id, expected_version, update);
@@ -730,7 +766,8 @@ both! {
     /// # Errors
     ///
     /// [`Error::Revoked`], [`Error::InvalidState`] (inactive, expired or
-    /// already rolled), [`Error::Conflict`] when a concurrent change won,
+    /// already rolled, or a publishable key with a scope the policy no
+    /// longer allows), [`Error::Conflict`] when a concurrent change won,
     /// [`Error::Invalid`], [`Error::Randomness`], [`Error::Store`]. No token
     /// is returned unless the store committed the roll.
     fn roll / roll_async(actor: &Actor, id: &KeyId, options: RollOptions) -> Result<RolledKey, Error>
@@ -875,16 +912,21 @@ both! {
     /// first (id form, signature form, body size), then one store lookup,
     /// the signature (constant time, with the key's prepared HMAC state),
     /// then status, time, environment, kind, scopes, IP and origin — the
-    /// same checks as bearer verification. During a roll's grace both the
-    /// old and the new key verify, each under its own key id.
+    /// same checks as bearer verification — and, in the replay-protected
+    /// mode, the nonce is recorded last, only for a request that passed
+    /// every check. The clock is read after the store lookup; the window
+    /// and the replay cache are checked at that instant. During a roll's
+    /// grace both the old and the new key verify, each under its own key
+    /// id.
     ///
     /// # Errors
     ///
     /// [`VerifyError::Rejected`] ([`Rejection::BadSignature`],
     /// [`Rejection::NotASigningKey`], [`Rejection::BodyTooLarge`],
-    /// [`Rejection::StaleRequest`], [`Rejection::Replayed`] and the bearer
-    /// rejections); [`VerifyError::Store`] / [`VerifyError::Failed`] when
-    /// the service cannot decide (fail closed).
+    /// [`Rejection::StaleRequest`], [`Rejection::Replayed`],
+    /// [`Rejection::ReplayQuotaExceeded`] and the bearer rejections);
+    /// [`VerifyError::Store`] / [`VerifyError::Failed`] when the service
+    /// cannot decide (fail closed).
     fn verify_signed / verify_signed_async(request: &SignedRequest<'_>, context: &RequestContext<'_>)
         -> Result<VerifiedKey, VerifyError>
         => verify_signed_in(request, context);

@@ -111,7 +111,13 @@ pub struct RollPlan {
 /// * `touch`: sets `last_used_at` to `at` if later than the stored value;
 ///   no version change; `NotFound` if absent.
 ///
+/// Instants must round-trip with at least microsecond precision, and every
+/// field of [`KeyRecord`] must come back exactly as written: the
+/// conformance suite compares records field by field.
+///
 /// # Example: a complete implementation
+///
+/// It passes the conformance suite (feature `test-util`).
 ///
 /// ```
 /// use api_keys::{KeyId, KeyRecord, KeyStatus, KeyStore, OwnerId, RollPlan, StoreError,
@@ -183,8 +189,10 @@ pub struct RollPlan {
 ///     }
 /// }
 ///
-/// # #[cfg(feature = "test-util")]
-/// api_keys::testing::run_conformance(&MutexStore::default());
+/// fn main() -> Result<(), api_keys::testing::ConformanceError> {
+///     api_keys::testing::run_conformance(&MutexStore::default())?;
+///     Ok(())
+/// }
 /// ```
 pub trait KeyStore: Send + Sync {
     /// Inserts a new record.
