@@ -22,6 +22,8 @@ mod secret;
 mod signed;
 pub mod signing;
 mod store;
+#[cfg(feature = "serde")]
+mod stored;
 #[cfg(feature = "test-util")]
 pub mod testing;
 mod token;
@@ -58,6 +60,8 @@ pub use store::MySqlKeyStore;
 pub use store::PostgresKeyStore;
 #[cfg(feature = "sqlite")]
 pub use store::SqliteKeyStore;
+#[cfg(feature = "serde")]
+pub use stored::RECORD_FORMAT;
 pub use store::{
     AsyncKeyAudit, AsyncKeyStore, KeyAudit, KeyFilter, KeyPage, KeyStore, MemoryKeyStore, RollPlan,
     WriteCondition,
