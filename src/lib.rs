@@ -60,12 +60,12 @@ pub use store::MySqlKeyStore;
 pub use store::PostgresKeyStore;
 #[cfg(feature = "sqlite")]
 pub use store::SqliteKeyStore;
-#[cfg(feature = "serde")]
-pub use stored::RECORD_FORMAT;
 pub use store::{
     AsyncKeyAudit, AsyncKeyStore, KeyAudit, KeyFilter, KeyPage, KeyStore, MemoryKeyStore, RollPlan,
     WriteCondition,
 };
+#[cfg(feature = "serde")]
+pub use stored::RECORD_FORMAT;
 /// The `time` crate, re-exported: [`UtcDateTime`](time::UtcDateTime) and
 /// [`Duration`](time::Duration) are part of this crate's API.
 pub use time;

@@ -43,15 +43,13 @@ mod codec {
     /// one is never overwritten — stored records do not change.
     fn fixture(name: &str, record: &KeyRecord) -> String {
         let path = fixture_path(name);
-        if !path.exists() && std::env::var_os("API_KEYS_WRITE_FIXTURES").is_some_and(|v| v == "1")
-        {
+        if !path.exists() && std::env::var_os("API_KEYS_WRITE_FIXTURES").is_some_and(|v| v == "1") {
             let mut json = serde_json::to_string_pretty(record).unwrap();
             json.push('\n');
             std::fs::create_dir_all(path.parent().unwrap()).unwrap();
             std::fs::write(&path, json).unwrap();
         }
-        std::fs::read_to_string(&path)
-            .unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+        std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
     }
 
     fn id(text: &str) -> KeyId {
@@ -165,15 +163,43 @@ mod codec {
         assert_eq!(json["secret_hash"]["digest"], "a5".repeat(32));
         for (field, value, why) in [
             ("format", serde_json::json!(2), "a later format"),
-            ("created_at", serde_json::json!([2026, 1, 0, 0, 0, 0]), "the old array form"),
-            ("created_at", serde_json::json!("2026-01-01 00:00:00"), "not RFC 3339"),
-            ("secret_hash", serde_json::json!({"pepper_version": null, "digest": "a5"}), "a short digest"),
-            ("secret_hash", serde_json::json!({"pepper_version": null, "digest": vec![165u8; 32]}), "the old number array"),
+            (
+                "created_at",
+                serde_json::json!([2026, 1, 0, 0, 0, 0]),
+                "the old array form",
+            ),
+            (
+                "created_at",
+                serde_json::json!("2026-01-01 00:00:00"),
+                "not RFC 3339",
+            ),
+            (
+                "secret_hash",
+                serde_json::json!({"pepper_version": null, "digest": "a5"}),
+                "a short digest",
+            ),
+            (
+                "secret_hash",
+                serde_json::json!({"pepper_version": null, "digest": vec![165u8; 32]}),
+                "the old number array",
+            ),
             ("owner", serde_json::json!("has space"), "an invalid owner"),
-            ("allowed_domains", serde_json::json!(["localhost"]), "a refused domain"),
-            ("allowed_ips", serde_json::json!("not-an-address"), "a bad IP list"),
+            (
+                "allowed_domains",
+                serde_json::json!(["localhost"]),
+                "a refused domain",
+            ),
+            (
+                "allowed_ips",
+                serde_json::json!("not-an-address"),
+                "a bad IP list",
+            ),
             ("id", serde_json::json!("short"), "a malformed id"),
-            ("status", serde_json::json!("Active"), "a status in the wrong case"),
+            (
+                "status",
+                serde_json::json!("Active"),
+                "a status in the wrong case",
+            ),
         ] {
             let mut bad = json.clone();
             bad[field] = value;
