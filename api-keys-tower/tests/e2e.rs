@@ -917,3 +917,96 @@ async fn the_plain_app_serves_without_a_hook() {
     assert_eq!(fx.send(fx.post("/v1/whoami")).await.status, 405);
     fx.finish().await;
 }
+
+// ---- extractor, management errors, plain tower ---------------------------------
+
+#[tokio::test]
+async fn the_extractor_without_the_layer_fails_closed() {
+    let (keys, clock) = manager(Policy::default());
+    let router = Router::new()
+        .route(
+            "/unguarded",
+            get(
+                |api_keys_tower::ApiKey(key): api_keys_tower::ApiKey| async move {
+                    key.owner().to_string()
+                },
+            ),
+        )
+        .route(
+            "/manage",
+            get(|| async {
+                Err::<(), _>(api_keys_tower::ManagementError(api_keys::Error::NotFound(
+                    api_keys::KeyId::from_bytes([3; 16]),
+                )))
+            }),
+        );
+    let fx = Fx::with_router(keys, clock, Arc::default(), router).await;
+    let (_, token) = fx.key(fx.secret_key()).await;
+    let reply = fx
+        .send(fx.get("/unguarded").bearer_auth(token.expose_secret()))
+        .await;
+    assert_refused(&reply, 500, "internal_error");
+    let reply = fx.send(fx.get("/manage")).await;
+    assert_refused(&reply, 404, "not_found");
+    fx.finish().await;
+}
+
+#[tokio::test]
+async fn an_announced_oversized_body_is_refused_before_it_is_read() {
+    let fx = Fx::start().await;
+    let (_, token) = fx.key(fx.secret_key().signing()).await;
+    let headers = fx.sign(&token, b"{}");
+    let limit = fx.keys.max_signed_body_len();
+    // Announces more than the limit, sends two bytes: the server must
+    // answer from `Content-Length` alone, without waiting for the body.
+    let request = fx
+        .post("/v1/withdrawals")
+        .header("X-Processing-Key", &headers.key)
+        .header("X-Processing-Signature", &headers.signature)
+        .header("Content-Length", (limit + 1).to_string())
+        .body(&b"{}"[..]);
+    let reply = fx.send(request).await;
+    assert_refused(&reply, 413, "payload_too_large");
+    fx.finish().await;
+}
+
+#[tokio::test]
+async fn plain_tower_with_a_peer_addr_extension() {
+    use api_keys_tower::PeerAddr;
+    use axum::body::Body;
+    use tower::{ServiceBuilder, ServiceExt};
+
+    let (keys, _) = manager(Policy::default());
+    let owner = OwnerId::new("merchant_1").unwrap();
+    let token = keys
+        .create(
+            &Actor::new("ops").unwrap(),
+            NewKey::secret(owner, "x").allowed_ips(IpAllowList::parse("192.0.2.0/24").unwrap()),
+        )
+        .unwrap()
+        .token;
+    let service = ServiceBuilder::new()
+        .layer(ApiKeyLayer::new(Arc::clone(&keys)))
+        .service_fn(|request: http::Request<Body>| async move {
+            let key = request.extensions().get::<VerifiedKey>().cloned();
+            Ok::<_, std::convert::Infallible>(http::Response::new(Body::from(
+                key.map(|k| k.owner().to_string()).unwrap_or_default(),
+            )))
+        });
+    let call = |peer: Option<&str>| {
+        let mut request = http::Request::get("/")
+            .header("authorization", format!("Bearer {}", token.expose_secret()))
+            .body(Body::empty())
+            .unwrap();
+        if let Some(peer) = peer {
+            request
+                .extensions_mut()
+                .insert(PeerAddr(peer.parse().unwrap()));
+        }
+        service.clone().oneshot(request)
+    };
+    assert_eq!(call(Some("192.0.2.7:4000")).await.unwrap().status(), 200);
+    assert_eq!(call(Some("198.51.100.7:4000")).await.unwrap().status(), 403);
+    // No peer known: an IP-restricted key cannot be checked, so it is refused.
+    assert_eq!(call(None).await.unwrap().status(), 403);
+}

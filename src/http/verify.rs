@@ -262,6 +262,37 @@ mod tests {
     }
 
     #[test]
+    fn signed_requests_need_their_body() {
+        use crate::{KeyFormat, RequestSigner, SealingKey, SealingKeyRing};
+        let keys = KeyManager::builder(MemoryKeyStore::new())
+            .sealing_keys(SealingKeyRing::new(SealingKey::new(1, &[5; 32]).unwrap()))
+            .build()
+            .unwrap();
+        let owner = OwnerId::new("acct").unwrap();
+        let token = keys
+            .create(&Actor::system(), NewKey::secret(owner, "s").signing())
+            .unwrap()
+            .token;
+        let signer =
+            RequestSigner::for_token(&KeyFormat::default(), token.expose_secret()).unwrap();
+        let headers = signer.sign(b"{}");
+        let presented = present(&[
+            ("X-Processing-Key", &headers.key),
+            ("X-Processing-Signature", &headers.signature),
+        ]);
+        assert!(presented.needs_body());
+        let key = presented
+            .verify(&keys, &Requirements::new().signed(), b"{}")
+            .unwrap();
+        assert!(key.is_signed());
+        let tampered = presented
+            .verify(&keys, &Requirements::new(), b"{ }")
+            .unwrap_err();
+        assert_eq!(tampered.rejection(), Some(Rejection::BadSignature));
+        assert_eq!(tampered.status(), 401);
+    }
+
+    #[test]
     fn requirements_builders_set_their_field() {
         let r = Requirements::new();
         assert_eq!(r, Requirements::default());
