@@ -91,7 +91,9 @@ impl RequestFacts {
         proxies: &TrustedProxies,
     ) -> Result<Self, Refusal> {
         let client_ip = match peer {
-            Some(peer) => Some(
+            // The forwarding headers are looked up only when they count
+            // (`client_ip` returns an untrusted peer without reading them).
+            Some(peer) if proxies.is_trusted(peer.to_canonical()) => Some(
                 client_ip(
                     peer,
                     headers.field(X_FORWARDED_FOR),
@@ -100,6 +102,7 @@ impl RequestFacts {
                 )
                 .map_err(Refusal::Forwarding)?,
             ),
+            Some(peer) => Some(peer.to_canonical()),
             None => None,
         };
         Ok(Self {
