@@ -120,6 +120,9 @@ fn main() -> Result<(), BoxError> {
         .worker_threads(client_threads)
         .enable_all()
         .build()?;
+    if cfg!(debug_assertions) {
+        println!("(an unoptimised build: these figures mean nothing; add --release)");
+    }
     println!(
         "{} requests x {} rounds, {} keep-alive connections, {} keys; server {} thread(s), client {} thread(s)",
         args.requests,

@@ -260,22 +260,32 @@ async fn authenticate<S, B>(
 ) -> Result<(VerifiedKey, B), Refusal>
 where
     S: AsyncKeyStore,
-    B: Body + From<Bytes>,
+    B: Body + From<Bytes> + Send,
+    B::Data: Send,
 {
-    let target = request_target(parts);
     let presented = Presented::from_headers(
         parts,
         parts.method.as_str(),
-        target,
+        request_target(parts),
         peer_ip(parts),
         &settings.proxies,
     )?;
     let requirements = &settings.requirements;
-    if !presented.needs_body() {
+    if presented.needs_body() {
+        // Boxed: the bearer path's future stays small.
+        let bytes = Box::pin(read_body(parts, body, keys.max_signed_body_len())).await?;
+        let key = presented.verify_async(keys, requirements, &bytes).await?;
+        Ok((key, B::from(bytes)))
+    } else {
         let key = presented.verify_async(keys, requirements, b"").await?;
-        return Ok((key, body));
+        Ok((key, body))
     }
-    let mut buffer = BodyBuffer::for_request(parts, keys.max_signed_body_len())?;
+}
+
+/// Buffers a signed request's body ([`BodyBuffer`]: `Content-Length`
+/// first, then the limit on the bytes that arrive).
+async fn read_body<B: Body>(parts: &Parts, body: B, limit: usize) -> Result<Bytes, Refusal> {
+    let mut buffer = BodyBuffer::for_request(parts, limit)?;
     let mut body = std::pin::pin!(body);
     while let Some(frame) = body.frame().await {
         let frame = frame.map_err(|_| Refusal::UnreadableBody)?;
@@ -288,9 +298,7 @@ where
             }
         }
     }
-    let bytes = Bytes::from(buffer.into_vec());
-    let key = presented.verify_async(keys, requirements, &bytes).await?;
-    Ok((key, B::from(bytes)))
+    Ok(Bytes::from(buffer.into_vec()))
 }
 
 /// The request target as the client sent it: axum's `OriginalUri` inside a

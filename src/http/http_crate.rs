@@ -8,7 +8,31 @@ use ::http::{HeaderMap, HeaderName, HeaderValue, Request, Response, StatusCode};
 
 impl Headers for HeaderMap {
     fn field(&self, name: &str) -> HeaderField<'_> {
-        HeaderField::from_values(self.get_all(name).iter().map(HeaderValue::as_bytes))
+        // The names this module asks for, pre-parsed: a lookup by
+        // `HeaderName` skips parsing and lower-casing the name.
+        let known = match name {
+            super::AUTHORIZATION => Some(::http::header::AUTHORIZATION),
+            super::ORIGIN => Some(::http::header::ORIGIN),
+            super::REFERER => Some(::http::header::REFERER),
+            super::FORWARDED => Some(::http::header::FORWARDED),
+            super::CONTENT_LENGTH => Some(::http::header::CONTENT_LENGTH),
+            super::API_KEY => Some(HeaderName::from_static(super::API_KEY)),
+            super::PROCESSING_KEY => Some(HeaderName::from_static(super::PROCESSING_KEY)),
+            super::PROCESSING_SIGNATURE => {
+                Some(HeaderName::from_static(super::PROCESSING_SIGNATURE))
+            }
+            super::PROCESSING_TIMESTAMP => {
+                Some(HeaderName::from_static(super::PROCESSING_TIMESTAMP))
+            }
+            super::PROCESSING_NONCE => Some(HeaderName::from_static(super::PROCESSING_NONCE)),
+            super::X_FORWARDED_FOR => Some(HeaderName::from_static(super::X_FORWARDED_FOR)),
+            _ => None,
+        };
+        let values = match known {
+            Some(name) => self.get_all(name),
+            None => self.get_all(name),
+        };
+        HeaderField::from_values(values.iter().map(HeaderValue::as_bytes))
     }
 }
 
@@ -77,6 +101,28 @@ mod tests {
             HeaderField::Single(b"https://a.example")
         );
         assert_eq!(map.field("not a name"), HeaderField::Absent);
+        // Every name the module asks for, pre-parsed or not, in any case.
+        for name in [
+            crate::http::AUTHORIZATION,
+            crate::http::API_KEY,
+            crate::http::PROCESSING_KEY,
+            crate::http::PROCESSING_SIGNATURE,
+            crate::http::PROCESSING_TIMESTAMP,
+            crate::http::PROCESSING_NONCE,
+            crate::http::ORIGIN,
+            crate::http::REFERER,
+            crate::http::X_FORWARDED_FOR,
+            crate::http::FORWARDED,
+            crate::http::CONTENT_LENGTH,
+            "x-other",
+        ] {
+            let mut map = HeaderMap::new();
+            map.append(
+                HeaderName::from_bytes(name.to_ascii_uppercase().as_bytes()).unwrap(),
+                HeaderValue::from_static("v"),
+            );
+            assert_eq!(map.field(name), HeaderField::Single(b"v"), "{name}");
+        }
         let request = Request::builder()
             .header("authorization", "Bearer t")
             .body(())
