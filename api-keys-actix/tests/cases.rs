@@ -13,7 +13,7 @@ use actix_web::web::{self, Bytes};
 use actix_web::{App, HttpServer};
 use api_keys::VerifiedKey;
 use api_keys_actix::ApiKeyMiddleware;
-use api_keys_http_cases::{Fixture, ROUTES, run, success_body};
+use api_keys_http_cases::{Fixture, ROUTES, run, success_body, trusted_proxies};
 use std::sync::Arc;
 
 async fn handler(key: web::ReqData<VerifiedKey>, body: Bytes) -> String {
@@ -31,6 +31,11 @@ async fn the_shared_case_table_passes_on_actix() {
             let auth = ApiKeyMiddleware::new(Arc::clone(&app_fixture.keys))
                 .requirements(route.requirements)
                 .on_refusal(move |r| recorder.record(r.refusal));
+            let auth = if route.behind_proxy {
+                auth.trusted_proxies(trusted_proxies())
+            } else {
+                auth
+            };
             let method = match route.method {
                 "GET" => web::get(),
                 "POST" => web::post(),

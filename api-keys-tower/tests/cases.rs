@@ -8,7 +8,7 @@
     reason = "test code: a failed expectation should panic"
 )]
 
-use api_keys_http_cases::{Fixture, ROUTES, run, success_body};
+use api_keys_http_cases::{Fixture, ROUTES, run, success_body, trusted_proxies};
 use api_keys_tower::{ApiKey, ApiKeyLayer};
 use axum::Router;
 use axum::body::Bytes;
@@ -30,6 +30,11 @@ async fn the_shared_case_table_passes_on_tower() {
         let layer = ApiKeyLayer::new(Arc::clone(&fixture.keys))
             .requirements(route.requirements)
             .on_refusal(move |r| recorder.record(r.refusal));
+        let layer = if route.behind_proxy {
+            layer.trusted_proxies(trusted_proxies())
+        } else {
+            layer
+        };
         let method: MethodRouter = match route.method {
             "GET" => get(handler),
             "POST" => post(handler),

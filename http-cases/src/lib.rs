@@ -3,7 +3,8 @@
 //! adapter), so they cannot drift apart.
 //!
 //! An adapter's test starts a [`Fixture`], serves the [`ROUTES`] on
-//! 127.0.0.1 with the fixture's key manager (handlers answer
+//! 127.0.0.1 with the fixture's key manager ([`trusted_proxies`] on the
+//! routes [`behind_proxy`](Route::behind_proxy); handlers answer
 //! [`success_body`]; the refusal hook passes [`Refusal::reason`] to
 //! [`Fixture::record`]) and calls [`run`] with the server's base URL. `run`
 //! sends every case of [`CASES`] and checks the status, the body code, the
@@ -19,6 +20,7 @@
 )]
 
 use api_keys::http::{Refusal, Requirements};
+use api_keys::ip::TrustedProxies;
 use api_keys::signing::{ReplayConfig, ReplayRequest, SignedHeaders};
 use api_keys::testing::ManualClock;
 use api_keys::{
@@ -45,19 +47,30 @@ pub struct Route {
     pub path: &'static str,
     /// What the route requires of a key.
     pub requirements: Requirements<'static>,
+    /// Whether the peer (the table's client, 127.0.0.1) is a trusted proxy
+    /// on this route: serve it with [`trusted_proxies`] when set.
+    pub behind_proxy: bool,
+}
+
+/// The proxies a route with [`Route::behind_proxy`] trusts: loopback.
+#[must_use]
+pub fn trusted_proxies() -> TrustedProxies {
+    TrustedProxies::new(IpAllowList::parse("127.0.0.1,::1").unwrap())
 }
 
 /// The routes, each answering [`success_body`] once the key is verified.
-pub const ROUTES: [Route; 4] = [
+pub const ROUTES: [Route; 5] = [
     Route {
         method: "GET",
         path: "/any",
         requirements: Requirements::new(),
+        behind_proxy: false,
     },
     Route {
         method: "GET",
         path: "/scoped",
         requirements: Requirements::new().scopes(&["charges:write"]),
+        behind_proxy: false,
     },
     Route {
         method: "GET",
@@ -65,11 +78,19 @@ pub const ROUTES: [Route; 4] = [
         requirements: Requirements::new()
             .environment(Environment::Live)
             .kind(KeyKind::Secret),
+        behind_proxy: false,
     },
     Route {
         method: "POST",
         path: "/signed",
         requirements: Requirements::new().signed(),
+        behind_proxy: false,
+    },
+    Route {
+        method: "GET",
+        path: "/proxied",
+        requirements: Requirements::new(),
+        behind_proxy: true,
     },
 ];
 
@@ -454,6 +475,38 @@ pub const CASES: &[Case] = &[
                 .header("X-Forwarded-For", "203.0.113.9")
         },
         expect: &[forbidden("ip_not_allowed")],
+    },
+    Case {
+        name: "behind a trusted proxy: the forwarded client is in the IP list",
+        request: |fx| {
+            Request::get("/proxied")
+                .bearer(&fx.ip_bound)
+                .header("X-Forwarded-For", "203.0.113.9")
+        },
+        expect: &[OK],
+    },
+    Case {
+        name: "behind a trusted proxy: the forwarded client is not in the IP list",
+        request: |fx| {
+            Request::get("/proxied")
+                .bearer(&fx.ip_bound)
+                .header("X-Forwarded-For", "198.51.100.1")
+        },
+        expect: &[forbidden("ip_not_allowed")],
+    },
+    Case {
+        name: "behind a trusted proxy: a malformed forwarding header",
+        request: |fx| {
+            Request::get("/proxied")
+                .bearer(&fx.ip_bound)
+                .header("X-Forwarded-For", "203.0.113.9,,")
+        },
+        expect: &[refused(
+            400,
+            "invalid_request",
+            None,
+            "bad_forwarding_header",
+        )],
     },
     Case {
         name: "both credentials",
