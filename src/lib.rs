@@ -10,6 +10,7 @@ mod events;
 #[cfg(any(test, feature = "test-util"))]
 mod failing_rng;
 mod hash;
+pub mod http;
 pub mod ip;
 mod manager;
 pub mod origin;
