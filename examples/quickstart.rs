@@ -5,6 +5,7 @@
 //! Run with `cargo run --example quickstart`.
 #![allow(clippy::print_stdout)]
 
+use api_keys::time::UtcDateTime;
 use api_keys::{
     Actor, DomainAllowList, Environment, HeaderField, IpAllowList, KeyManager, MemoryKeyStore,
     NewKey, OwnerId, RequestContext, RollOptions, VerifyError,
@@ -24,11 +25,28 @@ fn show(label: &str, outcome: &Result<api_keys::VerifiedKey, VerifyError>) {
             }
         ),
         Err(e) => println!(
-            "  {label:<42} -> refused: {} (HTTP {})",
+            "  {label:<42} -> refused: {}{} (HTTP {})",
             e.rejection().map_or("service failure", |r| r.as_str()),
+            // The finer reason, for logs (never sent to the client).
+            e.rejection()
+                .and_then(|r| r.detail())
+                .map_or_else(String::new, |d| format!(", {d}")),
             e.http_status()
         ),
     }
+}
+
+/// `2026-03-01 09:00:05 UTC`: zero-padded, whole seconds.
+fn timestamp(t: UtcDateTime) -> String {
+    format!(
+        "{:04}-{:02}-{:02} {:02}:{:02}:{:02} UTC",
+        t.year(),
+        u8::from(t.month()),
+        t.day(),
+        t.hour(),
+        t.minute(),
+        t.second()
+    )
 }
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
@@ -55,7 +73,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         created.record.redacted
     );
 
-    let publishable = keys.create_default(&admin, shop.clone(), Environment::Live)?;
+    let publishable = keys.create_default(&admin, &shop, Environment::Live)?;
     println!(
         "  default publishable key:         {}",
         publishable.record.redacted
@@ -126,7 +144,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         rolled
             .predecessor
             .effective_end()
-            .map_or_else(|| "forever".to_owned(), |t| t.to_string())
+            .map_or_else(|| "forever".to_owned(), timestamp)
     );
     show(
         "old token during grace",

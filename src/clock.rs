@@ -163,6 +163,31 @@ pub(crate) fn elapsed_seconds(earlier: UtcDateTime, later: UtcDateTime) -> Optio
 /// clock.advance(Duration::seconds(-1)); // step back
 /// assert_eq!(clock.now(), utc_datetime!(2026-01-01 11:59:59));
 /// ```
+///
+/// Give a [`KeyManager`](crate::KeyManager) a shared handle
+/// (`Arc<ManualClock>` is a [`Clock`]) and keep one to move time in the test:
+///
+/// ```
+/// use std::sync::Arc;
+/// use api_keys::{Actor, KeyManager, ManualClock, MemoryKeyStore, NewKey, OwnerId,
+///                Rejection, RequestContext};
+/// use time::{Duration, macros::utc_datetime};
+///
+/// fn main() -> Result<(), Box<dyn std::error::Error>> {
+///     let clock = Arc::new(ManualClock::new(utc_datetime!(2026-01-01 00:00)));
+///     let keys = KeyManager::builder(MemoryKeyStore::new())
+///         .clock(Arc::clone(&clock))
+///         .build()?;
+///     let expiring = NewKey::secret(OwnerId::new("acct_1")?, "trial")
+///         .expires_at(utc_datetime!(2026-01-02 00:00));
+///     let key = keys.create(&Actor::system(), expiring)?;
+///
+///     clock.advance(Duration::days(1));
+///     let refused = keys.verify(key.token.expose_secret(), &RequestContext::new());
+///     assert_eq!(refused.unwrap_err().rejection(), Some(Rejection::Expired));
+///     Ok(())
+/// }
+/// ```
 #[cfg(any(test, feature = "test-util"))]
 #[derive(Debug)]
 pub struct ManualClock {

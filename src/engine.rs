@@ -165,16 +165,28 @@ impl KeyUpdate {
         self.name = Some(name.into());
         self
     }
-    /// Set (`Some`) or clear (`None`) the note.
+    /// Set the note (as [`NewKey::note`]).
     #[must_use]
-    pub fn note(mut self, note: Option<String>) -> Self {
-        self.note = Some(note);
+    pub fn note(mut self, note: impl Into<String>) -> Self {
+        self.note = Some(Some(note.into()));
         self
     }
-    /// Set or clear the description.
+    /// Remove the note.
     #[must_use]
-    pub fn description(mut self, description: Option<String>) -> Self {
-        self.description = Some(description);
+    pub fn clear_note(mut self) -> Self {
+        self.note = Some(None);
+        self
+    }
+    /// Set the description (as [`NewKey::description`]).
+    #[must_use]
+    pub fn description(mut self, description: impl Into<String>) -> Self {
+        self.description = Some(Some(description.into()));
+        self
+    }
+    /// Remove the description.
+    #[must_use]
+    pub fn clear_description(mut self) -> Self {
+        self.description = Some(None);
         self
     }
     /// Replace the scopes.
@@ -195,10 +207,18 @@ impl KeyUpdate {
         self.allowed_ips = Some(ips);
         self
     }
-    /// Set (must be in the future) or clear the expiry.
+    /// Set the expiry (as [`NewKey::expires_at`]: must be in the future).
+    /// The expiry of a key that has ended cannot be moved.
     #[must_use]
-    pub fn expires_at(mut self, at: Option<UtcDateTime>) -> Self {
-        self.expires_at = Some(at);
+    pub fn expires_at(mut self, at: UtcDateTime) -> Self {
+        self.expires_at = Some(Some(at));
+        self
+    }
+    /// Remove the expiry: the key no longer expires. The expiry of a key
+    /// that has ended cannot be removed.
+    #[must_use]
+    pub fn clear_expiry(mut self) -> Self {
+        self.expires_at = Some(None);
         self
     }
 }
@@ -509,7 +529,7 @@ impl Engine {
                 request.referer,
                 self.policy.allow_http_origins,
             )
-            .map_err(|_| Rejection::OriginNotAllowed)?;
+            .map_err(Rejection::OriginNotAllowed)?;
         // Whole seconds are precise enough for a write-rate limit, and much
         // cheaper than date arithmetic on the hot path.
         let touch = match record.last_used_at() {
@@ -524,6 +544,11 @@ impl Engine {
     }
 
     /// Whether `record` grants `scope` (see [`Scopes`] for empty sets).
+    ///
+    /// A publishable key never grants a scope outside the policy's
+    /// [`publishable_scopes`](Policy::publishable_scopes) in force now, even
+    /// one it was given when the policy was wider: narrowing the policy
+    /// narrows every existing publishable key at once.
     #[must_use]
     pub fn grants(&self, record: &KeyRecord, scope: &str) -> bool {
         self.grants_to(record.kind, &record.scopes, scope)
@@ -531,12 +556,10 @@ impl Engine {
 
     /// [`grants`](Self::grants) for a key of `kind` with `scopes`.
     fn grants_to(&self, kind: KeyKind, scopes: &Scopes, scope: &str) -> bool {
-        if !scopes.is_empty() {
-            return scopes.contains(scope);
-        }
+        let own = scopes.is_empty() || scopes.contains(scope);
         match kind {
-            KeyKind::Secret => true,
-            KeyKind::Publishable => self.policy.publishable_scopes.contains(scope),
+            KeyKind::Secret => own,
+            KeyKind::Publishable => own && self.policy.publishable_scopes.contains(scope),
         }
     }
 
@@ -713,11 +736,13 @@ impl Engine {
         Ok(Some(next))
     }
 
-    /// Plans a settings change.
+    /// Plans a settings change. The expiry of a key that has ended (expired,
+    /// or rolled and past its grace) cannot be moved: that would revive it.
     ///
     /// # Errors
     ///
-    /// [`Error::Revoked`], [`Error::Invalid`].
+    /// [`Error::Revoked`], [`Error::Invalid`], [`Error::InvalidState`] for
+    /// an expiry change on a key that has ended.
     pub(crate) fn plan_update(
         &self,
         current: &KeyRecord,
@@ -752,9 +777,22 @@ impl Engine {
         if let Some(i) = &update.allowed_ips {
             next.allowed_ips = i.clone();
         }
-        if let Some(e) = update.expires_at {
+        if let Some(e) = update.expires_at
+            && e != current.expires_at
+        {
+            // Moving the expiry of a key that has ended would revive it:
+            // past the one-active-key rule, and past "an expired key cannot
+            // be activated".
+            if current.effective_end().is_some_and(|end| now >= end) {
+                return Err(Error::InvalidState {
+                    id: current.id,
+                    reason: "the key has ended: its expiry cannot be changed; create a new key",
+                });
+            }
             Self::validate_expiry(e, now)?;
             next.expires_at = e;
+            // A rolled key's grace end never outlives its expiry.
+            next.grace_ends_at = clamp_grace(next.grace_ends_at, e);
         }
         next.version = bump(current)?;
         Ok(next)
@@ -767,7 +805,8 @@ impl Engine {
     /// # Errors
     ///
     /// [`Error::Revoked`]; [`Error::InvalidState`] for an inactive, expired
-    /// or already-rolled key; [`Error::Invalid`] for a negative grace or a
+    /// or already-rolled key, or a publishable key carrying a scope the
+    /// policy no longer allows; [`Error::Invalid`] for a negative grace or a
     /// successor expiry in the past; [`Error::Randomness`];
     /// [`Error::Sealing`].
     pub fn plan_roll<R: TryCryptoRng + ?Sized>(
@@ -791,6 +830,13 @@ impl Engine {
         }
         if current.effective_end().is_some_and(|end| now >= end) {
             return Err(state("an expired key cannot be rolled"));
+        }
+        // The successor is written now, so its scopes must be valid under
+        // the policy in force now (a narrowed `publishable_scopes`).
+        if self.validate_scopes(current.kind, &current.scopes).is_err() {
+            return Err(state(
+                "its scopes are no longer allowed for publishable keys: update them first",
+            ));
         }
         let grace = options.grace.unwrap_or(self.policy.default_grace);
         if grace.is_negative() {
@@ -830,8 +876,9 @@ impl Engine {
         let mut predecessor = current.clone();
         predecessor.successor = Some(successor.id);
         predecessor.rolled_at = Some(now);
-        // Never extends: the effective end is min(expires_at, grace_ends_at).
-        predecessor.grace_ends_at = Some(grace_end);
+        // Never extends: the grace window ends at the key's own expiry at
+        // the latest, so the field tells the truth on its own.
+        predecessor.grace_ends_at = clamp_grace(Some(grace_end), current.expires_at);
         predecessor.version = bump(current)?;
         Ok((
             RollPlan {
@@ -841,6 +888,17 @@ impl Engine {
             },
             fresh.token,
         ))
+    }
+}
+
+/// A grace end no later than the key's expiry.
+fn clamp_grace(
+    grace_ends_at: Option<UtcDateTime>,
+    expires_at: Option<UtcDateTime>,
+) -> Option<UtcDateTime> {
+    match (grace_ends_at, expires_at) {
+        (Some(grace), Some(end)) => Some(grace.min(end)),
+        (grace, _) => grace,
     }
 }
 

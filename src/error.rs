@@ -4,12 +4,14 @@
 //! No error in this module carries a secret, a token or a raw header value:
 //! they hold reasons, key ids and configuration details only.
 
+use crate::origin::OriginRefusal;
 use crate::token::KeyId;
 use core::fmt;
 
 /// Why a presented key was refused.
 ///
-/// Reasons are precise for logs and metrics ([`as_str`](Self::as_str)); the
+/// Reasons are precise for logs and metrics ([`as_str`](Self::as_str), and
+/// [`detail`](Self::detail) for the finer reason some variants carry); the
 /// HTTP mapping ([`http_status`](Self::http_status)) is deliberately coarse:
 /// 401 for everything about the key itself, 403 for policy, so a client
 /// cannot tell an unknown key from a revoked one unless the host tells it.
@@ -39,8 +41,12 @@ pub enum Rejection {
     WrongKind,
     /// The key does not grant a required scope.
     MissingScope,
-    /// The request's `Origin`/`Referer` is not in the key's domain list.
-    OriginNotAllowed,
+    /// The request's `Origin`/`Referer` does not pass the key's domain list;
+    /// the [`OriginRefusal`] says precisely why (no header, a malformed or
+    /// `null` one, plain http, a host not on the list, …). Log it with
+    /// [`detail`](Self::detail); the HTTP mapping and
+    /// [`as_str`](Self::as_str) are the same whatever the reason.
+    OriginNotAllowed(OriginRefusal),
     /// The request's address is not in the key's IP allow-list.
     IpNotAllowed,
     /// A signing key was presented as a bearer token; its secret must never
@@ -57,12 +63,20 @@ pub enum Rejection {
     StaleRequest,
     /// Replay-protected mode: the nonce was already used.
     Replayed,
+    /// Replay-protected mode: the key already holds its share of the replay
+    /// cache (as many unexpired nonces as one key may hold). The key's
+    /// requests are refused until its oldest nonces expire; other keys are
+    /// not affected. HTTP 429.
+    ReplayQuotaExceeded,
 }
 
 impl Rejection {
     /// Every rejection, so hosts can pre-register metric labels
-    /// ([`as_str`](Self::as_str)) and map each to a response.
-    pub const ALL: [Rejection; 18] = [
+    /// ([`as_str`](Self::as_str)) and map each to a response. A variant that
+    /// carries a detail appears once, with one representative detail
+    /// (`OriginNotAllowed(OriginRefusal::NotListed)`): names and statuses do
+    /// not depend on it.
+    pub const ALL: [Rejection; 19] = [
         Rejection::Malformed,
         Rejection::UnknownKey,
         Rejection::Revoked,
@@ -73,7 +87,7 @@ impl Rejection {
         Rejection::WrongEnvironment,
         Rejection::WrongKind,
         Rejection::MissingScope,
-        Rejection::OriginNotAllowed,
+        Rejection::OriginNotAllowed(OriginRefusal::NotListed),
         Rejection::IpNotAllowed,
         Rejection::SigningKeyAsBearer,
         Rejection::NotASigningKey,
@@ -81,6 +95,7 @@ impl Rejection {
         Rejection::BodyTooLarge,
         Rejection::StaleRequest,
         Rejection::Replayed,
+        Rejection::ReplayQuotaExceeded,
     ];
 
     /// A stable `snake_case` name for logs and metrics.
@@ -97,7 +112,7 @@ impl Rejection {
             Rejection::WrongEnvironment => "wrong_environment",
             Rejection::WrongKind => "wrong_kind",
             Rejection::MissingScope => "missing_scope",
-            Rejection::OriginNotAllowed => "origin_not_allowed",
+            Rejection::OriginNotAllowed(_) => "origin_not_allowed",
             Rejection::IpNotAllowed => "ip_not_allowed",
             Rejection::SigningKeyAsBearer => "signing_key_as_bearer",
             Rejection::NotASigningKey => "not_a_signing_key",
@@ -105,6 +120,7 @@ impl Rejection {
             Rejection::BodyTooLarge => "body_too_large",
             Rejection::StaleRequest => "stale_request",
             Rejection::Replayed => "replayed",
+            Rejection::ReplayQuotaExceeded => "replay_quota_exceeded",
         }
     }
 
@@ -112,28 +128,45 @@ impl Rejection {
     /// not acceptable (malformed, unknown, revoked, inactive, expired, bad
     /// signature, …), 403 when a valid key is not allowed this request
     /// (environment, kind, scope, origin, IP), 413 for an over-long signed
-    /// body.
+    /// body, 429 for a key past its share of the replay cache.
     #[must_use]
     pub const fn http_status(self) -> u16 {
         match self {
             Rejection::WrongEnvironment
             | Rejection::WrongKind
             | Rejection::MissingScope
-            | Rejection::OriginNotAllowed
+            | Rejection::OriginNotAllowed(_)
             | Rejection::IpNotAllowed => 403,
             Rejection::BodyTooLarge => 413,
+            Rejection::ReplayQuotaExceeded => 429,
             _ => 401,
         }
     }
 
+    /// The precise reason within the rejection, for logs: for
+    /// [`OriginNotAllowed`](Self::OriginNotAllowed) the
+    /// [`OriginRefusal::as_str`] code (`"missing"`, `"null_origin"`,
+    /// `"insecure_scheme"`, `"not_listed"`, …); `None` for rejections that
+    /// carry no detail. Never a header value. Log it next to
+    /// [`as_str`](Self::as_str); do not send it to clients.
+    #[must_use]
+    pub fn detail(self) -> Option<&'static str> {
+        match self {
+            Rejection::OriginNotAllowed(why) => Some(why.as_str()),
+            _ => None,
+        }
+    }
+
     /// The coarse public code matching [`http_status`](Self::http_status):
-    /// `invalid_api_key`, `forbidden` or `payload_too_large`. Send this to
-    /// clients; log [`as_str`](Self::as_str).
+    /// `invalid_api_key`, `forbidden`, `payload_too_large` or
+    /// `too_many_requests`. Send this to clients; log
+    /// [`as_str`](Self::as_str).
     #[must_use]
     pub const fn public_code(self) -> &'static str {
         match self.http_status() {
             403 => "forbidden",
             413 => "payload_too_large",
+            429 => "too_many_requests",
             _ => "invalid_api_key",
         }
     }
@@ -145,7 +178,16 @@ impl fmt::Display for Rejection {
     }
 }
 
-impl std::error::Error for Rejection {}
+impl std::error::Error for Rejection {
+    /// The precise reason, when the rejection carries one (the
+    /// [`OriginRefusal`] of an origin refusal).
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            Rejection::OriginNotAllowed(why) => Some(why),
+            _ => None,
+        }
+    }
+}
 
 /// What kind of failure a [`StoreError`] is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -468,14 +510,15 @@ mod tests {
                 | Rejection::WrongEnvironment
                 | Rejection::WrongKind
                 | Rejection::MissingScope
-                | Rejection::OriginNotAllowed
+                | Rejection::OriginNotAllowed(_)
                 | Rejection::IpNotAllowed
                 | Rejection::SigningKeyAsBearer
                 | Rejection::NotASigningKey
                 | Rejection::BadSignature
                 | Rejection::BodyTooLarge
                 | Rejection::StaleRequest
-                | Rejection::Replayed => {}
+                | Rejection::Replayed
+                | Rejection::ReplayQuotaExceeded => {}
             }
         }
     }

@@ -10,6 +10,7 @@ mod events;
 #[cfg(any(test, feature = "test-util"))]
 mod failing_rng;
 mod hash;
+pub mod http;
 pub mod ip;
 mod lent;
 mod manager;
@@ -23,6 +24,8 @@ mod secret;
 mod signed;
 pub mod signing;
 mod store;
+#[cfg(feature = "serde")]
+mod stored;
 #[cfg(feature = "test-util")]
 pub mod testing;
 mod token;
@@ -38,8 +41,9 @@ pub use events::{EventKind, EventSink, KeyEvent};
 pub use hash::{Pepper, SecretHash};
 pub use ip::{IpAllowList, IpListError};
 pub use lent::StoredRecord;
+pub use manager::MAX_PAGE_SIZE;
 pub use manager::{CreatedKey, KeyManager, KeyManagerBuilder, RolledKey};
-pub use origin::{DomainAllowList, DomainError, HeaderField};
+pub use origin::{DomainAllowList, DomainError, HeaderField, OriginRefusal};
 pub use policy::{DEFAULT_GRACE, Policy};
 pub use record::{
     Actor, KeyRecord, KeyStatus, MAX_ID_LEN, MAX_NAME_CHARS, MAX_TEXT_CHARS, OwnerId, Scopes,
@@ -53,9 +57,18 @@ pub use signing::{
     HexCase, KEY_HEADER, NONCE_HEADER, RequestHead, RequestSigner, SIGNATURE_HEADER,
     SignatureConfig, SignedHeaders, SigningKey, TIMESTAMP_HEADER,
 };
+#[cfg(feature = "mysql")]
+pub use store::MySqlKeyStore;
 #[cfg(feature = "postgres")]
 pub use store::PostgresKeyStore;
-pub use store::{AsyncKeyStore, KeyStore, MemoryKeyStore, RollPlan, WriteCondition};
+#[cfg(feature = "sqlite")]
+pub use store::SqliteKeyStore;
+pub use store::{
+    AsyncKeyAudit, AsyncKeyStore, KeyAudit, KeyFilter, KeyPage, KeyStore, MemoryKeyStore, RollPlan,
+    WriteCondition,
+};
+#[cfg(feature = "serde")]
+pub use stored::RECORD_FORMAT;
 /// The `time` crate, re-exported: [`UtcDateTime`](time::UtcDateTime) and
 /// [`Duration`](time::Duration) are part of this crate's API.
 pub use time;

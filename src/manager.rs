@@ -21,7 +21,10 @@ use crate::request::{Decision, RequestContext, VerifiedKey};
 use crate::sealing::SealingKeyRing;
 use crate::secret::Token;
 use crate::signed::{SignedRequest, SigningKeyCache};
-use crate::store::{AsyncKeyStore, KeyStore, Ready, WriteCondition, complete_now};
+use crate::store::{
+    AsyncKeyAudit, AsyncKeyStore, KeyAudit, KeyFilter, KeyPage, KeyStore, Ready, WriteCondition,
+    complete_now,
+};
 use crate::token::{KeyFormat, KeyId};
 use rand::TryCryptoRng;
 use std::sync::Arc;
@@ -30,6 +33,9 @@ use time::UtcDateTime;
 /// How many times a status change re-reads and retries after losing a
 /// compare-and-swap race.
 const CAS_ATTEMPTS: usize = 16;
+
+/// The largest page an audit query returns; a larger `limit` is clamped.
+pub const MAX_PAGE_SIZE: usize = 1000;
 
 /// A key just created: the record as stored, and the token — the only time
 /// the secret leaves the crate.
@@ -114,7 +120,9 @@ impl<S> KeyManagerBuilder<S> {
         self
     }
 
-    /// The clock (default: [`SystemClock`]).
+    /// The clock (default: [`SystemClock`]). In tests pass an
+    /// `Arc<ManualClock>` (feature `test-util`) and keep a clone to move
+    /// time: `.clock(Arc::clone(&clock))`.
     #[must_use]
     pub fn clock(mut self, clock: impl Clock + 'static) -> Self {
         self.clock = Arc::new(clock);
@@ -160,7 +168,8 @@ impl<S> KeyManagerBuilder<S> {
 
     /// Where the replay-protected signing mode records nonces (default: a
     /// [`MemoryReplayCache`], which only protects one process: servers that
-    /// share keys need a shared cache).
+    /// share keys need a shared cache). Pass an `Arc` of the cache to keep a
+    /// handle on it (to purge it, or read its size).
     #[must_use]
     pub fn replay_cache(mut self, cache: impl ReplayCache + 'static) -> Self {
         self.replay = Some(Arc::new(cache));
@@ -343,6 +352,35 @@ impl<S> KeyManager<S> {
         Ok(keys)
     }
 
+    /// One page of an audit scan: asks the store for one record more than
+    /// the page holds, so `next` is `None` exactly when the scan is over.
+    async fn scan_in<A: AsyncKeyAudit + ?Sized>(
+        &self,
+        store: &A,
+        filter: KeyFilter,
+        after: Option<KeyId>,
+        limit: usize,
+    ) -> Result<KeyPage, Error> {
+        let limit = limit.clamp(1, MAX_PAGE_SIZE);
+        let mut keys = store.scan(filter, after.as_ref(), limit + 1).await?;
+        // A store that ignores the cursor, the order or the limit would make
+        // a caller loop forever or skip keys: refuse its answer.
+        let ordered = keys.windows(2).all(|w| matches!(w, [a, b] if a.id < b.id));
+        let past_cursor = after.is_none_or(|a| keys.first().is_none_or(|r| r.id > a));
+        if !ordered || !past_cursor || keys.len() > limit + 1 {
+            return Err(Error::Store(StoreError::backend(
+                "the store's audit scan is not in ascending id order after the cursor",
+            )));
+        }
+        let next = if keys.len() > limit {
+            keys.truncate(limit);
+            keys.last().map(|r| r.id)
+        } else {
+            None
+        };
+        Ok(KeyPage { keys, next })
+    }
+
     async fn transition_in<A: AsyncKeyStore + ?Sized>(
         &self,
         store: &A,
@@ -398,8 +436,26 @@ impl<S> KeyManager<S> {
             return Err(Error::Conflict(*id));
         }
         let next = self.engine.plan_update(&current, update, now)?;
+        // Extending an active key's expiry keeps it usable longer: under the
+        // one-active-key rule it is checked like an activation, atomically
+        // with the write, so a key that ends while this update is in flight
+        // (and whose replacement another server creates meanwhile) is not
+        // revived next to it. A key without an end cannot end in flight.
+        let extends = match (current.expires_at, next.expires_at) {
+            (Some(old), Some(new)) => new > old,
+            (Some(_), None) => true,
+            (None, _) => false,
+        };
+        let condition = if extends
+            && next.status == crate::record::KeyStatus::Active
+            && current.effective_end().is_some()
+        {
+            self.exclusive(now)
+        } else {
+            WriteCondition::Always
+        };
         store
-            .update(&next, expected_version, WriteCondition::Always)
+            .update(&next, expected_version, condition)
             .await
             .map_err(|e| map_write(e, *id))?;
         self.emit(EventKind::Updated, &next, Some(actor), now, None);
@@ -467,8 +523,11 @@ impl<S> KeyManager<S> {
         context: &RequestContext<'_>,
     ) -> Result<VerifiedKey, VerifyError> {
         let id = self.engine.precheck_signed(request)?;
-        let now = self.clock.now();
         let record = store.get(&id).await?.ok_or(Rejection::UnknownKey)?;
+        // Read after the lookup: the replay window and the replay cache are
+        // checked at this instant, so an entry purged while the lookup was
+        // in flight cannot let a captured request through again.
+        let now = self.clock.now();
         if record.id != id {
             return Err(Rejection::UnknownKey.into());
         }
@@ -618,16 +677,28 @@ macro_rules! both {
         fn $name:ident / $async_name:ident
             ($($arg:ident : $ty:ty),*) -> $out:ty => $impl:ident($($call:expr),*);
     ) => {
-        impl<S: KeyStore> KeyManager<S> {
+        both! {
+            where KeyStore / AsyncKeyStore;
+            $(#[$doc])*
+            fn $name / $async_name ($($arg : $ty),*) -> $out => $impl($($call),*);
+        }
+    };
+    (
+        where $sync:ident / $async:ident;
+        $(#[$doc:meta])*
+        fn $name:ident / $async_name:ident
+            ($($arg:ident : $ty:ty),*) -> $out:ty => $impl:ident($($call:expr),*);
+    ) => {
+        impl<S: $sync> KeyManager<S> {
             $(#[$doc])*
             pub fn $name(&self, $($arg: $ty),*) -> $out {
                 sync(complete_now(self.$impl(&Ready(&self.store), $($call),*)))
             }
         }
-        impl<S: AsyncKeyStore> KeyManager<S> {
+        impl<S: $async> KeyManager<S> {
             $(#[$doc])*
             ///
-            /// (Asynchronous variant, for [`AsyncKeyStore`]s.)
+            #[doc = concat!("(Asynchronous variant, for [`", stringify!($async), "`]s.)")]
             pub async fn $async_name(&self, $($arg: $ty),*) -> $out {
                 self.$impl(&self.store, $($call),*).await
             }
@@ -657,8 +728,8 @@ both! {
     ///
     /// As [`create`](Self::create).
     fn create_default / create_default_async
-        (actor: &Actor, owner: OwnerId, environment: Environment) -> Result<CreatedKey, Error>
-        => create_in(actor, NewKey::publishable(owner, DEFAULT_KEY_NAME).environment(environment), &mut rand::rngs::SysRng);
+        (actor: &Actor, owner: &OwnerId, environment: Environment) -> Result<CreatedKey, Error>
+        => create_in(actor, NewKey::publishable(owner.clone(), DEFAULT_KEY_NAME).environment(environment), &mut rand::rngs::SysRng);
 }
 
 both! {
@@ -678,6 +749,76 @@ both! {
     ///
     /// [`Error::Store`].
     fn list / list_async(owner: &OwnerId) -> Result<Vec<Arc<KeyRecord>>, Error> => list_in(owner);
+}
+
+both! {
+    where KeyAudit / AsyncKeyAudit;
+    /// Every key of every owner, revoked ones included, one page at a time
+    /// in ascending key-id order: pass `None` for the first page, then the
+    /// previous page's [`next`](KeyPage::next) until it is `None`. `limit`
+    /// is clamped to 1..=[`MAX_PAGE_SIZE`]. A key created during the scan
+    /// may or may not be listed; every other key is listed exactly once.
+    ///
+    /// ```
+    /// use api_keys::{Actor, KeyManager, MemoryKeyStore, NewKey, OwnerId};
+    /// let keys = KeyManager::new(MemoryKeyStore::new());
+    /// for owner in ["acct_1", "acct_2", "acct_3"] {
+    ///     keys.create(&Actor::system(), NewKey::secret(OwnerId::new(owner)?, "main"))?;
+    /// }
+    /// let (mut seen, mut after) = (0, None);
+    /// loop {
+    ///     let page = keys.list_all(after, 2)?;
+    ///     seen += page.keys.len();
+    ///     match page.next {
+    ///         Some(next) => after = Some(next),
+    ///         None => break,
+    ///     }
+    /// }
+    /// assert_eq!(seen, 3);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Store`], also when the store answers out of order.
+    fn list_all / list_all_async(after: Option<KeyId>, limit: usize) -> Result<KeyPage, Error>
+        => scan_in(KeyFilter::All, after, limit);
+}
+
+both! {
+    where KeyAudit / AsyncKeyAudit;
+    /// Keys that are not revoked and expire strictly before `before`
+    /// ([`KeyFilter::ExpiringBefore`]), paged like
+    /// [`list_all`](Self::list_all): the keys whose owners to warn, e.g.
+    /// with `before = keys.now() + Duration::days(14)`. Already expired
+    /// keys are included (their `expires_at` is before now).
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Store`].
+    fn expiring_before / expiring_before_async(before: UtcDateTime, after: Option<KeyId>, limit: usize)
+        -> Result<KeyPage, Error>
+        => scan_in(KeyFilter::ExpiringBefore(before), after, limit);
+}
+
+both! {
+    where KeyAudit / AsyncKeyAudit;
+    /// Keys that are not revoked, existed at `since`, and have not been
+    /// used since ([`KeyFilter::UnusedSince`]: never used, or last used
+    /// strictly before `since`), paged like [`list_all`](Self::list_all):
+    /// the stale keys to review or revoke, e.g. with
+    /// `since = keys.now() - Duration::days(90)`.
+    ///
+    /// `last_used_at` is written at most once per
+    /// [`Policy::touch_interval`](crate::Policy::touch_interval), so a key
+    /// used within that interval before `since` may still be listed.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Store`].
+    fn unused_since / unused_since_async(since: UtcDateTime, after: Option<KeyId>, limit: usize)
+        -> Result<KeyPage, Error>
+        => scan_in(KeyFilter::UnusedSince(since), after, limit);
 }
 
 both! {
@@ -708,6 +849,10 @@ both! {
     /// it, grace or not), and absorbing. Idempotent. Revoking a rolled key
     /// revokes only it, not its successor.
     ///
+    /// This is what the vendors call **deleting** a key: it is refused from
+    /// the next request on (401). The record is kept (status `Revoked`,
+    /// `revoked_at`), for the audit trail and the roll links.
+    ///
     /// # Errors
     ///
     /// [`Error::NotFound`], [`Error::Store`].
@@ -719,11 +864,19 @@ both! {
     /// Changes a key's settings, if its version is still
     /// `expected_version` (no lost updates).
     ///
+    /// The expiry of a key that has ended (expired, or rolled and past its
+    /// grace) cannot be moved: that would revive it. Under the
+    /// one-active-key rule, extending an active key's expiry is checked like
+    /// an activation, atomically with the write: it fails with
+    /// [`Error::AnotherKeyActive`] while another key of the owner is usable
+    /// (including a rolled predecessor still in its grace window).
+    ///
     /// # Errors
     ///
     /// [`Error::Conflict`] when the key changed since it was read,
-    /// [`Error::Revoked`], [`Error::Invalid`], [`Error::NotFound`],
-    /// [`Error::Store`].
+    /// [`Error::Revoked`], [`Error::Invalid`], [`Error::InvalidState`] for
+    /// an expiry change on a key that has ended, [`Error::AnotherKeyActive`],
+    /// [`Error::NotFound`], [`Error::Store`].
     fn update / update_async(actor: &Actor, id: &KeyId, expected_version: u64, update: &KeyUpdate)
         -> Result<KeyRecord, Error>
         => update_in(actor, id, expected_version, update);
@@ -737,7 +890,8 @@ both! {
     /// # Errors
     ///
     /// [`Error::Revoked`], [`Error::InvalidState`] (inactive, expired or
-    /// already rolled), [`Error::Conflict`] when a concurrent change won,
+    /// already rolled, or a publishable key with a scope the policy no
+    /// longer allows), [`Error::Conflict`] when a concurrent change won,
     /// [`Error::Invalid`], [`Error::Randomness`], [`Error::Store`]. No token
     /// is returned unless the store committed the roll.
     fn roll / roll_async(actor: &Actor, id: &KeyId, options: RollOptions) -> Result<RolledKey, Error>
@@ -885,16 +1039,21 @@ both! {
     /// first (id form, signature form, body size), then one store lookup,
     /// the signature (constant time, with the key's prepared HMAC state),
     /// then status, time, environment, kind, scopes, IP and origin — the
-    /// same checks as bearer verification. During a roll's grace both the
-    /// old and the new key verify, each under its own key id.
+    /// same checks as bearer verification — and, in the replay-protected
+    /// mode, the nonce is recorded last, only for a request that passed
+    /// every check. The clock is read after the store lookup; the window
+    /// and the replay cache are checked at that instant. During a roll's
+    /// grace both the old and the new key verify, each under its own key
+    /// id.
     ///
     /// # Errors
     ///
     /// [`VerifyError::Rejected`] ([`Rejection::BadSignature`],
     /// [`Rejection::NotASigningKey`], [`Rejection::BodyTooLarge`],
-    /// [`Rejection::StaleRequest`], [`Rejection::Replayed`] and the bearer
-    /// rejections); [`VerifyError::Store`] / [`VerifyError::Failed`] when
-    /// the service cannot decide (fail closed).
+    /// [`Rejection::StaleRequest`], [`Rejection::Replayed`],
+    /// [`Rejection::ReplayQuotaExceeded`] and the bearer rejections);
+    /// [`VerifyError::Store`] / [`VerifyError::Failed`] when the service
+    /// cannot decide (fail closed).
     fn verify_signed / verify_signed_async(request: &SignedRequest<'_>, context: &RequestContext<'_>)
         -> Result<VerifiedKey, VerifyError>
         => verify_signed_in(request, context);

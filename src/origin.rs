@@ -244,7 +244,17 @@ pub enum DomainError {
         entry: String,
     },
     /// The entry names `localhost` (in any spelling) or a name below it.
-    #[error("domain entry {entry:?} is localhost")]
+    /// Refused because it is nobody's domain: every machine is `localhost`,
+    /// so such an entry would let any page served locally, on any computer,
+    /// use the key. For local development use a test key without a domain
+    /// list, or list a name of your own that your hosts file points at
+    /// `127.0.0.1` (e.g. `dev.example.test`).
+    #[error(
+        "domain entry {entry:?} is localhost, which is never accepted: every machine is \
+         localhost, so any page served locally anywhere could use the key; for local \
+         development use a test key without a domain list, or a name of your own that \
+         your hosts file points at 127.0.0.1 (e.g. dev.example.test)"
+    )]
     Localhost {
         /// The offending entry (truncated).
         entry: String,
@@ -288,7 +298,7 @@ fn echo(entry: &str) -> String {
 /// [`as_str`](OriginRefusal::as_str) gives a stable snake_case code for logs
 /// and metrics; the `Display` text is a short human-readable sentence. Neither
 /// echoes the header value.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, thiserror::Error)]
 #[non_exhaustive]
 pub enum OriginRefusal {
     /// The list is not empty and neither `Origin` nor `Referer` was sent.
@@ -1069,6 +1079,16 @@ mod tests {
 
         let err = DomainAllowList::new(["example.com", "localhost"]).unwrap_err();
         assert_eq!(kind(&err), "Localhost");
+        // The message says why, and what to do for local development.
+        let message = err.to_string();
+        for part in [
+            "never accepted",
+            "test key without a domain list",
+            "dev.example.test",
+        ] {
+            assert!(message.contains(part), "{message}");
+        }
+        assert!(DomainAllowList::new(["dev.example.test"]).is_ok());
 
         let empty = DomainAllowList::new(Vec::<String>::new()).unwrap();
         assert!(empty.is_empty());

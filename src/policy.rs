@@ -36,7 +36,10 @@ pub struct Policy {
     pub one_active_key_per_owner: bool,
     /// Scopes that publishable keys may carry, and that a publishable key
     /// with no scopes of its own grants. Default: none, so a publishable key
-    /// only identifies its owner and passes no scope check.
+    /// only identifies its owner and passes no scope check. Checked at every
+    /// verification, not only when a key is written: narrowing it takes the
+    /// removed scopes from existing publishable keys at once (and a key
+    /// still carrying one cannot be rolled until its scopes are updated).
     pub publishable_scopes: Scopes,
     /// Accept `http://` origins and referers (not only `https://`).
     /// Default: off.

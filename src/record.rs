@@ -224,7 +224,8 @@ pub(crate) fn validate_scope(scope: &str) -> Result<(), Error> {
 ///
 /// An empty set on a **secret** key means unrestricted (a standard secret
 /// key); on a **publishable** key it means the policy's publishable-safe
-/// scopes. A non-empty set grants exactly its members (a restricted key).
+/// scopes. A non-empty set grants exactly its members (a restricted key) —
+/// on a publishable key, only those the policy in force still allows.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Hash)]
 #[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 #[cfg_attr(
@@ -303,7 +304,6 @@ impl From<Scopes> for Vec<String> {
 /// Fields are public on purpose, so hosts can map records to rows; the
 /// [`KeyManager`](crate::KeyManager) is what keeps them consistent.
 #[derive(Debug, Clone, PartialEq, Eq)]
-#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 pub struct KeyRecord {
     /// Public key id (unique).
     pub id: KeyId,
@@ -341,8 +341,11 @@ pub struct KeyRecord {
     pub successor: Option<KeyId>,
     /// When this key was rolled (replaced).
     pub rolled_at: Option<UtcDateTime>,
-    /// End of the roll's grace window (exclusive); the key works until
-    /// `min(expires_at, grace_ends_at)`.
+    /// End of the roll's grace window (exclusive), set by a roll: never
+    /// later than `expires_at` (the roll and later expiry changes clamp
+    /// it), so it is when a rolled key stops working. For "works until" in
+    /// a UI, show [`effective_end`](Self::effective_end), which also covers
+    /// keys that were not rolled.
     pub grace_ends_at: Option<UtcDateTime>,
     /// Version for compare-and-swap; every change increments it.
     pub version: u64,

@@ -13,19 +13,52 @@
 //! A deployment with several verifying processes needs a shared cache (Redis `SET NX PX`,
 //! a database table with a unique constraint, …); implement [`ReplayCache`] over it.
 //!
-//! # Failing closed
+//! # What may spend cache space
 //!
-//! A cache that cannot remember a nonce must not accept the request: when
-//! [`MemoryReplayCache`] is full of entries that have not expired yet it returns
-//! [`ReplayCacheError::Full`] instead of forgetting an entry, and the verifier refuses the
-//! request. Size the capacity for the peak number of signed requests per tolerance
-//! window (twice the tolerance, since the window is symmetric).
+//! Only a request that passed every other check records its nonce: the verifier
+//! ([`KeyManager::verify_signed`](crate::KeyManager::verify_signed)) checks the MAC,
+//! then the key's status, time and policy, and records the nonce last. A forged
+//! request, or one from a revoked, inactive, expired or IP-refused key, never
+//! writes to the cache.
+//!
+//! # Failing closed, and each key's share
+//!
+//! A cache that cannot remember a nonce must not accept the request. At capacity,
+//! [`MemoryReplayCache`] behaves like this:
+//!
+//! * **One key at its share.** Each scope (key) may hold at most
+//!   [`scope_limit`](MemoryReplayCache::scope_limit) unexpired nonces (a quarter of
+//!   the capacity by default). Past it the cache answers
+//!   [`ReplayCacheError::ScopeFull`]: that key's requests are refused with
+//!   [`Rejection::ReplayQuotaExceeded`](crate::Rejection::ReplayQuotaExceeded)
+//!   (HTTP 429) until its oldest nonces expire, and every other key is served as
+//!   before. One credential can never exhaust the cache for the others.
+//! * **The whole cache full.** When the cache (or the shard a nonce falls in) is full
+//!   of unexpired entries it returns [`ReplayCacheError::Full`] instead of forgetting
+//!   an entry, and the verifier refuses the request as a failure of the service
+//!   (HTTP 500, [`Error::ReplayCache`](crate::Error::ReplayCache)).
+//!
+//! Size the capacity for the peak number of accepted signed requests per tolerance
+//! window (twice the tolerance plus a second, since the window is symmetric), and
+//! the scope limit for the busiest single key.
+//!
+//! # One instant for the window and the cache
+//!
+//! An entry may be purged once its expiry has passed, and the expiry is the first
+//! instant at which the request's timestamp leaves the window. So the window and the
+//! cache must be checked with the same instant, taken no earlier than the store
+//! lookup: the verifier reads its clock after the lookup and passes that instant to
+//! both, and [`MemoryReplayCache`] never checks a nonce at an instant older than one
+//! it has already purged with (it uses the later of the two). A captured request can
+//! then never be accepted twice because its entry was purged while it was in flight.
 
-use std::collections::HashMap;
+use std::cmp::Reverse;
+use std::collections::{BinaryHeap, HashMap};
 use std::error::Error as StdError;
 use std::fmt;
 use std::hash::{BuildHasher, RandomState};
-use std::sync::{Mutex, MutexGuard, PoisonError};
+use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 use time::UtcDateTime;
 
@@ -88,14 +121,23 @@ pub trait ReplayCache: Send + Sync {
     /// Returns `Ok(true)` when the nonce is fresh (it is now recorded until
     /// `expires_at`), `Ok(false)` when it was already recorded and has not expired
     /// (a replay). An entry is live while `now < expires_at`; once `now >= expires_at` it
-    /// may be forgotten and the same nonce counts as fresh again. `now` is the instant the
-    /// verifier used for the request (the clock is read once per request, by the caller).
+    /// may be forgotten and the same nonce counts as fresh again.
+    ///
+    /// `now` is the instant the verifier checked the request's window at, taken after
+    /// its store lookup. An implementation that forgets entries must never answer
+    /// `Ok(true)` for a nonce whose `expires_at` is not after the latest instant it has
+    /// forgotten entries at (it cannot know whether that nonce was seen): answer
+    /// `Ok(false)`. A shared cache with its own clock (Redis `SET NX PX`, a database
+    /// row with a time-to-live) should compare against the later of `now` and its own
+    /// time.
     ///
     /// # Errors
     ///
-    /// [`ReplayCacheError`] when the nonce cannot be checked or recorded: the cache is
-    /// full of unexpired entries, or its backend failed. The verifier then refuses the
-    /// request (fails closed).
+    /// [`ReplayCacheError::ScopeFull`] when this scope (key) holds its share of
+    /// unexpired nonces: the key's request is refused (HTTP 429), other keys are not
+    /// affected. Any other [`ReplayCacheError`] when the nonce cannot be checked or
+    /// recorded (the cache is full, or its backend failed): the verifier then refuses
+    /// the request as a failure of the service (fails closed).
     fn check_and_insert(
         &self,
         scope: &[u8],
@@ -118,6 +160,15 @@ pub enum ReplayCacheError {
         /// The capacity of the part of the cache that is full.
         capacity: usize,
     },
+    /// This scope (key) already holds `limit` unexpired nonces, its share of the
+    /// cache. Not a failure of the service: the verifier refuses the request with
+    /// [`Rejection::ReplayQuotaExceeded`](crate::Rejection::ReplayQuotaExceeded)
+    /// (HTTP 429), and other keys are served as before.
+    #[error("this key holds its share of unexpired nonces (limit {limit})")]
+    ScopeFull {
+        /// The most unexpired nonces one scope may hold.
+        limit: usize,
+    },
     /// The cache backend failed; the cause is kept as the error's source.
     #[error("replay cache unavailable")]
     Unavailable(#[source] Box<dyn StdError + Send + Sync + 'static>),
@@ -131,18 +182,53 @@ pub enum ReplayCacheError {
 /// entries first drops its expired entries and, if none has expired, returns
 /// [`ReplayCacheError::Full`] (fails closed) even if other shards have room.
 ///
-/// Memory per entry is roughly the scope plus the nonce plus about 60 bytes of
+/// Each scope (key) may hold at most [`scope_limit`](Self::scope_limit) unexpired
+/// nonces (default: a quarter of the capacity, see
+/// [`with_scope_limit`](Self::with_scope_limit)); past it the cache answers
+/// [`ReplayCacheError::ScopeFull`] for that scope only.
+///
+/// The cache never checks a nonce at an instant older than the latest one it has
+/// been asked about (purges included), in any shard: an entry it forgot can never
+/// make a replay look fresh, and after a clock step backwards every key sees the
+/// same, deterministic answer (a request whose window ended before that latest
+/// instant is refused as a replay until the clock catches up).
+///
+/// Memory per entry is roughly the scope plus the nonce plus about 80 bytes of
 /// bookkeeping. It is local to one process: several verifying processes need a shared
 /// implementation of [`ReplayCache`].
+///
+/// Keep a handle to purge it from a background task: the cache is implemented for
+/// `Arc<MemoryReplayCache>` too.
+///
+/// ```
+/// use std::sync::Arc;
+/// use api_keys::{KeyManager, MemoryKeyStore, replay::MemoryReplayCache};
+///
+/// let cache = Arc::new(MemoryReplayCache::new(10_000).with_scope_limit(1_000));
+/// let keys = KeyManager::builder(MemoryKeyStore::new())
+///     .replay_cache(Arc::clone(&cache))
+///     .build()?;
+/// // Periodically, e.g. once a minute:
+/// let purged = cache.purge_expired(keys.now());
+/// assert_eq!(purged, 0);
+/// # Ok::<(), api_keys::ConfigError>(())
+/// ```
 pub struct MemoryReplayCache {
     shards: Box<[Mutex<Shard>]>,
+    /// Per-scope accounting, sharded by scope.
+    ledgers: Box<[Mutex<Ledger>]>,
     hasher: RandomState,
     capacity: usize,
+    scope_limit: usize,
+    /// The latest instant the cache was asked about, in Unix microseconds
+    /// rounded up (`i64::MIN`: none yet). Shared by every shard.
+    horizon: AtomicI64,
 }
 
 impl MemoryReplayCache {
     /// Capacity of [`MemoryReplayCache::default`]: 100 000 nonces, enough for about
-    /// 160 signed requests per second with the default 300-second tolerance.
+    /// 160 signed requests per second with the default 300-second tolerance, and
+    /// about 40 per second from any single key (its default share, a quarter).
     pub const DEFAULT_CAPACITY: usize = 100_000;
 
     /// Largest number of shards used by [`MemoryReplayCache::new`].
@@ -152,7 +238,9 @@ impl MemoryReplayCache {
     /// does not fill up long before the whole cache does.
     pub const MIN_SHARD_CAPACITY: usize = 1024;
 
-    /// A cache holding at most `capacity` unexpired nonces.
+    /// A cache holding at most `capacity` unexpired nonces, at most a quarter of them
+    /// (at least 1) for any one scope ([`with_scope_limit`](Self::with_scope_limit)
+    /// to change that).
     ///
     /// Uses `capacity / MIN_SHARD_CAPACITY` shards, at least 1 and at most
     /// [`DEFAULT_SHARDS`](Self::DEFAULT_SHARDS): a small cache is a single shard, whose
@@ -167,7 +255,8 @@ impl MemoryReplayCache {
     /// A cache holding at most `capacity` unexpired nonces, over `shards` shards.
     ///
     /// `shards` is clamped to `1..=capacity` (at least one shard). The capacity is split
-    /// as evenly as possible: the shards' capacities add up to exactly `capacity`.
+    /// as evenly as possible: the shards' capacities add up to exactly `capacity`. The
+    /// scope limit is the default, a quarter of the capacity (at least 1).
     #[must_use]
     pub fn with_shards(capacity: usize, shards: usize) -> Self {
         let count = shards.clamp(1, capacity.max(1));
@@ -176,17 +265,57 @@ impl MemoryReplayCache {
         let shards = (0..count)
             .map(|i| Mutex::new(Shard::new(base + usize::from(i < extra))))
             .collect();
+        let ledgers = (0..count)
+            .map(|i| Mutex::new(Ledger::new(base + usize::from(i < extra))))
+            .collect();
         Self {
             shards,
+            ledgers,
             hasher: RandomState::new(),
             capacity,
+            scope_limit: (capacity / 4).max(1),
+            horizon: AtomicI64::new(i64::MIN),
         }
+    }
+
+    /// Records `now` and returns the instant to check at: the later of `now`
+    /// and every instant the cache was asked about before. Called with the
+    /// shard's lock held (and before any purge), so a check that follows a
+    /// purge in the same shard always sees that purge's instant.
+    fn observe(&self, now: UtcDateTime) -> UtcDateTime {
+        // Rounded up, so the stored horizon is never before an instant seen.
+        let nanos = now.unix_timestamp_nanos();
+        let micros = nanos.div_euclid(1000) + i128::from(nanos.rem_euclid(1000) != 0);
+        let micros = i64::try_from(micros).unwrap_or(i64::MAX);
+        let before = self.horizon.fetch_max(micros, Ordering::SeqCst);
+        if before <= micros {
+            return now;
+        }
+        UtcDateTime::from_unix_timestamp_nanos(i128::from(before) * 1000)
+            .map_or(now, |latest| latest.max(now))
+    }
+
+    /// The same cache with at most `limit` unexpired nonces per scope (key), clamped
+    /// to `1..=capacity`. Set it to the most signed requests the busiest single key
+    /// may make per tolerance window; a key past it gets
+    /// [`ReplayCacheError::ScopeFull`] (its requests are refused with HTTP 429), the
+    /// others are unaffected.
+    #[must_use]
+    pub fn with_scope_limit(mut self, limit: usize) -> Self {
+        self.scope_limit = limit.clamp(1, self.capacity.max(1));
+        self
     }
 
     /// The total number of nonces the cache can hold.
     #[must_use]
     pub fn capacity(&self) -> usize {
         self.capacity
+    }
+
+    /// The most unexpired nonces one scope (key) may hold.
+    #[must_use]
+    pub fn scope_limit(&self) -> usize {
+        self.scope_limit
     }
 
     /// The number of entries currently held, expired ones included until they are
@@ -210,14 +339,32 @@ impl MemoryReplayCache {
     /// Optional: full shards purge themselves. A host may call this periodically to
     /// release memory sooner.
     pub fn purge_expired(&self, now: UtcDateTime) -> usize {
-        self.shards.iter().map(|shard| lock(shard).purge(now)).sum()
+        let now = self.observe(now);
+        for ledger in &self.ledgers {
+            lock(ledger).sweep(now);
+        }
+        self.shards
+            .iter()
+            .map(|shard| {
+                let mut shard = lock(shard);
+                let now = self.observe(now);
+                shard.purge(now)
+            })
+            .sum()
+    }
+
+    fn index(&self, bytes: &[u8], len: usize) -> Option<usize> {
+        let count = u64::try_from(len).ok()?;
+        let hash = self.hasher.hash_one(bytes);
+        usize::try_from(hash.checked_rem(count)?).ok()
     }
 
     fn shard_for(&self, entry: &[u8]) -> Option<&Mutex<Shard>> {
-        let count = u64::try_from(self.shards.len()).ok()?;
-        let hash = self.hasher.hash_one(entry);
-        let index = usize::try_from(hash.checked_rem(count)?).ok()?;
-        self.shards.get(index)
+        self.shards.get(self.index(entry, self.shards.len())?)
+    }
+
+    fn ledger_for(&self, scope: &[u8]) -> Option<&Mutex<Ledger>> {
+        self.ledgers.get(self.index(scope, self.ledgers.len())?)
     }
 }
 
@@ -232,6 +379,7 @@ impl fmt::Debug for MemoryReplayCache {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("MemoryReplayCache")
             .field("capacity", &self.capacity)
+            .field("scope_limit", &self.scope_limit)
             .field("shards", &self.shards.len())
             .finish_non_exhaustive()
     }
@@ -245,11 +393,40 @@ impl ReplayCache for MemoryReplayCache {
         expires_at: UtcDateTime,
         now: UtcDateTime,
     ) -> Result<bool, ReplayCacheError> {
-        let entry = entry_key(scope, nonce);
-        let shard = self.shard_for(&entry).ok_or(ReplayCacheError::Full {
+        let full = ReplayCacheError::Full {
             capacity: self.capacity,
-        })?;
-        lock(shard).check_and_insert(entry, expires_at, now)
+        };
+        let entry = entry_key(scope, nonce);
+        let shard = self.shard_for(&entry).ok_or(full)?;
+        let mut shard = lock(shard);
+        let now = self.observe(now);
+        match shard.lookup(&entry, expires_at, now)? {
+            Slot::Replayed => Ok(false),
+            Slot::Rearm | Slot::New => {
+                // Lock order: entry shard, then ledger. The scope's share is
+                // taken only once the entry is known to be storable.
+                let ledger = self.ledger_for(scope).ok_or(ReplayCacheError::Full {
+                    capacity: self.capacity,
+                })?;
+                lock(ledger).reserve(scope, expires_at, now, self.scope_limit)?;
+                shard.store(entry, expires_at);
+                Ok(true)
+            }
+        }
+    }
+}
+
+/// Shared handles: keep one to purge the cache or read its size while a
+/// [`KeyManager`](crate::KeyManager) owns another.
+impl<T: ReplayCache + ?Sized> ReplayCache for Arc<T> {
+    fn check_and_insert(
+        &self,
+        scope: &[u8],
+        nonce: &str,
+        expires_at: UtcDateTime,
+        now: UtcDateTime,
+    ) -> Result<bool, ReplayCacheError> {
+        (**self).check_and_insert(scope, nonce, expires_at, now)
     }
 }
 
@@ -266,8 +443,8 @@ fn entry_key(scope: &[u8], nonce: &str) -> Box<[u8]> {
 
 /// Nothing panics while a shard is locked (no user code runs under the lock), so a
 /// poisoned lock still guards a consistent map: recover it rather than fail forever.
-fn lock(shard: &Mutex<Shard>) -> MutexGuard<'_, Shard> {
-    shard.lock().unwrap_or_else(PoisonError::into_inner)
+fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
 struct Shard {
@@ -275,6 +452,16 @@ struct Shard {
     capacity: usize,
     /// The earliest expiry among `entries` (or earlier): no entry can be purged before.
     earliest: Option<UtcDateTime>,
+}
+
+/// Where a nonce stands in its shard.
+enum Slot {
+    /// Recorded and unexpired, or too old to be remembered: not fresh.
+    Replayed,
+    /// Recorded but expired: fresh, the entry is re-armed.
+    Rearm,
+    /// Not recorded, and there is room: fresh.
+    New,
 }
 
 impl Shard {
@@ -286,29 +473,34 @@ impl Shard {
         }
     }
 
-    fn check_and_insert(
+    fn lookup(
         &mut self,
-        entry: Box<[u8]>,
+        entry: &[u8],
         expires_at: UtcDateTime,
         now: UtcDateTime,
-    ) -> Result<bool, ReplayCacheError> {
-        match self.entries.get_mut(&entry) {
-            Some(expiry) if *expiry > now => return Ok(false),
-            Some(expiry) => *expiry = expires_at,
-            None => {
-                if self.entries.len() >= self.capacity {
-                    self.purge(now);
-                    if self.entries.len() >= self.capacity {
-                        return Err(ReplayCacheError::Full {
-                            capacity: self.capacity,
-                        });
-                    }
-                }
-                self.entries.insert(entry, expires_at);
+    ) -> Result<Slot, ReplayCacheError> {
+        match self.entries.get(entry) {
+            Some(expiry) if *expiry > now => return Ok(Slot::Replayed),
+            // An entry that would be expired as soon as it is written cannot guard
+            // anything: the request can no longer be told apart from a replay.
+            _ if expires_at <= now => return Ok(Slot::Replayed),
+            Some(_) => return Ok(Slot::Rearm),
+            None => {}
+        }
+        if self.entries.len() >= self.capacity {
+            self.purge(now);
+            if self.entries.len() >= self.capacity {
+                return Err(ReplayCacheError::Full {
+                    capacity: self.capacity,
+                });
             }
         }
+        Ok(Slot::New)
+    }
+
+    fn store(&mut self, entry: Box<[u8]>, expires_at: UtcDateTime) {
+        self.entries.insert(entry, expires_at);
         self.earliest = Some(self.earliest.map_or(expires_at, |e| e.min(expires_at)));
-        Ok(true)
     }
 
     fn purge(&mut self, now: UtcDateTime) -> usize {
@@ -319,6 +511,82 @@ impl Shard {
         self.entries.retain(|_, expiry| *expiry > now);
         self.earliest = self.entries.values().min().copied();
         before - self.entries.len()
+    }
+}
+
+/// The expiries of each scope's unexpired nonces, for the per-scope share.
+///
+/// Independent of the entries themselves: an entry is only ever purged once it has
+/// expired, and an expired expiry no longer counts here either.
+struct Ledger {
+    scopes: HashMap<Box<[u8]>, BinaryHeap<Reverse<UtcDateTime>>>,
+    /// Expiries held, expired ones included until they are swept.
+    total: usize,
+    /// Above this many expiries, sweep expired ones out of every scope.
+    soft_capacity: usize,
+    /// The earliest expiry held (or earlier).
+    earliest: Option<UtcDateTime>,
+}
+
+impl Ledger {
+    fn new(soft_capacity: usize) -> Self {
+        Self {
+            scopes: HashMap::new(),
+            total: 0,
+            soft_capacity,
+            earliest: None,
+        }
+    }
+
+    /// Takes one of `scope`'s `limit` places until `expires_at`.
+    fn reserve(
+        &mut self,
+        scope: &[u8],
+        expires_at: UtcDateTime,
+        now: UtcDateTime,
+        limit: usize,
+    ) -> Result<(), ReplayCacheError> {
+        if self.total >= self.soft_capacity {
+            self.sweep(now);
+        }
+        let heap = match self.scopes.get_mut(scope) {
+            Some(heap) => heap,
+            None => self.scopes.entry(scope.into()).or_default(),
+        };
+        let mut released = 0;
+        while heap.peek().is_some_and(|Reverse(e)| *e <= now) {
+            heap.pop();
+            released += 1;
+        }
+        if heap.len() >= limit {
+            self.total = self.total.saturating_sub(released);
+            return Err(ReplayCacheError::ScopeFull { limit });
+        }
+        heap.push(Reverse(expires_at));
+        self.total = self.total.saturating_sub(released).saturating_add(1);
+        self.earliest = Some(self.earliest.map_or(expires_at, |e| e.min(expires_at)));
+        Ok(())
+    }
+
+    /// Drops every expired expiry, and scopes left with none.
+    fn sweep(&mut self, now: UtcDateTime) {
+        if self.earliest.is_none_or(|earliest| earliest > now) {
+            return;
+        }
+        let mut total = 0;
+        let mut earliest: Option<UtcDateTime> = None;
+        self.scopes.retain(|_, heap| {
+            while heap.peek().is_some_and(|Reverse(e)| *e <= now) {
+                heap.pop();
+            }
+            total += heap.len();
+            if let Some(Reverse(e)) = heap.peek() {
+                earliest = Some(earliest.map_or(*e, |x| x.min(*e)));
+            }
+            !heap.is_empty()
+        });
+        self.total = total;
+        self.earliest = earliest;
     }
 }
 
@@ -392,7 +660,7 @@ mod tests {
 
     #[test]
     fn full_of_unexpired_entries_fails_closed() {
-        let cache = MemoryReplayCache::with_shards(2, 1);
+        let cache = MemoryReplayCache::with_shards(2, 1).with_scope_limit(2);
         let exp = at(NOW + 10);
         assert!(cache.check_and_insert(b"k", "n1", exp, at(NOW)).unwrap());
         assert!(cache.check_and_insert(b"k", "n2", exp, at(NOW)).unwrap());
@@ -494,5 +762,242 @@ mod tests {
         let err = ReplayCacheError::Unavailable("connection reset".into());
         assert_eq!(err.to_string(), "replay cache unavailable");
         assert_eq!(err.source().unwrap().to_string(), "connection reset");
+    }
+
+    #[test]
+    fn one_scope_gets_a_bounded_share() {
+        let cache = MemoryReplayCache::new(8);
+        assert_eq!(
+            cache.scope_limit(),
+            2,
+            "a quarter of the capacity by default"
+        );
+        let exp = at(NOW + 10);
+        assert!(cache.check_and_insert(b"busy", "n1", exp, at(NOW)).unwrap());
+        assert!(cache.check_and_insert(b"busy", "n2", exp, at(NOW)).unwrap());
+        let err = cache
+            .check_and_insert(b"busy", "n3", exp, at(NOW))
+            .unwrap_err();
+        assert!(matches!(err, ReplayCacheError::ScopeFull { limit: 2 }));
+        // A refused nonce was not stored, known ones are still replays, and
+        // other scopes are served.
+        assert_eq!(cache.len(), 2);
+        assert!(!cache.check_and_insert(b"busy", "n1", exp, at(NOW)).unwrap());
+        assert!(
+            cache
+                .check_and_insert(b"quiet", "n1", exp, at(NOW))
+                .unwrap()
+        );
+        // Once the busy scope's nonces expire, its share is free again.
+        assert!(
+            cache
+                .check_and_insert(b"busy", "n3", at(NOW + 20), at(NOW + 10))
+                .unwrap()
+        );
+    }
+
+    #[test]
+    fn scope_limit_is_clamped() {
+        assert_eq!(MemoryReplayCache::new(3).scope_limit(), 1);
+        assert_eq!(MemoryReplayCache::new(0).scope_limit(), 1);
+        assert_eq!(
+            MemoryReplayCache::new(100)
+                .with_scope_limit(0)
+                .scope_limit(),
+            1
+        );
+        assert_eq!(
+            MemoryReplayCache::new(100)
+                .with_scope_limit(1000)
+                .scope_limit(),
+            100
+        );
+        assert_eq!(
+            MemoryReplayCache::new(100)
+                .with_scope_limit(7)
+                .scope_limit(),
+            7
+        );
+    }
+
+    #[test]
+    fn a_purged_nonce_is_never_fresh_at_an_older_instant() {
+        let cache = MemoryReplayCache::new(16);
+        let exp = at(NOW + 10);
+        assert!(cache.check_and_insert(b"k", "nonce", exp, at(NOW)).unwrap());
+        assert_eq!(cache.purge_expired(at(NOW + 10)), 1);
+        // A verifier that read its clock before the purge: the entry is gone,
+        // but the nonce cannot be told apart from a replay.
+        assert!(
+            !cache
+                .check_and_insert(b"k", "nonce", exp, at(NOW + 9))
+                .unwrap()
+        );
+        assert!(cache.is_empty(), "nothing is stored for it either");
+        // A nonce that outlives the purge instant is still fresh.
+        assert!(
+            cache
+                .check_and_insert(b"k", "other", at(NOW + 11), at(NOW + 9))
+                .unwrap()
+        );
+    }
+
+    #[test]
+    fn the_scope_ledger_does_not_grow_without_bound() {
+        let cache = MemoryReplayCache::new(8).with_scope_limit(8);
+        for i in 0..1000i64 {
+            let scope = i.to_be_bytes();
+            assert!(
+                cache
+                    .check_and_insert(&scope, "nonce", at(NOW + i + 1), at(NOW + i))
+                    .unwrap()
+            );
+        }
+        let ledgers: usize = cache.ledgers.iter().map(|l| lock(l).total).sum();
+        let scopes: usize = cache.ledgers.iter().map(|l| lock(l).scopes.len()).sum();
+        assert!(
+            ledgers <= 8 && scopes <= 8,
+            "{ledgers} expiries, {scopes} scopes"
+        );
+        cache.purge_expired(at(NOW + 2000));
+        let scopes: usize = cache.ledgers.iter().map(|l| lock(l).scopes.len()).sum();
+        assert_eq!((scopes, cache.len()), (0, 0));
+    }
+
+    #[test]
+    fn a_shared_handle_is_the_same_cache() {
+        let cache = Arc::new(MemoryReplayCache::new(8));
+        let handle: Box<dyn ReplayCache> = Box::new(Arc::clone(&cache));
+        assert!(
+            handle
+                .check_and_insert(b"k", "n", at(NOW + 1), at(NOW))
+                .unwrap()
+        );
+        assert_eq!(cache.len(), 1);
+        assert!(
+            !cache
+                .check_and_insert(b"k", "n", at(NOW + 1), at(NOW))
+                .unwrap()
+        );
+    }
+
+    #[test]
+    fn a_later_instant_seen_anywhere_holds_in_every_shard() {
+        // After the cache was asked about NOW + 500 (in whichever shard), a
+        // check at NOW (a clock stepped back) is made at NOW + 500 in every
+        // shard: deterministic, whatever shard a nonce hashes to.
+        let cache = MemoryReplayCache::with_shards(4096, 16);
+        assert!(
+            cache
+                .check_and_insert(b"k", "late", at(NOW + 800), at(NOW + 500))
+                .unwrap()
+        );
+        for i in 0..64 {
+            let nonce = format!("early-{i}");
+            // Its window (NOW + 300) ended before the latest instant seen.
+            assert!(
+                !cache
+                    .check_and_insert(b"k", &nonce, at(NOW + 300), at(NOW))
+                    .unwrap(),
+                "{nonce}"
+            );
+            // One that is still inside the window at NOW + 500 is fresh.
+            assert!(
+                cache
+                    .check_and_insert(b"k2", &nonce, at(NOW + 600), at(NOW))
+                    .unwrap(),
+                "{nonce}"
+            );
+        }
+    }
+
+    #[test]
+    fn the_horizon_rounds_up_to_the_microsecond() {
+        let cache = MemoryReplayCache::new(8);
+        let t =
+            UtcDateTime::from_unix_timestamp_nanos(i128::from(NOW) * 1_000_000_000 + 1).unwrap();
+        assert_eq!(cache.observe(t), t);
+        // An earlier instant is checked at (at least) `t`, never before it.
+        assert!(cache.observe(at(NOW)) >= t);
+    }
+
+    /// What a single-shard cache must answer, written plainly.
+    #[derive(Default)]
+    struct Model {
+        entries: HashMap<(u8, u8), UtcDateTime>,
+        latest: Option<UtcDateTime>,
+    }
+
+    impl Model {
+        fn check(
+            &mut self,
+            scope: u8,
+            nonce: u8,
+            expires_at: UtcDateTime,
+            now: UtcDateTime,
+            capacity: usize,
+            limit: usize,
+        ) -> Result<bool, &'static str> {
+            let now = self.latest.map_or(now, |l| l.max(now));
+            self.latest = Some(now);
+            let live = |e: &UtcDateTime| *e > now;
+            let existing = self.entries.get(&(scope, nonce)).copied();
+            if existing.as_ref().is_some_and(live) || expires_at <= now {
+                return Ok(false);
+            }
+            if existing.is_none() && self.entries.len() >= capacity {
+                // A full shard forgets its expired entries first.
+                self.entries.retain(|_, e| live(e));
+                if self.entries.len() >= capacity {
+                    return Err("full");
+                }
+            }
+            let mine = self
+                .entries
+                .iter()
+                .filter(|((s, _), e)| *s == scope && live(e))
+                .count();
+            if mine >= limit {
+                return Err("scope_full");
+            }
+            self.entries.insert((scope, nonce), expires_at);
+            Ok(true)
+        }
+    }
+
+    proptest::proptest! {
+        /// The cache (one shard) answers like the model under any sequence of
+        /// checks, clock moves (forwards and backwards) and purges.
+        #[test]
+        fn matches_the_model(
+            capacity in 1usize..6,
+            limit in 1usize..6,
+            ops in proptest::collection::vec((0u8..4, 0u8..3, 0u8..4, 1i64..5, -2i64..4), 1..80),
+        ) {
+            let cache = MemoryReplayCache::with_shards(capacity, 1).with_scope_limit(limit);
+            let limit = cache.scope_limit();
+            let mut model = Model::default();
+            let mut now = NOW;
+            for (op, scope, nonce, ttl, step) in ops {
+                now += step;
+                if op == 0 {
+                    cache.purge_expired(at(now));
+                    let latest = model.latest.map_or(at(now), |l| l.max(at(now)));
+                    model.latest = Some(latest);
+                    model.entries.retain(|_, e| *e > latest);
+                    continue;
+                }
+                let expires_at = at(now + ttl);
+                let got = cache
+                    .check_and_insert(&[scope], &format!("{nonce}"), expires_at, at(now))
+                    .map_err(|e| match e {
+                        ReplayCacheError::Full { .. } => "full",
+                        ReplayCacheError::ScopeFull { .. } => "scope_full",
+                        _ => "other",
+                    });
+                let want = model.check(scope, nonce, expires_at, at(now), capacity, limit);
+                proptest::prop_assert_eq!(got, want);
+            }
+        }
     }
 }

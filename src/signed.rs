@@ -5,10 +5,10 @@
 use crate::engine::Engine;
 use crate::error::{Error, Rejection, VerifyError};
 use crate::record::KeyRecord;
-use crate::replay::ReplayCache;
+use crate::replay::{ReplayCache, ReplayCacheError};
 use crate::request::{Decision, RequestContext};
 use crate::signing::{
-    ReplayVerifyError, RequestHead, RequestSigner, SignatureRefusal, SigningKey,
+    ReplayVerifyError, RequestHead, RequestSigner, SignatureError, SignatureRefusal, SigningKey,
     parse_signature_header,
 };
 use crate::token::KeyFormat;
@@ -89,10 +89,14 @@ impl RequestSigner {
     ///
     /// # Errors
     ///
-    /// [`Rejection::Malformed`] when `token` is not a token of `format`.
-    pub fn for_token(format: &KeyFormat, token: &str) -> Result<Self, Rejection> {
-        let id = format.parse(token)?.id();
-        Self::new(id.to_string(), token.as_bytes()).map_err(|_| Rejection::Malformed)
+    /// [`SignatureError::MalformedToken`] when `token` is not a token of
+    /// `format` (the same error type as [`RequestSigner::new`]).
+    pub fn for_token(format: &KeyFormat, token: &str) -> Result<Self, SignatureError> {
+        let id = format
+            .parse(token)
+            .map_err(|_| SignatureError::MalformedToken)?
+            .id();
+        Self::new(id.to_string(), token.as_bytes())
     }
 }
 
@@ -136,14 +140,20 @@ impl Engine {
     /// the key needs its sealed secret), and a sealing-key version the
     /// server lacks (a 500).
     ///
-    /// In the replay-protected mode pass the request target exactly as the
-    /// client sent it (behind a router that strips prefixes, the original
-    /// URI, not the rewritten one).
+    /// In the replay-protected mode the nonce is recorded **last**, only for
+    /// a request that passed every other check, so a refused request (a
+    /// revoked, inactive, expired or IP-refused key) never spends
+    /// replay-cache space. The window and the cache are checked at `now`:
+    /// read it after the record's store lookup, never before. Pass the
+    /// request target exactly as the client sent it (behind a router that
+    /// strips prefixes, the original URI, not the rewritten one).
     ///
     /// # Errors
     ///
-    /// [`VerifyError::Rejected`] when refused; [`VerifyError::Failed`] with
-    /// [`Error::ReplayCache`] when the replay cache cannot answer.
+    /// [`VerifyError::Rejected`] when refused (with
+    /// [`Rejection::ReplayQuotaExceeded`] when the key holds its share of the
+    /// replay cache); [`VerifyError::Failed`] with [`Error::ReplayCache`]
+    /// when the replay cache cannot answer.
     pub fn decide_signed(
         &self,
         record: &KeyRecord,
@@ -154,20 +164,22 @@ impl Engine {
         cache: &dyn ReplayCache,
     ) -> Result<Decision, VerifyError> {
         let config = &self.policy().signatures;
-        config
-            .verify_request(
-                key,
-                &request.head,
-                request.body,
-                now,
-                cache,
-                record.id.as_bytes(),
-            )
-            .map_err(|e| match e {
-                ReplayVerifyError::Refused(r) => VerifyError::Rejected(refusal(r)),
-                ReplayVerifyError::Cache(c) => VerifyError::Failed(Error::ReplayCache(c)),
-            })?;
-        Ok(self.check_request(record, context, now)?)
+        let nonce = config
+            .verify_without_recording(key, &request.head, request.body, now)
+            .map_err(refusal)?;
+        let decision = self.check_request(record, context, now)?;
+        if let Some(nonce) = nonce {
+            nonce
+                .record(cache, record.id.as_bytes(), now)
+                .map_err(|e| match e {
+                    ReplayVerifyError::Refused(r) => VerifyError::Rejected(refusal(r)),
+                    ReplayVerifyError::Cache(ReplayCacheError::ScopeFull { .. }) => {
+                        VerifyError::Rejected(Rejection::ReplayQuotaExceeded)
+                    }
+                    ReplayVerifyError::Cache(c) => VerifyError::Failed(Error::ReplayCache(c)),
+                })?;
+        }
+        Ok(decision)
     }
 
     /// Unseals a signing key's secret, checks that it is this record's key

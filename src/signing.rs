@@ -69,12 +69,42 @@
 //! as [`SignatureRefusal::ReplayedNonce`]. The nonce is remembered until the timestamp
 //! has left the window, after which the timestamp check alone refuses the request.
 //!
+//! A verifier with more checks to make (the key's status, time and policy, as
+//! [`KeyManager::verify_signed`](crate::KeyManager::verify_signed) does) checks the
+//! signature with [`SignatureConfig::verify_without_recording`] (or
+//! [`ReplayBodyVerifier::check_signature`] when streaming) and
+//! [`record`](UnrecordedNonce::record)s the nonce only once the request passed them
+//! all: a refused request never spends cache space. Recording checks the window
+//! again, at the instant passed to it (never older than the one the verification
+//! started at), with that same instant given to the cache: pass the clock reading
+//! taken after the key lookup and the body, so a nonce whose entry was purged in the
+//! meantime is refused as stale, never accepted twice.
+//!
 //! A key should be used in one mode only: a server that accepts a key in both modes
 //! lets a replay-protected request be presented again as a body-only request whose body
 //! is the whole canonical message. [`SignatureConfig::replay`] selects the mode for
 //! [`SignatureConfig::verify_request`].
 //!
-//! # Example
+//! # Clients
+//!
+//! A client holding a token issued by this crate signs with
+//! [`RequestSigner::for_token`]: the key id for [`KEY_HEADER`] is read from the token,
+//! and the token's text is the HMAC key.
+//!
+//! ```
+//! use api_keys::{KeyFormat, RequestSigner};
+//!
+//! # fn token_from_env() -> String { api_keys::KeyFormat::default()
+//! #     .generate(api_keys::KeyKind::Secret, api_keys::Environment::Live).unwrap()
+//! #     .token.expose_secret().to_owned() }
+//! let token: String = token_from_env(); // e.g. std::env::var("PAYMENTS_API_KEY")
+//! let signer = RequestSigner::for_token(&KeyFormat::default(), &token)?;
+//! let headers = signer.sign(br#"{"currency":"BTC"}"#);
+//! assert_eq!(headers.signature.len(), 128);
+//! # Ok::<(), api_keys::signing::SignatureError>(())
+//! ```
+//!
+//! # Example: both sides, without a key manager
 //!
 //! ```
 //! use api_keys::replay::MemoryReplayCache;
@@ -435,6 +465,10 @@ pub enum SignatureError {
     /// The random number generator failed to produce a nonce.
     #[error("the random number generator failed")]
     Randomness,
+    /// [`RequestSigner::for_token`] was given a string that is not a token of the key
+    /// format (wrong prefix, length, alphabet or checksum). The string is not echoed.
+    #[error("not a token of this key format")]
+    MalformedToken,
 }
 
 /// Replay-protected verification did not accept the request.
@@ -607,7 +641,36 @@ impl SignatureConfig {
             return Err(SignatureRefusal::BodyTooLarge.into());
         }
         verifier.update(body);
-        verifier.finish(cache, scope)
+        verifier.finish(cache, scope, now)
+    }
+
+    /// Checks a request's signature in the mode selected by [`replay`](Self::replay)
+    /// without recording anything: for a verifier that has more checks to make (the
+    /// key's status, time and policy) before the request may spend replay-cache space.
+    /// Returns the nonce to [`record`](UnrecordedNonce::record) once every other check
+    /// has passed, or `None` in the vendor-compatible mode (nothing to record).
+    ///
+    /// # Errors
+    ///
+    /// The refusals of [`verify`](Self::verify) or
+    /// [`verify_replay_protected`](Self::verify_replay_protected), except
+    /// [`ReplayedNonce`](SignatureRefusal::ReplayedNonce), which only recording finds.
+    pub fn verify_without_recording<'a>(
+        &self,
+        key: &SigningKey,
+        head: &RequestHead<'a>,
+        body: &[u8],
+        now: UtcDateTime,
+    ) -> Result<Option<UnrecordedNonce<'a>>, SignatureRefusal> {
+        if self.replay.is_none() {
+            return self.verify(key, body, head.signature).map(|()| None);
+        }
+        let mut verifier = self.replay_verifier(key, head, now)?;
+        if body.len() > self.max_body_len {
+            return Err(SignatureRefusal::BodyTooLarge);
+        }
+        verifier.update(body);
+        verifier.check_signature().map(Some)
     }
 
     /// Checks a request in the mode selected by [`replay`](Self::replay): body-only when
@@ -660,14 +723,17 @@ impl SignatureConfig {
             return Err(SignatureRefusal::MalformedPath);
         }
         let tolerance = self.replay.unwrap_or_default().tolerance;
-        let expires_at = check_window(timestamp, now, tolerance)?;
+        check_window(timestamp, now, tolerance)?;
         let mac = key.replay_mac(head.timestamp, head.nonce, head.method, head.path);
         Ok(ReplayBodyVerifier {
             body: self.body_verifier(mac),
             tag,
-            nonce,
-            expires_at,
-            now,
+            nonce: UnrecordedNonce {
+                nonce,
+                timestamp,
+                tolerance,
+                checked_at: now,
+            },
         })
     }
 }
@@ -806,12 +872,10 @@ impl fmt::Debug for BodyVerifier {
 pub struct ReplayBodyVerifier<'a> {
     body: BodyVerifier,
     tag: [u8; SIGNATURE_LEN],
-    nonce: &'a str,
-    expires_at: UtcDateTime,
-    now: UtcDateTime,
+    nonce: UnrecordedNonce<'a>,
 }
 
-impl ReplayBodyVerifier<'_> {
+impl<'a> ReplayBodyVerifier<'a> {
     /// Absorbs the next chunk of the body.
     pub fn update(&mut self, chunk: &[u8]) {
         self.body.update(chunk);
@@ -824,21 +888,41 @@ impl ReplayBodyVerifier<'_> {
     }
 
     /// Checks the MAC and, only if it matches, records the nonce in `cache` under
-    /// `scope` (the key id bytes).
+    /// `scope` (the key id bytes) at `now`: [`check_signature`](Self::check_signature)
+    /// then [`UnrecordedNonce::record`].
+    ///
+    /// `now` is the instant the nonce is recorded, read after the body was received
+    /// (and after the key's store lookup): the window is checked again at it, so a
+    /// slow body or a long lookup cannot stretch the window past the cache entry's
+    /// life.
     ///
     /// # Errors
     ///
     /// * [`ReplayVerifyError::Refused`] with [`SignatureRefusal::BodyTooLarge`],
-    ///   [`Mismatch`](SignatureRefusal::Mismatch) or
+    ///   [`Mismatch`](SignatureRefusal::Mismatch),
+    ///   [`StaleTimestamp`](SignatureRefusal::StaleTimestamp) or
     ///   [`ReplayedNonce`](SignatureRefusal::ReplayedNonce);
     /// * [`ReplayVerifyError::Cache`] when the cache fails (fail closed).
-    pub fn finish(self, cache: &dyn ReplayCache, scope: &[u8]) -> Result<(), ReplayVerifyError> {
+    pub fn finish(
+        self,
+        cache: &dyn ReplayCache,
+        scope: &[u8],
+        now: UtcDateTime,
+    ) -> Result<(), ReplayVerifyError> {
+        self.check_signature()?.record(cache, scope, now)
+    }
+
+    /// Checks the MAC only; the nonce is returned unrecorded, to be
+    /// [`record`](UnrecordedNonce::record)ed once every other check on the request
+    /// (the key's status, time and policy) has passed. A refused request then never
+    /// spends replay-cache space.
+    ///
+    /// # Errors
+    ///
+    /// [`SignatureRefusal::BodyTooLarge`] or [`Mismatch`](SignatureRefusal::Mismatch).
+    pub fn check_signature(self) -> Result<UnrecordedNonce<'a>, SignatureRefusal> {
         self.body.finish_decoded(&self.tag)?;
-        if cache.check_and_insert(scope, self.nonce, self.expires_at, self.now)? {
-            Ok(())
-        } else {
-            Err(SignatureRefusal::ReplayedNonce.into())
-        }
+        Ok(self.nonce)
     }
 }
 
@@ -846,7 +930,60 @@ impl fmt::Debug for ReplayBodyVerifier<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("ReplayBodyVerifier")
             .field("bytes_seen", &self.body.seen)
-            .field("expires_at", &self.expires_at)
+            .field("nonce", &self.nonce)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The nonce of a replay-protected request whose signature verified, not yet
+/// recorded: from [`ReplayBodyVerifier::check_signature`] or
+/// [`SignatureConfig::verify_without_recording`]. Record it with
+/// [`record`](Self::record) once the request has passed every other check; until then
+/// the request is not accepted (it may still be a replay).
+#[must_use = "the request is not accepted until its nonce is recorded"]
+pub struct UnrecordedNonce<'a> {
+    nonce: &'a str,
+    timestamp: i64,
+    tolerance: Duration,
+    /// When the window was first checked: recording never uses an older instant.
+    checked_at: UtcDateTime,
+}
+
+impl UnrecordedNonce<'_> {
+    /// Records the nonce in `cache` under `scope` (the key id bytes), checking the
+    /// window and the cache with one instant: the later of `now` and the instant
+    /// the verification started at. An entry is purged only once its expiry has
+    /// passed, and the expiry is when the timestamp leaves the window; so a request
+    /// whose entry may already be gone is refused as stale, never accepted twice.
+    ///
+    /// # Errors
+    ///
+    /// * [`ReplayVerifyError::Refused`] with
+    ///   [`StaleTimestamp`](SignatureRefusal::StaleTimestamp) or
+    ///   [`ReplayedNonce`](SignatureRefusal::ReplayedNonce);
+    /// * [`ReplayVerifyError::Cache`] when the cache fails (fail closed) or the key
+    ///   holds its share of the cache ([`ReplayCacheError::ScopeFull`]).
+    pub fn record(
+        self,
+        cache: &dyn ReplayCache,
+        scope: &[u8],
+        now: UtcDateTime,
+    ) -> Result<(), ReplayVerifyError> {
+        let now = now.max(self.checked_at);
+        let expires_at = check_window(self.timestamp, now, self.tolerance)?;
+        if cache.check_and_insert(scope, self.nonce, expires_at, now)? {
+            Ok(())
+        } else {
+            Err(SignatureRefusal::ReplayedNonce.into())
+        }
+    }
+}
+
+impl fmt::Debug for UnrecordedNonce<'_> {
+    /// The timestamp only: the nonce is left out.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("UnrecordedNonce")
+            .field("timestamp", &self.timestamp)
             .finish_non_exhaustive()
     }
 }
@@ -906,6 +1043,11 @@ pub fn generate_nonce<R: rand::TryCryptoRng + ?Sized>(
 }
 
 /// Client side: produces the header values for a request body.
+///
+/// For a token issued by this crate use
+/// [`RequestSigner::for_token`](RequestSigner::for_token): it reads the key id from the
+/// token. [`RequestSigner::new`] takes the key id and the secret separately (a
+/// CoinsPaid-style client that was given both). Both fail with [`SignatureError`].
 ///
 /// Holds the key id and a [`SigningKey`]; `Debug` shows the key id, never the secret.
 #[derive(Clone)]
@@ -1537,6 +1679,30 @@ mod tests {
             .unwrap();
         let shown = format!("{replay:?}");
         assert!(!shown.contains(&full[..8]) && !shown.contains("SuperSecret"));
+        assert!(!shown.contains("0123456789abcdef"), "no nonce: {shown}");
+        // The mismatching MAC is refused; an unrecorded nonce shows no nonce.
+        assert!(replay.check_signature().is_err());
+        let sig = key.sign_replay_protected(
+            &ReplayRequest {
+                timestamp: at(1_700_000_000),
+                nonce: "0123456789abcdef",
+                method: "POST",
+                path: "/x",
+            },
+            b"",
+        );
+        let sig = sig.unwrap().to_hex();
+        let head = RequestHead {
+            signature: sig.as_bytes(),
+            ..head
+        };
+        let pending = SignatureConfig::default()
+            .replay_verifier(&key, &head, at(1_700_000_000))
+            .unwrap()
+            .check_signature()
+            .unwrap();
+        let shown = format!("{pending:?}");
+        assert_eq!(shown, "UnrecordedNonce { timestamp: 1700000000, .. }");
 
         for err in [
             SignatureError::EmptySecret,
@@ -2219,7 +2385,7 @@ mod tests {
     fn cache_exhaustion_fails_closed() {
         let key = SigningKey::new(TOKEN).unwrap();
         let config = replay_config(300);
-        let cache = MemoryReplayCache::with_shards(2, 1);
+        let cache = MemoryReplayCache::with_shards(2, 1).with_scope_limit(2);
         let nonces = [
             "nonce-aaaaaaaaaaaa",
             "nonce-bbbbbbbbbbbb",
@@ -2296,7 +2462,7 @@ mod tests {
             verifier.update(chunk);
         }
         assert_eq!(verifier.bytes_seen(), BODY.len() as u64);
-        assert!(verifier.finish(&cache, SCOPE).is_ok());
+        assert!(verifier.finish(&cache, SCOPE, at(NOW)).is_ok());
         // Over the limit while streaming.
         let small = SignatureConfig {
             max_body_len: 8,
@@ -2308,9 +2474,51 @@ mod tests {
             .unwrap();
         verifier.update(BODY);
         assert_eq!(
-            refusal(verifier.finish(&cache, SCOPE)),
+            refusal(verifier.finish(&cache, SCOPE, at(NOW))),
             Some(SignatureRefusal::BodyTooLarge)
         );
+    }
+
+    /// Defect 2 (review of 0.1), streaming form: the window is checked again
+    /// at the instant the nonce is recorded. A body that arrives slowly, while
+    /// the nonce's first entry is purged, cannot be accepted a second time.
+    #[test]
+    fn streaming_finish_checks_the_window_at_the_record_instant() {
+        let key = SigningKey::new(TOKEN).unwrap();
+        let config = replay_config(300);
+        let cache = MemoryReplayCache::new(16);
+        let headers = client_sign(NOW, NONCE, "POST", "/p", BODY);
+        let good = head(&headers, b"POST", b"/p");
+        config
+            .verify_replay_protected(&key, &good, BODY, at(NOW), &cache, SCOPE)
+            .unwrap();
+        // The replay starts inside the window …
+        let mut verifier = config.replay_verifier(&key, &good, at(NOW + 300)).unwrap();
+        verifier.update(BODY);
+        // … and while its body streams in, the first entry expires and is purged.
+        assert_eq!(cache.purge_expired(at(NOW + 301)), 1);
+        assert_eq!(
+            refusal(verifier.finish(&cache, SCOPE, at(NOW + 301))),
+            Some(SignatureRefusal::StaleTimestamp)
+        );
+        assert!(
+            config.replay_verifier(&key, &good, at(NOW + 301)).is_err(),
+            "stale at start"
+        );
+        // Recording never uses an instant older than the one streaming
+        // started at: a fresh nonce recorded "at NOW" after a start at
+        // NOW + 300 is remembered until NOW + 301, not checked at NOW.
+        let fresh = MemoryReplayCache::new(16);
+        let other = client_sign(NOW, "another-nonce-0002", "POST", "/p", BODY);
+        let other = head(&other, b"POST", b"/p");
+        let mut late = config.replay_verifier(&key, &other, at(NOW + 300)).unwrap();
+        late.update(BODY);
+        late.check_signature()
+            .unwrap()
+            .record(&fresh, SCOPE, at(NOW))
+            .unwrap();
+        assert_eq!(fresh.purge_expired(at(NOW + 300)), 0);
+        assert_eq!(fresh.purge_expired(at(NOW + 301)), 1);
     }
 
     #[test]

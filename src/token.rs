@@ -419,7 +419,7 @@ impl KeyFormat {
 
     /// A regular expression matching exactly the tokens of this format, for
     /// secret scanners, e.g. with the defaults
-    /// `\b(?:sk|pk)_(?:test|live)_[0-9A-Za-z]{72}\b`.
+    /// `\b(?:sk|pk)_(?:test|live)_[0-9A-Za-z]{63}\b`.
     #[must_use]
     pub fn scanner_regex(&self) -> String {
         format!(

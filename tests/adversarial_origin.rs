@@ -1,6 +1,7 @@
 //! Adversarial table: `Origin` / `Referer` header combinations through
 //! `DomainAllowList::check` for a fixed list, and the same rows end to end
-//! through `KeyManager::verify` (refusals become `OriginNotAllowed`).
+//! through `KeyManager::verify` (refusals become `OriginNotAllowed`, carrying
+//! the list's precise reason).
 #![allow(
     clippy::unwrap_used,
     clippy::expect_used,
@@ -372,7 +373,7 @@ fn origin_and_referer_table() {
 
 /// The same rows end to end: a key carrying the list is accepted exactly
 /// when the list accepts the headers, otherwise refused as
-/// `OriginNotAllowed` (403).
+/// `OriginNotAllowed` (403) with the very reason the list gave.
 #[test]
 fn origin_and_referer_through_verify() {
     let admin = Actor::system();
@@ -407,7 +408,8 @@ fn origin_and_referer_through_verify() {
         let got = keys.verify(token, &ctx);
         match (&expected, &got) {
             (Ok(()), Ok(_)) => {}
-            (Err(_), Err(VerifyError::Rejected(Rejection::OriginNotAllowed))) => {
+            (Err(want), Err(VerifyError::Rejected(Rejection::OriginNotAllowed(reason)))) => {
+                assert_eq!(reason, want, "{why}");
                 assert_eq!(got.unwrap_err().http_status(), 403, "{why}");
             }
             _ => panic!("{why}: expected {expected:?}, got {got:?}"),

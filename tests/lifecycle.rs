@@ -159,7 +159,7 @@ fn default_publishable_key_and_list() {
     let f = fx();
     let d = f
         .keys
-        .create_default(&f.admin, f.owner.clone(), Environment::Test)
+        .create_default(&f.admin, &f.owner, Environment::Test)
         .unwrap();
     assert_eq!(d.record.name, api_keys::DEFAULT_KEY_NAME);
     assert_eq!(d.record.kind, api_keys::KeyKind::Publishable);
@@ -473,9 +473,9 @@ fn update_is_compare_and_swap() {
             1,
             &KeyUpdate::new()
                 .name("renamed")
-                .note(Some("moved to vault".into()))
+                .note("moved to vault")
                 .scopes(Scopes::new(["read"]).unwrap())
-                .expires_at(Some(T0 + Duration::days(1))),
+                .expires_at(T0 + Duration::days(1)),
         )
         .unwrap();
     assert_eq!((u.name.as_str(), u.version), ("renamed", 2));
@@ -490,7 +490,7 @@ fn update_is_compare_and_swap() {
     assert_eq!(f.keys.get(&rec.id).unwrap().name, "renamed");
     assert!(matches!(
         f.keys
-            .update(&f.admin, &rec.id, 2, &KeyUpdate::new().expires_at(Some(T0))),
+            .update(&f.admin, &rec.id, 2, &KeyUpdate::new().expires_at(T0)),
         Err(Error::Invalid { .. })
     ));
     assert!(matches!(
@@ -779,11 +779,16 @@ mod model {
 
     #[derive(Debug, Clone)]
     enum Op {
-        Create { inactive: bool, ttl_h: Option<i64> },
+        Create {
+            inactive: bool,
+            ttl_h: Option<i64>,
+        },
         Activate(usize),
         Deactivate(usize),
         Revoke(usize),
         Roll(usize, i64),
+        /// Move the expiry to now + hours (`None`: clear it).
+        SetExpiry(usize, Option<i64>),
         Advance(i64),
         Verify(usize),
     }
@@ -796,6 +801,7 @@ mod model {
             (0usize..8).prop_map(Op::Deactivate),
             (0usize..8).prop_map(Op::Revoke),
             (0usize..8, 0i64..20).prop_map(|(i, g)| Op::Roll(i, g)),
+            (0usize..8, proptest::option::of(-1i64..48)).prop_map(|(i, h)| Op::SetExpiry(i, h)),
             (-2i64..30).prop_map(Op::Advance),
             (0usize..8).prop_map(Op::Verify),
             (0usize..8).prop_map(Op::Verify),
@@ -882,12 +888,35 @@ mod model {
                         if let Ok(r) = res {
                             let pm = &mut keys[i].2;
                             pm.rolled = true;
-                            pm.grace_end = Some(now + Duration::hours(g));
+                            // Never past the key's own expiry.
+                            let grace = now + Duration::hours(g);
+                            pm.grace_end = Some(pm.expires.map_or(grace, |e| e.min(grace)));
                             let expires = pm.expires;
                             keys.push((r.successor.id, r.token, M {
                                 status: KeyStatus::Active, created: now, expires,
                                 grace_end: None, rolled: false,
                             }));
+                        }
+                    }
+                    Op::SetExpiry(i, h) => {
+                        let Some((id, _, m)) = keys.get_mut(i) else { continue };
+                        let to = h.map(|h| now + Duration::hours(h));
+                        let version = f.keys.get(id).unwrap().version;
+                        let update = match to {
+                            Some(t) => KeyUpdate::new().expires_at(t),
+                            None => KeyUpdate::new().clear_expiry(),
+                        };
+                        let res = f.keys.update(&f.admin, id, version, &update);
+                        // An ended key's expiry is frozen (no revival); a
+                        // new expiry must be in the future.
+                        let allowed = m.status != KeyStatus::Revoked
+                            && (to == m.expires
+                                || (m.end().is_none_or(|e| now < e)
+                                    && to.is_none_or(|t| t > now)));
+                        prop_assert_eq!(res.is_ok(), allowed, "{:?} on {:?}: {:?}", op, m, res);
+                        if allowed {
+                            m.expires = to;
+                            m.grace_end = m.grace_end.map(|g| to.map_or(g, |t| t.min(g)));
                         }
                     }
                     Op::Advance(h) => f.clock.advance(Duration::hours(h)),
@@ -904,4 +933,240 @@ mod model {
             }
         }
     }
+}
+
+/// A store that runs a hook (once) when the next record is looked up: what
+/// another server does while a management call waits for the store.
+#[derive(Default)]
+struct HookedStore {
+    inner: Arc<MemoryKeyStore>,
+    on_get: Mutex<Option<Box<dyn FnOnce() + Send>>>,
+}
+
+impl KeyStore for HookedStore {
+    fn insert(&self, r: &KeyRecord, c: WriteCondition) -> Result<(), StoreError> {
+        self.inner.insert(r, c)
+    }
+    fn get(&self, id: &KeyId) -> Result<Option<Arc<KeyRecord>>, StoreError> {
+        let out = KeyStore::get(&*self.inner, id);
+        let hook = self.on_get.lock().unwrap().take();
+        if let Some(hook) = hook {
+            hook();
+        }
+        out
+    }
+    fn list_by_owner(&self, o: &OwnerId) -> Result<Vec<Arc<KeyRecord>>, StoreError> {
+        KeyStore::list_by_owner(&*self.inner, o)
+    }
+    fn update(&self, r: &KeyRecord, v: u64, c: WriteCondition) -> Result<(), StoreError> {
+        KeyStore::update(&*self.inner, r, v, c)
+    }
+    fn apply_roll(&self, p: &RollPlan) -> Result<(), StoreError> {
+        KeyStore::apply_roll(&*self.inner, p)
+    }
+    fn touch(&self, id: &KeyId, at: UtcDateTime) -> Result<(), StoreError> {
+        KeyStore::touch(&*self.inner, id, at)
+    }
+}
+
+fn one_active() -> Policy {
+    Policy {
+        one_active_key_per_owner: true,
+        ..Policy::default()
+    }
+}
+
+/// Defect 3 (review of 0.1): an update must not revive a key that has
+/// ended. Before the fix an expired key A could have its expiry cleared
+/// while the owner's replacement B was active, leaving two usable keys under
+/// the one-active-key rule.
+#[test]
+fn update_cannot_revive_an_expired_key() {
+    let f = fx_with(MemoryKeyStore::new(), one_active());
+    let (a, a_token) =
+        f.create(NewKey::secret(f.owner.clone(), "a").expires_at(T0 + Duration::hours(1)));
+    f.at(T0 + Duration::hours(2));
+    let (_, b_token) = f.create(NewKey::secret(f.owner.clone(), "b"));
+    for update in [
+        KeyUpdate::new().clear_expiry(),
+        KeyUpdate::new().expires_at(T0 + Duration::days(30)),
+    ] {
+        let out = f.keys.update(&f.admin, &a.id, 1, &update);
+        assert!(
+            matches!(out, Err(Error::InvalidState { .. })),
+            "an ended key's expiry cannot be moved: {out:?}"
+        );
+    }
+    assert_eq!(f.keys.get(&a.id).unwrap().version, 1, "nothing changed");
+    assert_eq!(f.check(&a_token), Err(Rejection::Expired));
+    assert_eq!(f.check(&b_token), Ok(false));
+    // Settings other than the expiry may still change (e.g. a note for the
+    // audit trail).
+    f.keys
+        .update(&f.admin, &a.id, 1, &KeyUpdate::new().name("a (expired)"))
+        .unwrap();
+    assert_eq!(f.check(&a_token), Err(Rejection::Expired));
+}
+
+/// Defect 3: "an expired key cannot be activated" must not be bypassed by
+/// moving its expiry first.
+#[test]
+fn update_then_activate_cannot_bypass_expiry() {
+    let f = fx();
+    let (a, a_token) = f.create(
+        NewKey::secret(f.owner.clone(), "a")
+            .inactive()
+            .expires_at(T0 + Duration::hours(1)),
+    );
+    f.at(T0 + Duration::hours(2));
+    let moved = f.keys.update(
+        &f.admin,
+        &a.id,
+        1,
+        &KeyUpdate::new().expires_at(T0 + Duration::days(1)),
+    );
+    assert!(
+        matches!(moved, Err(Error::InvalidState { .. })),
+        "{moved:?}"
+    );
+    assert!(matches!(
+        f.keys.activate(&f.admin, &a.id),
+        Err(Error::InvalidState { .. })
+    ));
+    assert_eq!(f.check(&a_token), Err(Rejection::Inactive));
+}
+
+/// Defect 3, store path: an update planned a moment before the key ends and
+/// written after another server created the owner's replacement must not
+/// leave two usable keys. Moving an active key's expiry takes the
+/// one-active-key condition.
+#[test]
+fn an_expiry_move_racing_a_replacement_keeps_one_active_key() {
+    let store = HookedStore::default();
+    let shared = Arc::clone(&store.inner);
+    let f = fx_with(store, one_active());
+    let other = KeyManager::builder(Arc::clone(&shared))
+        .clock(Arc::clone(&f.clock))
+        .policy(one_active())
+        .build()
+        .unwrap();
+    let (a, a_token) =
+        f.create(NewKey::secret(f.owner.clone(), "a").expires_at(T0 + Duration::seconds(10)));
+    f.at(T0 + Duration::seconds(9));
+    // While the update waits for the store, A ends and another server
+    // creates B.
+    let (clock, owner) = (Arc::clone(&f.clock), f.owner.clone());
+    let b_token: Arc<Mutex<Option<api_keys::Token>>> = Arc::default();
+    let b_slot = Arc::clone(&b_token);
+    *f.keys.store().on_get.lock().unwrap() = Some(Box::new(move || {
+        clock.set(T0 + Duration::seconds(11));
+        let b = other
+            .create(&Actor::system(), NewKey::secret(owner, "b"))
+            .unwrap();
+        *b_slot.lock().unwrap() = Some(b.token);
+    }));
+    let out = f
+        .keys
+        .update(&f.admin, &a.id, 1, &KeyUpdate::new().clear_expiry());
+    let b_token = b_token.lock().unwrap().take().unwrap();
+    let usable = [&a_token, &b_token]
+        .iter()
+        .filter(|t| f.check(t).is_ok())
+        .count();
+    assert_eq!(usable, 1, "two usable keys after {out:?}");
+    assert!(matches!(out, Err(Error::AnotherKeyActive)), "{out:?}");
+}
+
+/// Every `KeyUpdate` setter has a visible effect, and the text setters take
+/// what `NewKey`'s take.
+#[test]
+fn update_setters_set_and_clear() {
+    let f = fx();
+    let (rec, _) = f.create(
+        NewKey::secret(f.owner.clone(), "k")
+            .note("first note")
+            .description("first description")
+            .expires_at(T0 + Duration::days(1)),
+    );
+    let set = f
+        .keys
+        .update(
+            &f.admin,
+            &rec.id,
+            1,
+            &KeyUpdate::new()
+                .note("second note")
+                .description(String::from("second description"))
+                .expires_at(T0 + Duration::days(2)),
+        )
+        .unwrap();
+    assert_eq!(set.note.as_deref(), Some("second note"));
+    assert_eq!(set.description.as_deref(), Some("second description"));
+    assert_eq!(set.expires_at, Some(T0 + Duration::days(2)));
+    let cleared = f
+        .keys
+        .update(
+            &f.admin,
+            &rec.id,
+            2,
+            &KeyUpdate::new()
+                .clear_note()
+                .clear_description()
+                .clear_expiry(),
+        )
+        .unwrap();
+    assert_eq!(
+        (cleared.note, cleared.description, cleared.expires_at),
+        (None, None, None)
+    );
+    // An empty update changes only the version.
+    let same = f
+        .keys
+        .update(&f.admin, &rec.id, 3, &KeyUpdate::new())
+        .unwrap();
+    assert_eq!((same.name.as_str(), same.version), ("k", 4));
+}
+
+/// `grace_ends_at` tells the truth: a roll never records a grace end after
+/// the key's own expiry, and shortening a rolled key's expiry shortens it.
+#[test]
+fn grace_end_never_outlives_the_expiry() {
+    let f = fx();
+    let (rec, old) =
+        f.create(NewKey::secret(f.owner.clone(), "k").expires_at(T0 + Duration::hours(1)));
+    let rolled = f
+        .keys
+        .roll(&f.admin, &rec.id, RollOptions::default())
+        .unwrap();
+    assert_eq!(
+        rolled.predecessor.grace_ends_at,
+        Some(T0 + Duration::hours(1))
+    );
+    assert_eq!(
+        rolled.predecessor.grace_ends_at,
+        rolled.predecessor.effective_end()
+    );
+    let shorter = f
+        .keys
+        .update(
+            &f.admin,
+            &rec.id,
+            2,
+            &KeyUpdate::new().expires_at(T0 + Duration::minutes(30)),
+        )
+        .unwrap();
+    assert_eq!(shorter.grace_ends_at, Some(T0 + Duration::minutes(30)));
+    // Moving the expiry later again does not give the grace window back.
+    let later = f
+        .keys
+        .update(
+            &f.admin,
+            &rec.id,
+            3,
+            &KeyUpdate::new().expires_at(T0 + Duration::days(1)),
+        )
+        .unwrap();
+    assert_eq!(later.effective_end(), Some(T0 + Duration::minutes(30)));
+    f.at(T0 + Duration::minutes(30));
+    assert_eq!(f.check(&old), Err(Rejection::GraceEnded));
 }

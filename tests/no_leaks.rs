@@ -268,7 +268,7 @@ fn nothing_formatted_contains_a_secret() {
         )
         .unwrap();
     let default_key = keys
-        .create_default(&admin, owner.clone(), Environment::Live)
+        .create_default(&admin, &owner, Environment::Live)
         .unwrap();
     for (what, c) in [
         ("secret", &secret),
@@ -553,7 +553,7 @@ fn nothing_formatted_contains_a_secret() {
     );
     let update = KeyUpdate::new()
         .name("billing v2")
-        .note(Some("moved".into()))
+        .note("moved")
         .allowed_ips(IpAllowList::parse("198.51.100.7").unwrap());
     shown.debug("KeyUpdate", &update);
     let successor = &rolled.successor;

@@ -483,3 +483,21 @@ fn replay_protected_mode() {
     let body_only = s.sign(BODY);
     assert!(send(&body_only, "POST", "/v2/withdrawal/crypto").is_err());
 }
+
+#[test]
+fn for_token_fails_like_new_without_echoing_the_input() {
+    let not_a_token = "sk_live_definitely-not-a-valid-token-value";
+    let err = RequestSigner::for_token(&KeyFormat::default(), not_a_token).unwrap_err();
+    assert!(matches!(
+        err,
+        api_keys::signing::SignatureError::MalformedToken
+    ));
+    assert!(!err.to_string().contains("definitely"), "{err}");
+    assert!(!format!("{err:?}").contains("definitely"));
+    // The same error type as `RequestSigner::new`.
+    let err: api_keys::signing::SignatureError = RequestSigner::new("", b"x").unwrap_err();
+    assert!(matches!(
+        err,
+        api_keys::signing::SignatureError::InvalidKeyId
+    ));
+}

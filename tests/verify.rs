@@ -12,8 +12,8 @@
 use api_keys::testing::ManualClock;
 use api_keys::{
     Actor, DomainAllowList, Environment, HeaderField, IpAllowList, KeyId, KeyKind, KeyManager,
-    KeyRecord, KeyStore, MemoryKeyStore, NewKey, OwnerId, Policy, Rejection, RequestContext,
-    RollPlan, Scopes, StoreError, Token, VerifyError, WriteCondition,
+    KeyRecord, KeyStore, MemoryKeyStore, NewKey, OriginRefusal, OwnerId, Policy, Rejection,
+    RequestContext, RollPlan, Scopes, StoreError, Token, VerifyError, WriteCondition,
 };
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -339,19 +339,26 @@ fn domain_allow_list_through_the_manager() {
     let origin = |o: &'static str| RequestContext::new().origin(HeaderField::Single(o.as_bytes()));
     assert_eq!(f.rejection(tok, &origin("https://shop.example.com")), None);
     assert_eq!(f.rejection(tok, &origin("https://a.example.org")), None);
-    for bad in [
-        "https://evil.example.com",
-        "https://example.org",
-        "https://shop.example.com.evil.com",
-        "http://shop.example.com",
-        "null",
-        "",
+    // The precise reason is kept for logs; the status is 403 whatever it is.
+    for (bad, why) in [
+        ("https://evil.example.com", OriginRefusal::NotListed),
+        ("https://example.org", OriginRefusal::NotListed),
+        (
+            "https://shop.example.com.evil.com",
+            OriginRefusal::NotListed,
+        ),
+        ("http://shop.example.com", OriginRefusal::InsecureScheme),
+        ("null", OriginRefusal::NullOrigin),
+        ("", OriginRefusal::Empty),
     ] {
+        let got = f.rejection(tok, &origin(bad));
+        assert_eq!(got, Some(Rejection::OriginNotAllowed(why)), "{bad}");
+        let got = got.unwrap();
         assert_eq!(
-            f.rejection(tok, &origin(bad)),
-            Some(Rejection::OriginNotAllowed),
-            "{bad}"
+            (got.as_str(), got.http_status()),
+            ("origin_not_allowed", 403)
         );
+        assert_eq!(got.detail(), Some(why.as_str()));
     }
     // Referer only when Origin is absent; Origin decides when present.
     let referer =
@@ -362,16 +369,16 @@ fn domain_allow_list_through_the_manager() {
             tok,
             &referer.origin(HeaderField::Single(b"https://evil.com"))
         ),
-        Some(Rejection::OriginNotAllowed)
+        Some(Rejection::OriginNotAllowed(OriginRefusal::NotListed))
     );
     assert_eq!(
         f.rejection(tok, &RequestContext::new()),
-        Some(Rejection::OriginNotAllowed),
+        Some(Rejection::OriginNotAllowed(OriginRefusal::Missing)),
         "neither header"
     );
     assert_eq!(
         f.rejection(tok, &RequestContext::new().origin(HeaderField::Repeated)),
-        Some(Rejection::OriginNotAllowed)
+        Some(Rejection::OriginNotAllowed(OriginRefusal::Repeated))
     );
 }
 
@@ -420,7 +427,11 @@ fn rejection_names_and_statuses_are_stable() {
         (WrongEnvironment, "wrong_environment", 403),
         (WrongKind, "wrong_kind", 403),
         (MissingScope, "missing_scope", 403),
-        (OriginNotAllowed, "origin_not_allowed", 403),
+        (
+            OriginNotAllowed(OriginRefusal::NotListed),
+            "origin_not_allowed",
+            403,
+        ),
         (IpNotAllowed, "ip_not_allowed", 403),
         (SigningKeyAsBearer, "signing_key_as_bearer", 401),
         (NotASigningKey, "not_a_signing_key", 401),
@@ -428,6 +439,7 @@ fn rejection_names_and_statuses_are_stable() {
         (BodyTooLarge, "body_too_large", 413),
         (StaleRequest, "stale_request", 401),
         (Replayed, "replayed", 401),
+        (ReplayQuotaExceeded, "replay_quota_exceeded", 429),
     ];
     for (r, name, status) in table {
         assert_eq!(r.as_str(), name);
@@ -438,4 +450,85 @@ fn rejection_names_and_statuses_are_stable() {
     assert_eq!(UnknownKey.public_code(), Revoked.public_code());
     let e = VerifyError::from(Revoked);
     assert_eq!(e.http_status(), 401);
+}
+
+/// Defect 4 (review of 0.1): publishable keys' scopes are checked against
+/// the policy in force, not only when written. Narrowing
+/// `Policy::publishable_scopes` takes the removed scope away from existing
+/// publishable keys at once, and a roll refuses to carry it over.
+#[test]
+fn narrowing_publishable_scopes_applies_to_existing_keys() {
+    let store = Arc::new(MemoryKeyStore::new());
+    let clock = Arc::new(ManualClock::new(T0));
+    let manager = |scopes: &[&str]| {
+        KeyManager::builder(Arc::clone(&store))
+            .clock(Arc::clone(&clock))
+            .policy(Policy {
+                publishable_scopes: Scopes::new(scopes.iter().copied()).unwrap(),
+                ..Policy::default()
+            })
+            .build()
+            .unwrap()
+    };
+    let owner = OwnerId::new("acct").unwrap();
+    let wide = manager(&["checkout:read", "checkout:write"]);
+    let restricted = wide
+        .create(
+            &Actor::system(),
+            NewKey::publishable(owner.clone(), "restricted")
+                .scopes(Scopes::new(["checkout:read", "checkout:write"]).unwrap()),
+        )
+        .unwrap();
+    let default_scoped = wide
+        .create(&Actor::system(), NewKey::publishable(owner, "default"))
+        .unwrap();
+    let write = ["checkout:write"];
+    let read = ["checkout:read"];
+    for key in [&restricted, &default_scoped] {
+        wide.verify(
+            key.token.expose_secret(),
+            &RequestContext::new().require_scopes(&write),
+        )
+        .unwrap();
+    }
+
+    let narrow = manager(&["checkout:read"]);
+    for key in [&restricted, &default_scoped] {
+        let refused = narrow
+            .verify(
+                key.token.expose_secret(),
+                &RequestContext::new().require_scopes(&write),
+            )
+            .unwrap_err();
+        assert_eq!(refused.rejection(), Some(Rejection::MissingScope));
+        narrow
+            .verify(
+                key.token.expose_secret(),
+                &RequestContext::new().require_scopes(&read),
+            )
+            .unwrap();
+    }
+    // A roll does not carry the removed scope over to a successor.
+    let rolled = narrow.roll(
+        &Actor::system(),
+        &restricted.record.id,
+        api_keys::RollOptions::default(),
+    );
+    assert!(
+        matches!(rolled, Err(api_keys::Error::InvalidState { .. })),
+        "{rolled:?}"
+    );
+    assert_eq!(
+        narrow.get(&restricted.record.id).unwrap().version,
+        1,
+        "a refused roll changes nothing"
+    );
+    // A key whose scopes are all still allowed rolls as before.
+    narrow
+        .roll(
+            &Actor::system(),
+            &default_scoped.record.id,
+            api_keys::RollOptions::default(),
+        )
+        .unwrap();
 }

@@ -1,5 +1,6 @@
 //! The embedded default store.
 
+use super::audit::{AsyncKeyAudit, KeyAudit, KeyFilter};
 use super::{AsyncKeyStore, KeyStore, RollPlan, WriteCondition};
 use crate::error::{StoreError, StoreErrorKind};
 use crate::lent::{CompactRecord, Held, StoredRecord};
@@ -392,6 +393,41 @@ impl MemoryKeyStore {
             .map(Arc::new)
             .collect())
     }
+
+    /// One shard at a time (no global lock, so verifications go on), each
+    /// shard's matches merged into the running page.
+    fn scan_now(
+        &self,
+        filter: KeyFilter,
+        after: Option<&KeyId>,
+        limit: usize,
+    ) -> Vec<Arc<KeyRecord>> {
+        if limit == 0 {
+            return Vec::new();
+        }
+        // The `limit` smallest matching ids, kept sorted and cut back
+        // whenever twice as many have gathered; only the page is built into
+        // full records.
+        let mut best: Vec<Arc<CompactRecord>> = Vec::new();
+        for shard in self.shards.tables.iter() {
+            let table = shard.load();
+            for (_, c) in table.0.iter().flatten() {
+                if after.is_some_and(|a| c.id <= *a)
+                    || !filter.matches_parts(c.status, c.created_at, c.expires_at, c.last_used_at)
+                {
+                    continue;
+                }
+                best.push(Arc::clone(c));
+                if best.len() >= limit.saturating_mul(2).max(64) {
+                    best.sort_unstable_by_key(|c| c.id);
+                    best.truncate(limit);
+                }
+            }
+        }
+        best.sort_unstable_by_key(|c| c.id);
+        best.truncate(limit);
+        best.into_iter().map(|c| Arc::new(c.to_record())).collect()
+    }
 }
 
 impl KeyStore for MemoryKeyStore {
@@ -420,6 +456,30 @@ impl KeyStore for MemoryKeyStore {
     }
     fn get_for_verify(&self, id: &KeyId) -> Result<Option<StoredRecord>, StoreError> {
         self.get_for_verify_now(id)
+    }
+}
+
+/// A full scan: O(n log limit) per page. Fine for audits of an in-memory
+/// store; not meant for the request path.
+impl KeyAudit for MemoryKeyStore {
+    fn scan(
+        &self,
+        filter: KeyFilter,
+        after: Option<&KeyId>,
+        limit: usize,
+    ) -> Result<Vec<Arc<KeyRecord>>, StoreError> {
+        Ok(self.scan_now(filter, after, limit))
+    }
+}
+
+impl AsyncKeyAudit for MemoryKeyStore {
+    fn scan(
+        &self,
+        filter: KeyFilter,
+        after: Option<&KeyId>,
+        limit: usize,
+    ) -> impl Future<Output = Result<Vec<Arc<KeyRecord>>, StoreError>> + Send {
+        core::future::ready(Ok(self.scan_now(filter, after, limit)))
     }
 }
 

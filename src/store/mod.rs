@@ -19,14 +19,24 @@
 //!
 //! Every implementation should pass the conformance suite in
 //! [`testing`](crate::testing) (feature `test-util`).
+//!
+//! Audit queries (every key page by page, keys expiring soon, keys nobody
+//! uses) are an optional second capability: [`KeyAudit`] /
+//! [`AsyncKeyAudit`], implemented by every store the crate ships.
 
+mod audit;
 mod memory;
-#[cfg(feature = "postgres")]
-mod postgres;
+#[cfg(any(feature = "postgres", feature = "sqlite", feature = "mysql"))]
+mod sql;
 
+pub use audit::{AsyncKeyAudit, KeyAudit, KeyFilter, KeyPage};
 pub use memory::MemoryKeyStore;
+#[cfg(feature = "mysql")]
+pub use sql::MySqlKeyStore;
 #[cfg(feature = "postgres")]
-pub use postgres::PostgresKeyStore;
+pub use sql::PostgresKeyStore;
+#[cfg(feature = "sqlite")]
+pub use sql::SqliteKeyStore;
 
 use crate::error::{StoreError, StoreErrorKind};
 use crate::lent::StoredRecord;
@@ -112,7 +122,13 @@ pub struct RollPlan {
 /// * `touch`: sets `last_used_at` to `at` if later than the stored value;
 ///   no version change; `NotFound` if absent.
 ///
+/// Instants must round-trip with at least microsecond precision, and every
+/// field of [`KeyRecord`] must come back exactly as written: the
+/// conformance suite compares records field by field.
+///
 /// # Example: a complete implementation
+///
+/// It passes the conformance suite (feature `test-util`).
 ///
 /// ```
 /// use api_keys::{KeyId, KeyRecord, KeyStatus, KeyStore, OwnerId, RollPlan, StoreError,
@@ -184,8 +200,10 @@ pub struct RollPlan {
 ///     }
 /// }
 ///
-/// # #[cfg(feature = "test-util")]
-/// api_keys::testing::run_conformance(&MutexStore::default());
+/// fn main() -> Result<(), api_keys::testing::ConformanceError> {
+///     api_keys::testing::run_conformance(&MutexStore::default())?;
+///     Ok(())
+/// }
 /// ```
 pub trait KeyStore: Send + Sync {
     /// Inserts a new record.
