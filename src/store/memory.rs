@@ -118,12 +118,13 @@ impl Shards {
 }
 
 /// The shard count for `keys` keys: an average of at most
-/// [`TARGET_AVERAGE`] per shard, at least 2^[`MIN_SHARD_BITS`].
+/// [`TARGET_AVERAGE`] per shard, at least 2^[`MIN_SHARD_BITS`] and at most
+/// 2^20 (8 MiB of pointers; beyond ~32 M keys shards grow instead).
 fn bits_for(keys: usize) -> u32 {
     (keys / TARGET_AVERAGE)
         .next_power_of_two()
         .trailing_zeros()
-        .clamp(MIN_SHARD_BITS, 24)
+        .clamp(MIN_SHARD_BITS, 20)
 }
 
 /// What the writer lock guards: the owner index.
@@ -545,6 +546,7 @@ mod tests {
         assert_eq!(bits_for(0), MIN_SHARD_BITS);
         assert_eq!(bits_for(1_000_000), 15);
         assert_eq!(bits_for(10_000), MIN_SHARD_BITS);
+        assert_eq!(bits_for(usize::MAX), 20);
         let s = Shards::new(3, &Arc::new(Table::default()));
         assert_eq!(s.index([0, 0]), 0);
         assert_eq!(s.index([u64::MAX, 0]), 7);
