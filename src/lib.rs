@@ -12,6 +12,7 @@ mod failing_rng;
 mod hash;
 pub mod http;
 pub mod ip;
+mod lent;
 mod manager;
 pub mod origin;
 mod policy;
@@ -32,13 +33,14 @@ mod token;
 // The public interface, in one place.
 #[cfg(any(test, feature = "test-util"))]
 pub use clock::ManualClock;
-pub use clock::{Clock, SystemClock};
+pub use clock::{Clock, CoarseClock, SystemClock};
 pub use engine::{DEFAULT_KEY_NAME, Engine, KeyUpdate, NewKey, RollOptions};
 pub use environment::{Environment, KeyKind, ParseNameError};
 pub use error::{ConfigError, Error, Field, Rejection, StoreError, StoreErrorKind, VerifyError};
 pub use events::{EventKind, EventSink, KeyEvent};
 pub use hash::{Pepper, SecretHash};
 pub use ip::{IpAllowList, IpListError};
+pub use lent::StoredRecord;
 pub use manager::MAX_PAGE_SIZE;
 pub use manager::{CreatedKey, KeyManager, KeyManagerBuilder, RolledKey};
 pub use origin::{DomainAllowList, DomainError, HeaderField, OriginRefusal};

@@ -212,7 +212,7 @@ fn vendor_mode_table() {
     let raw_sig: Vec<u8> = (0..64)
         .map(|i| u8::from_str_radix(&sig[2 * i..2 * i + 2], 16).unwrap())
         .collect();
-    let secret_part = &a.token[8 + 22..8 + 22 + 44];
+    let secret_part = &a.token[8 + 22..8 + 22 + 35];
     let mut flipped_body = BODY.to_vec();
     flipped_body[5] ^= 0x01;
     let mut g_sig = sig.clone();
@@ -266,7 +266,7 @@ fn vendor_mode_table() {
         // ---- the wrong key or the wrong construction
         row(&ida, hmac256(a.token.as_bytes(), BODY), BODY, bad, "HMAC-SHA256 instead of SHA512"),
         row(&ida, hex(&Sha512::digest(BODY)), BODY, bad, "unkeyed SHA-512 of the body"),
-        row(&ida, hmac512(secret_part.as_bytes(), &[BODY]), BODY, bad, "keyed with the 44-character secret part only"),
+        row(&ida, hmac512(secret_part.as_bytes(), &[BODY]), BODY, bad, "keyed with the 35-character secret part only"),
         row(&ida, hmac512(ida.as_bytes(), &[BODY]), BODY, bad, "keyed with the public key id"),
         row(&ida, hmac512(format!("{}\n", a.token).as_bytes(), &[BODY]), BODY, bad, "keyed with the token and a newline"),
         row(&ida, hmac512(a.token.replace("_live_", "_test_").as_bytes(), &[BODY]), BODY, bad, "keyed with the token in the other environment"),

@@ -39,6 +39,7 @@ pub use sql::PostgresKeyStore;
 pub use sql::SqliteKeyStore;
 
 use crate::error::{StoreError, StoreErrorKind};
+use crate::lent::StoredRecord;
 use crate::record::{KeyRecord, OwnerId};
 use crate::token::KeyId;
 use std::future::Future;
@@ -253,6 +254,19 @@ pub trait KeyStore: Send + Sync {
     ///
     /// `NotFound`, `Backend`.
     fn touch(&self, id: &KeyId, at: UtcDateTime) -> Result<(), StoreError>;
+
+    /// The record with this id, for a verification: what
+    /// [`KeyManager::verify`](crate::KeyManager::verify) reads. The default
+    /// wraps [`get`](Self::get); a store that keeps records in another form
+    /// (the [`MemoryKeyStore`]'s compact layout) lends that form instead of
+    /// building a [`KeyRecord`]. Same contract as `get`.
+    ///
+    /// # Errors
+    ///
+    /// `Backend` on failure (never "not found": that is `Ok(None)`).
+    fn get_for_verify(&self, id: &KeyId) -> Result<Option<StoredRecord>, StoreError> {
+        Ok(self.get(id)?.map(StoredRecord::from))
+    }
 }
 
 /// The same operations as [`KeyStore`] for stores that do I/O. Implementors
@@ -293,6 +307,16 @@ pub trait AsyncKeyStore: Send + Sync {
         id: &KeyId,
         at: UtcDateTime,
     ) -> impl Future<Output = Result<(), StoreError>> + Send;
+
+    /// See [`KeyStore::get_for_verify`]; the default wraps
+    /// [`get`](Self::get).
+    fn get_for_verify(
+        &self,
+        id: &KeyId,
+    ) -> impl Future<Output = Result<Option<StoredRecord>, StoreError>> + Send {
+        let get = self.get(id);
+        async move { Ok(get.await?.map(StoredRecord::from)) }
+    }
 }
 
 impl<T: KeyStore + ?Sized> KeyStore for Arc<T> {
@@ -318,6 +342,9 @@ impl<T: KeyStore + ?Sized> KeyStore for Arc<T> {
     }
     fn touch(&self, id: &KeyId, at: UtcDateTime) -> Result<(), StoreError> {
         (**self).touch(id, at)
+    }
+    fn get_for_verify(&self, id: &KeyId) -> Result<Option<StoredRecord>, StoreError> {
+        (**self).get_for_verify(id)
     }
 }
 
@@ -358,6 +385,12 @@ impl<T: AsyncKeyStore + ?Sized> AsyncKeyStore for Arc<T> {
         at: UtcDateTime,
     ) -> impl Future<Output = Result<(), StoreError>> + Send {
         (**self).touch(id, at)
+    }
+    fn get_for_verify(
+        &self,
+        id: &KeyId,
+    ) -> impl Future<Output = Result<Option<StoredRecord>, StoreError>> + Send {
+        (**self).get_for_verify(id)
     }
 }
 
@@ -403,6 +436,12 @@ impl<S: KeyStore + ?Sized> AsyncKeyStore for Ready<'_, S> {
         at: UtcDateTime,
     ) -> impl Future<Output = Result<(), StoreError>> + Send {
         core::future::ready(self.0.touch(id, at))
+    }
+    fn get_for_verify(
+        &self,
+        id: &KeyId,
+    ) -> impl Future<Output = Result<Option<StoredRecord>, StoreError>> + Send {
+        core::future::ready(self.0.get_for_verify(id))
     }
 }
 
