@@ -14,8 +14,8 @@
 pub mod axum_app;
 
 use api_keys::{
-    Actor, Environment, KeyFormat, KeyManager, MemoryKeyStore, NewKey, OwnerId, RequestSigner,
-    SealingKey, SealingKeyRing, Token,
+    Actor, Environment, KeyManager, MemoryKeyStore, NewKey, OwnerId, RequestSigner, SealingKey,
+    SealingKeyRing, Token,
 };
 use rand::TryRng;
 use std::net::SocketAddr;
@@ -75,7 +75,7 @@ async fn main() -> Result<(), BoxError> {
             refusal.refusal.status(),
             refusal.refusal.reason()
         );
-    });
+    })?;
     let listener = TcpListener::bind(("127.0.0.1", 0)).await?;
     let base = format!("http://{}", listener.local_addr()?);
     let (stop, stopped) = oneshot::channel::<()>();
@@ -90,7 +90,7 @@ async fn main() -> Result<(), BoxError> {
         .await
     });
 
-    let signer = RequestSigner::for_token(&KeyFormat::default(), signing.expose_secret())?;
+    let signer = RequestSigner::for_token(signing.expose_secret())?;
     let signed = signer.sign(WITHDRAWAL.as_bytes());
     println!("Listening on {base}. Try:");
     println!(
