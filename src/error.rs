@@ -47,7 +47,11 @@ pub enum Rejection {
     /// [`detail`](Self::detail); the HTTP mapping and
     /// [`as_str`](Self::as_str) are the same whatever the reason.
     OriginNotAllowed(OriginRefusal),
-    /// The request's address is not in the key's IP allow-list.
+    /// The request's address is not in the key's IP allow-list — or the
+    /// host passed no address at all
+    /// ([`RequestContext::peer_ip`](crate::RequestContext::peer_ip) is
+    /// `None`, e.g. axum served without `ConnectInfo`), which refuses every
+    /// key that has a list.
     IpNotAllowed,
     /// A signing key was presented as a bearer token; its secret must never
     /// travel on the wire.

@@ -67,14 +67,21 @@ async fn main() -> Result<(), BoxError> {
         .token;
 
     let app = axum_app::app_with_refusal_hook(Arc::clone(&keys), |refusal| {
-        // Reasons, never header values: safe to log.
+        // Reasons and public key ids, never header values: safe to log.
         eprintln!(
-            "refused {} {} -> {} ({})",
+            "refused {} {} -> {} ({}) key {:?}",
             refusal.method,
             refusal.path,
             refusal.refusal.status(),
-            refusal.refusal.reason()
+            refusal.refusal.reason(),
+            refusal.key_id.map(|id| id.to_string()),
         );
+        // A 500: the store's cause is in the error's source() chain.
+        let mut cause = refusal.refusal.error().map(|e| e as &dyn std::error::Error);
+        while let Some(e) = cause {
+            eprintln!("  caused by: {e}");
+            cause = e.source();
+        }
     })?;
     let listener = TcpListener::bind(("127.0.0.1", 0)).await?;
     let base = format!("http://{}", listener.local_addr()?);
