@@ -534,7 +534,7 @@ impl DomainPattern {
         if ascii.len() > MAX_NAME_LEN {
             return Err(DomainError::TooLong { entry: err_entry() });
         }
-        if ascii.is_empty() || !ascii.split('.').all(is_ldh_label) {
+        if !is_ldh_name(&ascii) {
             return Err(DomainError::InvalidName { entry: err_entry() });
         }
         if ascii.bytes().any(|b| b.is_ascii_uppercase()) {
@@ -970,6 +970,16 @@ mod tests {
         let max_label = format!("{}.com", "a".repeat(63));
         let long_name = format!("{}com", "abcdefghi.".repeat(26));
         let huge = "a".repeat(MAX_ENTRY_LEN + 1);
+        // Exactly 253 characters (three 63-character labels, 57 + 4 more) and 254.
+        let l63 = "a".repeat(63);
+        let name_253 = format!("{l63}.{l63}.{l63}.{}.com", "b".repeat(57));
+        let name_254 = format!("{l63}.{l63}.{l63}.{}.com", "b".repeat(58));
+        assert_eq!((name_253.len(), name_254.len()), (253, 254));
+        let wild_253 = format!("*.{name_253}");
+        let wild_254 = format!("*.{name_254}");
+        // Surrounding whitespace counts towards MAX_ENTRY_LEN.
+        let padded = |len: usize| format!("example.com{}", " ".repeat(len - "example.com".len()));
+        let (padded_max, padded_over) = (padded(MAX_ENTRY_LEN), padded(MAX_ENTRY_LEN + 1));
         #[rustfmt::skip]
         let rows: Vec<(&str, Result<&str, &str>, &str)> = vec![
             ("example.com", Ok("example.com"), "plain domain"),
@@ -1015,6 +1025,12 @@ mod tests {
             ("foo.localhost", Err("Localhost"), "below localhost"),
             ("*.localhost", Err("Localhost"), "wildcard below localhost"),
             ("localhost.localdomain", Err("Localhost"), "localhost alias"),
+            ("a.localhost.localdomain", Err("Localhost"), "below the localhost alias"),
+            ("localhost6.localdomain6", Err("Localhost"), "IPv6 localhost alias"),
+            ("LOCALHOST6.localdomain6.", Err("Localhost"), "IPv6 localhost alias, upper-case, trailing dot"),
+            ("localhost.localdomain.example", Ok("localhost.localdomain.example"), "alias as a left label is an ordinary name"),
+            ("localhost:8080", Err("HasPort"), "single-label host with a port"),
+            ("intranet:443", Err("HasPort"), "single-label name with a port"),
             ("ｌｏｃａｌｈｏｓｔ", Err("Localhost"), "full-width localhost maps to localhost"),
             ("com", Err("TooFewLabels"), "single label"),
             ("intranet", Err("TooFewLabels"), "single label"),
@@ -1037,7 +1053,13 @@ mod tests {
             (&max_label, Ok(&max_label), "63-character label"),
             (&long_label, Err("InvalidName"), "64-character label"),
             (&long_name, Err("TooLong"), "name over 253 characters"),
+            (&name_253, Ok(&name_253), "name of exactly 253 characters"),
+            (&name_254, Err("TooLong"), "name of 254 characters"),
+            (&wild_253, Ok(&wild_253), "wildcard over a 253-character name"),
+            (&wild_254, Err("TooLong"), "wildcard over a 254-character name"),
             (&huge, Err("TooLong"), "entry over MAX_ENTRY_LEN"),
+            (&padded_max, Ok("example.com"), "entry of exactly MAX_ENTRY_LEN bytes with whitespace"),
+            (&padded_over, Err("TooLong"), "entry of MAX_ENTRY_LEN + 1 bytes with whitespace"),
         ];
         for (entry, expected, why) in rows {
             let got = DomainPattern::parse(entry);
@@ -1045,6 +1067,7 @@ mod tests {
                 (Ok(p), Ok(canonical)) => {
                     assert_eq!(p.as_str(), canonical, "{entry:?}: {why}");
                     assert_eq!(p.to_string(), canonical, "{entry:?}: {why}");
+                    assert_eq!(AsRef::<str>::as_ref(p), canonical, "{entry:?}: {why}");
                     assert_eq!(p.is_wildcard(), canonical.starts_with("*."), "{why}");
                     // Canonical form is a fixed point.
                     assert_eq!(DomainPattern::parse(canonical).as_ref(), Ok(p), "{why}");
@@ -1129,10 +1152,36 @@ mod tests {
             ("1.2.3.example.com", false, true, "numeric labels fine when not last"),
             ("", false, false, "empty host"),
         ];
+        let exact_only = DomainAllowList::from_patterns([exact.clone()]);
+        let wild_only = DomainAllowList::from_patterns([wild.clone()]);
+        let both = DomainAllowList::from_patterns([exact.clone(), wild.clone()]);
         for (host, e, w, why) in rows {
             assert_eq!(exact.matches_host(host), e, "exact {host:?}: {why}");
             assert_eq!(wild.matches_host(host), w, "wildcard {host:?}: {why}");
+            assert_eq!(
+                exact_only.matches_host(host),
+                e,
+                "list [exact] {host:?}: {why}"
+            );
+            assert_eq!(
+                wild_only.matches_host(host),
+                w,
+                "list [wildcard] {host:?}: {why}"
+            );
+            assert_eq!(
+                both.matches_host(host),
+                e || w,
+                "list [both] {host:?}: {why}"
+            );
         }
+        // The wildcard matcher needs a label in front of the suffix by itself,
+        // whatever its callers checked: the suffix alone never matches.
+        assert!(!wild.matches_valid_host(".example.com"));
+        assert!(!wild.matches_valid_host(".EXAMPLE.COM"));
+        assert!(wild.matches_valid_host("a.example.com"));
+        assert!(!exact.matches_valid_host(".example.com"));
+        // An empty list matches no host (`check` treats it as no restriction).
+        assert!(!DomainAllowList::default().matches_host("example.com"));
     }
 
     fn s(v: &str) -> HeaderField<'_> {

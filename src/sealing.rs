@@ -506,6 +506,78 @@ mod tests {
         assert_eq!(plain, SECRET);
     }
 
+    /// `unseal` is exactly the documented AEAD opening, at every ciphertext length:
+    /// blobs shorter than the tag are refused, and a blob of exactly the tag's length
+    /// (an authentic seal of the empty secret, which `seal` itself never produces) opens
+    /// to the empty secret, as the reference decryption says. Blobs sealed by another
+    /// implementation of the format must open the same way.
+    #[test]
+    fn unseal_agrees_with_reference_aead_at_every_length() {
+        let ring = ring_v1();
+        let cipher = XChaCha20Poly1305::new_from_slice(&KEY_1).unwrap();
+        let mut aad = SEAL_LABEL.to_vec();
+        aad.extend_from_slice(&1u32.to_be_bytes());
+        aad.extend_from_slice(KEY_ID);
+        let nonce = [0x5a; SEALED_NONCE_LEN];
+        for plain_len in 0..=SECRET.len() {
+            let plain = &SECRET[..plain_len];
+            let full = cipher
+                .encrypt(
+                    &XNonce::from(nonce),
+                    Payload {
+                        msg: plain,
+                        aad: &aad,
+                    },
+                )
+                .unwrap();
+            assert_eq!(full.len(), plain_len + SEALED_TAG_LEN);
+            // The whole blob, and every truncation of it.
+            for cut in 0..=full.len() {
+                let sealed = SealedSecret {
+                    key_version: 1,
+                    nonce,
+                    ciphertext: full[..cut].to_vec(),
+                };
+                let reference = cipher
+                    .decrypt(
+                        &XNonce::from(nonce),
+                        Payload {
+                            msg: &sealed.ciphertext,
+                            aad: &aad,
+                        },
+                    )
+                    .ok();
+                let got = ring.unseal(KEY_ID, &sealed);
+                match (&reference, &got) {
+                    (Some(want), Ok(opened)) => assert_eq!(opened.as_slice(), want.as_slice()),
+                    (None, Err(SealingError::Unseal)) => {}
+                    _ => panic!(
+                        "plaintext {plain_len} bytes cut to {cut}: reference {reference:?}, \
+                         unseal {got:?}"
+                    ),
+                }
+                assert_eq!(reference.is_some(), cut == full.len());
+            }
+        }
+        // The boundary itself: a 16-byte authentic blob opens to the empty secret.
+        let empty = cipher
+            .encrypt(
+                &XNonce::from(nonce),
+                Payload {
+                    msg: b"",
+                    aad: &aad,
+                },
+            )
+            .unwrap();
+        assert_eq!(empty.len(), SEALED_TAG_LEN);
+        let sealed = SealedSecret {
+            key_version: 1,
+            nonce,
+            ciphertext: empty,
+        };
+        assert!(ring.unseal(KEY_ID, &sealed).unwrap().is_empty());
+    }
+
     #[test]
     fn wrong_aad_fails() {
         let ring = ring_v1();

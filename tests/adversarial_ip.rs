@@ -10,7 +10,9 @@
     reason = "test code: a failed expectation should panic"
 )]
 use HeaderField::{Absent, Repeated};
-use api_keys::ip::{ForwardedError, MAX_LIST_LEN, ProxyHeader, TrustedProxies, client_ip};
+use api_keys::ip::{
+    ForwardedError, IpNet, MAX_FORWARDED_LEN, MAX_LIST_LEN, ProxyHeader, TrustedProxies, client_ip,
+};
 use api_keys::{
     Actor, HeaderField, IpAllowList, KeyManager, MemoryKeyStore, NewKey, OwnerId, Rejection,
     RequestContext,
@@ -26,6 +28,14 @@ fn ip(s: &str) -> IpAddr {
 fn list_text_table() {
     let too_long = format!("{}1.2.3.4", "1.2.3.4,".repeat(MAX_LIST_LEN / 8));
     let entry_65 = "1".repeat(65);
+    // The longest valid entry has 49 bytes; entries over 64 bytes are refused
+    // before they are examined. Padded with an inner space, an entry of 64
+    // bytes is examined (Whitespace) and one of 65 is not (InvalidAddress).
+    let spaced = |len: usize| format!("192.0.2.7 {}", "x".repeat(len - 10));
+    let (spaced_63, spaced_64, spaced_65) = (spaced(63), spaced(64), spaced(65));
+    // A list of exactly MAX_LIST_LEN bytes is parsed; one byte more is not.
+    let pad = |len: usize| format!("192.0.2.7{}", " ".repeat(len - 9));
+    let (list_max, list_over) = (pad(MAX_LIST_LEN), pad(MAX_LIST_LEN + 1));
     #[rustfmt::skip]
     let rows: Vec<(&str, Result<&str, &str>, &str)> = vec![
         // text, Ok(canonical display) or Err(error kind), why
@@ -82,6 +92,26 @@ fn list_text_table() {
         ("[::1]", Err("Brackets"), "bracketed IPv6"),
         ("[2001:db8::1]:443", Err("Brackets"), "bracketed IPv6 with port"),
         ("192.0.2.7:443", Err("Port"), "IPv4 with port"),
+        ("255.255.255.255:65535", Err("Port"), "broadcast with the highest port"),
+        ("0.0.0.0:0", Err("Port"), "unspecified with port zero"),
+        // "Has a port" is said only of a strict dotted quad followed by one
+        // colon; anything else before the colon is not an address at all.
+        ("example.com:443", Err("InvalidAddress"), "host name with port"),
+        ("192.0.2.7:443:1", Err("InvalidAddress"), "two colons after a quad"),
+        ("256.0.0.1:443", Err("InvalidAddress"), "octet over 255 with port"),
+        ("1000.0.0.1:443", Err("InvalidAddress"), "four-digit octet with port"),
+        ("01.2.3.4:443", Err("InvalidAddress"), "leading zero octet with port"),
+        ("1.2.3.00:443", Err("InvalidAddress"), "double zero octet with port"),
+        ("1a.2.3.4:443", Err("InvalidAddress"), "hex digit in an octet with port"),
+        ("a.b.c.d:443", Err("InvalidAddress"), "letters with port"),
+        ("x.1.2.3:443", Err("InvalidAddress"), "one letter octet with port"),
+        ("1.2.3:443", Err("InvalidAddress"), "three octets with port"),
+        ("1.2.3.4.5:443", Err("InvalidAddress"), "five octets with port"),
+        (".1.2.3:443", Err("InvalidAddress"), "empty octet with port"),
+        ("+1.2.3.4:443", Err("InvalidAddress"), "signed octet with port"),
+        (&spaced_63, Err("Whitespace"), "63-byte entry is examined"),
+        (&spaced_64, Err("Whitespace"), "64-byte entry is examined"),
+        (&spaced_65, Err("InvalidAddress"), "65-byte entry is refused unexamined"),
         ("192.0.2.7/24", Err("HostBitsSet"), "host bits set"),
         ("192.0.2.7/0", Err("HostBitsSet"), "host bits set under /0"),
         ("10.0.0.0/1", Err("HostBitsSet"), "10/8 is not inside a /1 boundary"),
@@ -114,6 +144,8 @@ fn list_text_table() {
         (",", Err("EmptyEntry"), "a lone comma"),
         (" , ", Err("EmptyEntry"), "a blank item"),
         (&too_long, Err("ListTooLong"), "over MAX_LIST_LEN"),
+        (&list_max, Ok("192.0.2.7"), "exactly MAX_LIST_LEN bytes"),
+        (&list_over, Err("ListTooLong"), "MAX_LIST_LEN + 1 bytes"),
     ];
     assert!(rows.len() >= 80, "table shrank: {}", rows.len());
     for (text, expected, why) in rows {
@@ -263,6 +295,12 @@ fn client_ip_table() {
     let fwd_only = trusted.clone().with_header(ProxyHeader::Forwarded);
     let nobody = TrustedProxies::none();
     let too_long = "1.2.3.4, ".repeat(1000);
+    // Exactly MAX_FORWARDED_LEN bytes is parsed; one byte more is refused.
+    let pad = |text: &str, len: usize| format!("{text}{}", " ".repeat(len - text.len()));
+    let xff_max = pad("1.2.3.4", MAX_FORWARDED_LEN);
+    let xff_over = pad("1.2.3.4", MAX_FORWARDED_LEN + 1);
+    let fwd_max = pad("for=1.2.3.4", MAX_FORWARDED_LEN);
+    let fwd_over = pad("for=1.2.3.4", MAX_FORWARDED_LEN + 1);
     #[rustfmt::skip]
     let rows: Vec<(&str, &TrustedProxies, HeaderField<'_>, HeaderField<'_>, Result<&str, ForwardedError>, &str)> = vec![
         // peer, trust, X-Forwarded-For, Forwarded, client, why
@@ -314,6 +352,13 @@ fn client_ip_table() {
         ("10.0.0.1", &trusted, s("1.2.3.4,,5.6.7.8"), Absent, Err(E::EmptyElement), "empty element"),
         ("10.0.0.1", &trusted, s(&too_long), Absent, Err(E::TooLong), "over MAX_FORWARDED_LEN"),
         ("10.0.0.1", &trusted, Repeated, Absent, Err(E::Repeated), "repeated XFF"),
+        ("10.0.0.1", &trusted, s(&xff_max), Absent, Ok("1.2.3.4"), "XFF of exactly MAX_FORWARDED_LEN bytes"),
+        ("10.0.0.1", &trusted, s(&xff_over), Absent, Err(E::TooLong), "XFF of MAX_FORWARDED_LEN + 1 bytes"),
+        ("10.0.0.1", &trusted, s("1.2.3.4:_a-b.c_9"), Absent, Ok("1.2.3.4"), "obfuscated port"),
+        ("10.0.0.1", &trusted, s("[2001:db8::9]:_x"), Absent, Ok("2001:db8::9"), "bracketed IPv6 with an obfuscated port"),
+        ("10.0.0.1", &trusted, s("1.2.3.4:_"), Absent, Err(E::Malformed), "obfuscated port with no identifier"),
+        ("10.0.0.1", &trusted, s("[2001:db8::9]:_"), Absent, Err(E::Malformed), "bracketed IPv6, empty obfuscated port"),
+        ("10.0.0.1", &trusted, s("1.2.3.4:_a!b"), Absent, Err(E::Malformed), "obfuscated port with a character outside its alphabet"),
         // Forwarded.
         ("10.0.0.1", &trusted, Absent, s("for=1.2.3.4"), Ok("1.2.3.4"), "Forwarded, one hop"),
         ("10.0.0.1", &trusted, Absent, s("for=\"[::ffff:1.2.3.4]\""), Ok("1.2.3.4"), "Forwarded mapped IPv6, canonicalized"),
@@ -322,6 +367,14 @@ fn client_ip_table() {
         ("10.0.0.1", &trusted, Absent, s("for=\"1.2.3.4,5.6.7.8\""), Err(E::InvalidAddress), "comma inside a quoted value"),
         ("10.0.0.1", &trusted, Absent, s("by=10.0.0.1"), Err(E::MissingFor), "element without for="),
         ("10.0.0.1", &trusted, Absent, Repeated, Err(E::Repeated), "repeated Forwarded"),
+        ("10.0.0.1", &trusted, Absent, s(&fwd_max), Ok("1.2.3.4"), "Forwarded of exactly MAX_FORWARDED_LEN bytes"),
+        ("10.0.0.1", &trusted, Absent, s(&fwd_over), Err(E::TooLong), "Forwarded of MAX_FORWARDED_LEN + 1 bytes"),
+        ("10.0.0.1", &trusted, Absent, s("for:1.2.3.4"), Err(E::Malformed), "colon instead of ="),
+        ("10.0.0.1", &trusted, Absent, s("for"), Err(E::Malformed), "parameter name without a value"),
+        ("10.0.0.1", &trusted, Absent, s("=1.2.3.4"), Err(E::Malformed), "value without a parameter name"),
+        ("10.0.0.1", &trusted, Absent, s("for=1.2.3.4;=x"), Err(E::Malformed), "nameless second pair"),
+        ("10.0.0.1", &trusted, Absent, s("for=\"1.2.3.4:_\""), Err(E::Malformed), "empty obfuscated port"),
+        ("10.0.0.1", &trusted, Absent, s("for=\"1.2.3.4:_x-1\""), Ok("1.2.3.4"), "obfuscated port"),
         // Both headers.
         ("10.0.0.1", &trusted, s("1.2.3.4"), s("for=5.6.7.8"), Err(E::Ambiguous), "both headers from a trusted proxy under Auto"),
         ("10.0.0.1", &trusted, Repeated, s("for=5.6.7.8"), Err(E::Ambiguous), "repeated XFF next to Forwarded"),
@@ -378,4 +431,137 @@ fn spoofed_forwarding_does_not_unlock_an_ip_restricted_key() {
         got.err().and_then(|e| e.rejection()),
         Some(Rejection::IpNotAllowed)
     );
+}
+
+/// `IpNet::contains`, `IpAllowList::contains` and `TrustedProxies::is_trusted`
+/// answer "no" as well as "yes": outside the range, the other address family,
+/// and (for the list forms) an empty list, which contains nothing.
+#[test]
+fn contains_table() {
+    #[rustfmt::skip]
+    let rows: Vec<(&str, &str, bool, &str)> = vec![
+        // network, address, contained, why
+        ("10.0.0.0/8", "10.0.0.0", true, "first address"),
+        ("10.0.0.0/8", "10.255.255.255", true, "last address"),
+        ("10.0.0.0/8", "::ffff:10.1.2.3", true, "IPv4-mapped address is canonicalized"),
+        ("10.0.0.0/8", "11.0.0.0", false, "one past the end"),
+        ("10.0.0.0/8", "9.255.255.255", false, "one before the start"),
+        ("10.0.0.0/8", "::a00:1", false, "IPv4-compatible address is IPv6"),
+        ("192.0.2.7", "192.0.2.7", true, "single address"),
+        ("192.0.2.7", "192.0.2.6", false, "neighbour of a single address"),
+        ("0.0.0.0/0", "203.0.113.9", true, "all of IPv4"),
+        ("0.0.0.0/0", "2001:db8::1", false, "all of IPv4 is no IPv6"),
+        ("::/0", "2001:db8::1", true, "all of IPv6"),
+        ("::/0", "203.0.113.9", false, "all of IPv6 is no IPv4"),
+        ("::/0", "::ffff:203.0.113.9", false, "all of IPv6 is no mapped IPv4"),
+        ("2001:db8::/32", "2001:db8:ffff::1", true, "inside an IPv6 network"),
+        ("2001:db8::/32", "2001:db9::", false, "one past an IPv6 network"),
+        ("::1", "::1", true, "IPv6 single address"),
+        ("::1", "::2", false, "neighbour of an IPv6 single address"),
+    ];
+    for (net, addr, expected, why) in rows {
+        let parsed: IpNet = net.parse().unwrap();
+        let addr = ip(addr);
+        assert_eq!(
+            parsed.contains(addr),
+            expected,
+            "{why}: {net} contains {addr}"
+        );
+        let list = IpAllowList::from_nets([parsed]);
+        assert_eq!(
+            list.contains(addr),
+            expected,
+            "{why}: list {net} contains {addr}"
+        );
+        let proxies = TrustedProxies::new(list);
+        assert_eq!(
+            proxies.is_trusted(addr),
+            expected,
+            "{why}: proxy {net} trusts {addr}"
+        );
+    }
+    // An empty list contains nothing and trusts nobody, though it allows all.
+    for addr in ["203.0.113.9", "2001:db8::1", "::"] {
+        let addr = ip(addr);
+        assert!(!IpAllowList::default().contains(addr), "{addr}");
+        assert!(IpAllowList::default().allows(addr), "{addr}");
+        assert!(!TrustedProxies::none().is_trusted(addr), "{addr}");
+    }
+}
+
+/// Lists built from networks or parsed with `str::parse` are the lists the
+/// text describes: same networks, in order, duplicates removed, enforced.
+#[test]
+fn from_nets_nets_and_from_str() {
+    let nets: Vec<IpNet> = [
+        "2001:db8::/32",
+        "192.0.2.0/24",
+        "::ffff:192.0.2.0/120",
+        "10.0.0.1",
+    ]
+    .iter()
+    .map(|n| n.parse().unwrap())
+    .collect();
+    let list = IpAllowList::from_nets(nets.clone());
+    let shown: Vec<String> = list.nets().iter().map(ToString::to_string).collect();
+    assert_eq!(shown, ["2001:db8::/32", "192.0.2.0/24", "10.0.0.1"]);
+    assert_eq!(list.nets()[0].prefix_len(), 32);
+    assert_eq!(list.nets()[2].addr(), ip("10.0.0.1"));
+    assert!(!list.is_any());
+    assert!(list.allows(ip("192.0.2.9")));
+    assert!(list.allows(ip("10.0.0.1")));
+    assert!(!list.allows(ip("10.0.0.2")));
+    assert!(!list.allows(ip("203.0.113.9")));
+    assert!(IpAllowList::from_nets([]).is_any());
+
+    let text = "2001:db8::/32, 192.0.2.0/24, ::ffff:192.0.2.0/120, 10.0.0.1";
+    let parsed: IpAllowList = text.parse().unwrap();
+    assert_eq!(parsed, list);
+    assert_eq!(parsed, IpAllowList::parse(text).unwrap());
+    assert_eq!(parsed.nets(), list.nets());
+    for (bad, kind) in [
+        ("10.0.0.1/8", "HostBitsSet"),
+        ("1.2.3.4,", "EmptyEntry"),
+        ("1.2.3.4:80", "Port"),
+    ] {
+        let err = bad.parse::<IpAllowList>().unwrap_err();
+        assert_eq!(err.as_str(), kind, "{bad}");
+        assert_eq!(IpAllowList::parse(bad), Err(err), "{bad}");
+    }
+    assert!("".parse::<IpAllowList>().unwrap().is_any());
+}
+
+/// `TrustedProxies` reports what it was built with.
+#[test]
+fn trusted_proxies_accessors() {
+    let list = IpAllowList::parse("10.0.0.0/8, 2001:db8:ffff::/48").unwrap();
+    let trusted = TrustedProxies::new(list.clone());
+    assert_eq!(trusted.proxies(), &list);
+    assert_eq!(trusted.header(), ProxyHeader::Auto);
+    let pinned = trusted.with_header(ProxyHeader::Forwarded);
+    assert_eq!(pinned.header(), ProxyHeader::Forwarded);
+    assert_eq!(pinned.proxies(), &list);
+    let none = TrustedProxies::none();
+    assert!(none.proxies().is_any());
+    assert_eq!(none.header(), ProxyHeader::Auto);
+}
+
+/// Every forwarding-header error is a client error: 400, never a 5xx and
+/// never 401 (the key was not even looked at).
+#[test]
+fn forwarded_errors_are_400() {
+    use ForwardedError as E;
+    for err in [
+        E::Repeated,
+        E::TooLong,
+        E::Malformed,
+        E::EmptyElement,
+        E::InvalidAddress,
+        E::UnknownNode,
+        E::ObfuscatedNode,
+        E::MissingFor,
+        E::Ambiguous,
+    ] {
+        assert_eq!(err.http_status(), 400, "{err:?}");
+    }
 }

@@ -124,6 +124,13 @@ fn single_rows(l: &Long) -> Vec<(&[u8], bool, Result<(), R>, Result<(), R>, &'st
         (b"https://a.localhost:3000", false, Err(R::LocalhostHost), Err(R::LocalhostHost), "below localhost"),
         (b"https://LOCALHOST", false, Err(R::LocalhostHost), Err(R::LocalhostHost), "localhost upper-case"),
         (b"https://localhost.", false, Err(R::Malformed), Err(R::Malformed), "localhost with trailing dot"),
+        (b"https://localhost.localdomain", false, Err(R::LocalhostHost), Err(R::LocalhostHost), "localhost alias"),
+        (b"https://a.localhost.localdomain", false, Err(R::LocalhostHost), Err(R::LocalhostHost), "below the localhost alias"),
+        (b"https://localhost6.localdomain6:8443", false, Err(R::LocalhostHost), Err(R::LocalhostHost), "IPv6 localhost alias"),
+        // A bad host is Malformed whatever the scheme policy says.
+        (b"http://example.com.", false, Err(R::Malformed), Err(R::Malformed), "trailing dot under plain http"),
+        (b"http://:8080", false, Err(R::Malformed), Err(R::Malformed), "empty host under plain http"),
+        (b"http://", false, Err(R::Malformed), Err(R::Malformed), "no host under plain http"),
         // IDN
         (b"https://ex\xc3\xa4mple.com", false, Err(R::Malformed), Err(R::Malformed), "raw UTF-8 host (browsers send A-labels)"),
         (b"https://\xd0\xb5xample.com", false, Err(R::Malformed), Err(R::Malformed), "Cyrillic look-alike, raw UTF-8"),

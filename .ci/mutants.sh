@@ -1,0 +1,157 @@
+#!/usr/bin/env bash
+# Mutation testing of the security core (issue 17), with cargo-mutants 27.x.
+#
+# Too slow for .ci/run (about 15 s per mutant on 2 cores, several hundred
+# mutants); run it by hand or on a schedule. It must pass whenever it is run.
+#
+# Usage:
+#   .ci/mutants.sh [--full] [FILE...]
+#
+#   FILE    one or more files of the table below (src/ip.rs ...); default: all.
+#   --full  test each mutant against the whole suite (`cargo test
+#           --all-features`) instead of the file's own test targets. Use it to
+#           confirm a survivor before acting on it.
+#
+# Environment:
+#   MUTANTS_WORK         scratch directory (default: target/mutants-work). The
+#                        working tree (tracked and untracked, not ignored files)
+#                        is copied to $MUTANTS_WORK/tree and mutated there in
+#                        place, with a persistent target directory beside it, so
+#                        your checkout is never modified and later runs are warm.
+#   MUTANTS_OUT          where each file's results go (default: mutants.out/);
+#                        $MUTANTS_OUT/<name>/mutants.out/{caught,missed,...}.txt
+#   MUTANTS_MIN_TIMEOUT  minimum test timeout in seconds (default 120).
+#   MUTANTS_NICE         niceness of the cargo-mutants process (default 19).
+#
+# Equivalent mutants (changing nothing observable) are excluded, one regex and
+# one justification each, in .cargo/mutants.toml (`exclude_re`). Every other
+# mutant must be caught: the script exits non-zero if any survives ("missed"),
+# if a baseline fails, or if cargo-mutants fails otherwise. Timeouts (a mutant
+# that makes a test hang, e.g. a parser that stops advancing) are reported but
+# count as detected.
+#
+# Prints caught / missed / unviable / timeout / excluded per file.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+repo=$(pwd)
+
+# File → the test targets that exercise it, given to every cargo command of
+# the run (cargo-mutants --cargo-arg), so each mutant builds and runs only
+# those. Later passes over the issue's list only add rows or targets here.
+declare -A TARGETS=(
+    [src/engine.rs]="--lib --test=lifecycle --test=verify --test=signing --test=faults"
+    [src/signed.rs]="--lib --test=signing --test=adversarial_signatures --test=http_e2e"
+    [src/hash.rs]="--lib --test=verify --test=lifecycle --test=adversarial_tokens"
+    [src/token.rs]="--lib --test=token --test=adversarial_tokens --test=verify"
+    [src/secret.rs]="--lib --test=token --test=lifecycle --test=no_leaks"
+    [src/base62.rs]="--lib --test=token --test=adversarial_tokens"
+    [src/origin.rs]="--lib --test=adversarial_origin --test=verify"
+    [src/ip.rs]="--lib --test=adversarial_ip --test=verify"
+    [src/signing.rs]="--lib --test=signing --test=adversarial_signatures"
+    [src/sealing.rs]="--lib --test=signing --test=adversarial_signatures"
+    [src/replay.rs]="--lib --test=signing --test=adversarial_signatures"
+    [src/manager.rs]="--lib --test=lifecycle --test=verify --test=faults --test=concurrency"
+    [src/store/memory.rs]="--lib --test=conformance --test=lifecycle --test=concurrency"
+)
+ORDER=(
+    src/engine.rs src/signed.rs src/hash.rs src/token.rs src/secret.rs
+    src/base62.rs src/origin.rs src/ip.rs src/signing.rs src/sealing.rs
+    src/replay.rs src/manager.rs src/store/memory.rs
+)
+
+full=0
+files=()
+for arg in "$@"; do
+    case "$arg" in
+        --full) full=1 ;;
+        -h | --help)
+            sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//'
+            exit 0
+            ;;
+        *)
+            if [[ -z "${TARGETS[$arg]+x}" ]]; then
+                echo "mutants.sh: $arg is not in the table (${ORDER[*]})" >&2
+                exit 1
+            fi
+            files+=("$arg")
+            ;;
+    esac
+done
+[[ ${#files[@]} -gt 0 ]] || files=("${ORDER[@]}")
+
+if ! cargo mutants --version >/dev/null 2>&1; then
+    echo "mutants.sh: cargo-mutants is missing: cargo install --locked cargo-mutants" >&2
+    exit 1
+fi
+
+work=${MUTANTS_WORK:-$repo/target/mutants-work}
+out=${MUTANTS_OUT:-$repo/mutants.out}
+min_timeout=${MUTANTS_MIN_TIMEOUT:-120}
+niceness=${MUTANTS_NICE:-19}
+mkdir -p "$work" "$out"
+work=$(cd "$work" && pwd)
+out=$(cd "$out" && pwd)
+
+# Fresh copy of the working tree (including uncommitted changes); the target
+# directory survives between runs.
+rm -rf "$work/tree"
+mkdir -p "$work/tree"
+git ls-files -z --cached --others --exclude-standard |
+    while IFS= read -r -d '' f; do [[ -e "$f" ]] && printf '%s\0' "$f"; done |
+    tar --null -T - -cf - | tar -xf - -C "$work/tree"
+export CARGO_TARGET_DIR="$work/target"
+export CARGO_TERM_COLOR=never
+
+count() { if [[ -f "$1" ]]; then grep -c . "$1" || true; else echo 0; fi; }
+
+failed=0
+rows=()
+for file in "${files[@]}"; do
+    name=${file#src/}
+    name=${name%.rs}
+    name=${name//\//-}
+    dest="$out/$name"
+    rm -rf "$dest"
+    # The targets go to every cargo command (--cargo-arg), so each mutant
+    # builds only them, not the whole suite and the examples.
+    cargo_args=()
+    what="${TARGETS[$file]}"
+    if [[ $full -eq 1 ]]; then
+        what="(whole suite)"
+    else
+        for t in ${TARGETS[$file]}; do cargo_args+=("--cargo-arg=$t"); done
+    fi
+    echo "=== $file: cargo test --all-features $what"
+    rc=0
+    (cd "$work/tree" && nice -n "$niceness" cargo mutants --in-place --all-features \
+        --minimum-test-timeout "$min_timeout" -f "$file" --output "$dest" \
+        ${cargo_args[@]+"${cargo_args[@]}"}) || rc=$?
+    res="$dest/mutants.out"
+    caught=$(count "$res/caught.txt")
+    missed=$(count "$res/missed.txt")
+    unviable=$(count "$res/unviable.txt")
+    timeout=$(count "$res/timeout.txt")
+    # Mutants excluded as equivalent: listed without the config, not with it.
+    all=$(cd "$work/tree" && cargo mutants --list --no-config -f "$file" | grep -c . || true)
+    kept=$(cd "$work/tree" && cargo mutants --list -f "$file" | grep -c . || true)
+    excluded=$((all - kept))
+    status=ok
+    # 0: all caught; 3: some timeouts, none missed. Anything else fails.
+    if [[ $rc -ne 0 && $rc -ne 3 ]] || [[ $missed -ne 0 ]]; then
+        status=FAIL
+        failed=1
+        if [[ -s "$res/missed.txt" ]]; then
+            echo "--- survivors in $file:"
+            cat "$res/missed.txt"
+        fi
+    fi
+    rows+=("$(printf '%-20s %7s %7s %9s %8s %9s %6s  %s' \
+        "$file" "$caught" "$missed" "$unviable" "$timeout" "$excluded" "$all" "$status")")
+done
+
+echo
+printf '%-20s %7s %7s %9s %8s %9s %6s  %s\n' \
+    file caught missed unviable timeout excluded total status
+printf '%s\n' "${rows[@]}"
+echo "(results: $out/<file>/mutants.out/; exclusions: .cargo/mutants.toml)"
+exit "$failed"
