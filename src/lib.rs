@@ -2,6 +2,8 @@
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
 mod base62;
+#[cfg(feature = "cache")]
+pub mod cache;
 mod clock;
 mod engine;
 mod environment;
@@ -9,6 +11,7 @@ mod error;
 mod events;
 #[cfg(any(test, feature = "test-util"))]
 mod failing_rng;
+mod feed;
 mod hash;
 pub mod ip;
 mod manager;
@@ -25,15 +28,18 @@ mod store;
 #[cfg(feature = "test-util")]
 pub mod testing;
 mod token;
+mod wait;
+pub mod write_behind;
 
 // The public interface, in one place.
+pub use clock::{Clock, MonotonicClock, SystemClock, SystemMonotonicClock};
 #[cfg(any(test, feature = "test-util"))]
-pub use clock::ManualClock;
-pub use clock::{Clock, SystemClock};
+pub use clock::{ManualClock, ManualMonotonicClock};
 pub use engine::{DEFAULT_KEY_NAME, Engine, KeyUpdate, NewKey, RollOptions};
 pub use environment::{Environment, KeyKind, ParseNameError};
 pub use error::{ConfigError, Error, Field, Rejection, StoreError, StoreErrorKind, VerifyError};
 pub use events::{EventKind, EventSink, KeyEvent};
+pub use feed::{Change, ChangeFeed, ChangeNotifications, ChangePage};
 pub use hash::{Pepper, SecretHash};
 pub use ip::{IpAllowList, IpListError};
 pub use manager::{CreatedKey, KeyManager, KeyManagerBuilder, RolledKey};
@@ -60,4 +66,7 @@ pub use time;
 pub use token::{
     CHECKSUM_CHARS, KEY_ID_BYTES, KEY_ID_CHARS, KeyFormat, KeyFormatBuilder, KeyId, MAX_PREFIX_LEN,
     NewToken, PresentedKey,
+};
+pub use write_behind::{
+    FlushFailure, Flusher, ShutdownReport, WriteBehindConfig, WriteBehindStats, WriteBehindStore,
 };

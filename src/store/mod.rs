@@ -20,7 +20,7 @@
 //! Every implementation should pass the conformance suite in
 //! [`testing`](crate::testing) (feature `test-util`).
 
-mod memory;
+pub(crate) mod memory;
 #[cfg(feature = "postgres")]
 mod postgres;
 
@@ -243,6 +243,27 @@ pub trait KeyStore: Send + Sync {
     ///
     /// `NotFound`, `Backend`.
     fn touch(&self, id: &KeyId, at: UtcDateTime) -> Result<(), StoreError>;
+
+    /// Moves `last_used_at` forward for many keys: each pair as
+    /// [`touch`](Self::touch), except that an id the store does not hold is
+    /// skipped (a batch is not refused for one key). Never moves a value
+    /// backwards. The default loops over `touch`; a database store should
+    /// override it with one statement per batch (what
+    /// [`WriteBehindStore`](crate::WriteBehindStore) calls).
+    ///
+    /// # Errors
+    ///
+    /// `Backend`. Some pairs may have been written when it fails; writing
+    /// them again is harmless.
+    fn touch_many(&self, touches: &[(KeyId, UtcDateTime)]) -> Result<(), StoreError> {
+        for (id, at) in touches {
+            match self.touch(id, *at) {
+                Err(e) if e.kind() != StoreErrorKind::NotFound => return Err(e),
+                _ => {}
+            }
+        }
+        Ok(())
+    }
 }
 
 /// The same operations as [`KeyStore`] for stores that do I/O. Implementors
@@ -283,6 +304,22 @@ pub trait AsyncKeyStore: Send + Sync {
         id: &KeyId,
         at: UtcDateTime,
     ) -> impl Future<Output = Result<(), StoreError>> + Send;
+    /// See [`KeyStore::touch_many`]; the default awaits `touch` for each
+    /// pair in turn.
+    fn touch_many(
+        &self,
+        touches: &[(KeyId, UtcDateTime)],
+    ) -> impl Future<Output = Result<(), StoreError>> + Send {
+        async move {
+            for (id, at) in touches {
+                match self.touch(id, *at).await {
+                    Err(e) if e.kind() != StoreErrorKind::NotFound => return Err(e),
+                    _ => {}
+                }
+            }
+            Ok(())
+        }
+    }
 }
 
 impl<T: KeyStore + ?Sized> KeyStore for Arc<T> {
@@ -308,6 +345,9 @@ impl<T: KeyStore + ?Sized> KeyStore for Arc<T> {
     }
     fn touch(&self, id: &KeyId, at: UtcDateTime) -> Result<(), StoreError> {
         (**self).touch(id, at)
+    }
+    fn touch_many(&self, touches: &[(KeyId, UtcDateTime)]) -> Result<(), StoreError> {
+        (**self).touch_many(touches)
     }
 }
 
@@ -348,6 +388,12 @@ impl<T: AsyncKeyStore + ?Sized> AsyncKeyStore for Arc<T> {
         at: UtcDateTime,
     ) -> impl Future<Output = Result<(), StoreError>> + Send {
         (**self).touch(id, at)
+    }
+    fn touch_many(
+        &self,
+        touches: &[(KeyId, UtcDateTime)],
+    ) -> impl Future<Output = Result<(), StoreError>> + Send {
+        (**self).touch_many(touches)
     }
 }
 
@@ -393,6 +439,12 @@ impl<S: KeyStore + ?Sized> AsyncKeyStore for Ready<'_, S> {
         at: UtcDateTime,
     ) -> impl Future<Output = Result<(), StoreError>> + Send {
         core::future::ready(self.0.touch(id, at))
+    }
+    fn touch_many(
+        &self,
+        touches: &[(KeyId, UtcDateTime)],
+    ) -> impl Future<Output = Result<(), StoreError>> + Send {
+        core::future::ready(self.0.touch_many(touches))
     }
 }
 
