@@ -566,16 +566,10 @@ impl<S: AsyncKeyStore> AsyncKeyStore for CachedKeyStore<S> {
     /// Writes through, and moves the cached record's `last_used_at` (also
     /// when the store failed: it is a hint, and a failing database should
     /// not get a write on every request).
-    fn touch(
-        &self,
-        id: &KeyId,
-        at: UtcDateTime,
-    ) -> impl Future<Output = Result<(), StoreError>> + Send {
-        async move {
-            let result = self.store.touch(id, at).await;
-            self.shared.touched(id, at);
-            result
-        }
+    async fn touch(&self, id: &KeyId, at: UtcDateTime) -> Result<(), StoreError> {
+        let result = self.store.touch(id, at).await;
+        self.shared.touched(id, at);
+        result
     }
     fn touch_many(
         &self,
