@@ -618,3 +618,115 @@ fn the_configuration_is_checked() {
     }
     let _ = StoreErrorKind::Backend;
 }
+
+#[tokio::test]
+async fn max_staleness_sets_the_bound() {
+    let bound = Duration::from_secs(3);
+    let mut s = servers_with(
+        MemoryKeyStore::new(),
+        CacheConfig::default().max_staleness(bound),
+    );
+    let (id, token) = create(&s, "k").await;
+    s.follower.poll().await.unwrap();
+    verify_on(&s.b, &token).await.unwrap();
+    s.a.revoke_async(&Actor::system(), &id).await.unwrap();
+    s.clock.advance(bound - NS);
+    verify_on(&s.b, &token).await.unwrap();
+    s.clock.advance(NS);
+    assert_eq!(rejection(verify_on(&s.b, &token).await), Rejection::Revoked);
+}
+
+#[tokio::test]
+async fn a_poll_reads_page_after_page_to_the_end() {
+    let mut s = servers_with(MemoryKeyStore::new(), CacheConfig::default().page_size(2));
+    let (id, token) = create(&s, "k").await;
+    s.follower.poll().await.unwrap();
+    verify_on(&s.b, &token).await.unwrap();
+    for i in 0..5 {
+        create(&s, &format!("n{i}")).await;
+    }
+    s.a.revoke_async(&Actor::system(), &id).await.unwrap();
+    let r = s.follower.poll().await.unwrap();
+    assert!(r.confirmed);
+    assert_eq!(r.changes, 6);
+    assert_eq!(rejection(verify_on(&s.b, &token).await), Rejection::Revoked);
+}
+
+#[tokio::test(start_paused = true)]
+async fn the_follower_polls_at_its_interval() {
+    let config = CacheConfig::default()
+        .max_staleness(Duration::from_secs(60))
+        .poll_interval(Duration::from_secs(20));
+    let s = servers_with(MemoryKeyStore::new(), config);
+    let (id, token) = create(&s, "k").await;
+    let follower = tokio::spawn(s.follower.run(tokio::time::sleep));
+    tokio::time::sleep(Duration::from_millis(10)).await;
+    verify_on(&s.b, &token).await.unwrap();
+    s.a.revoke_async(&Actor::system(), &id).await.unwrap();
+    tokio::time::sleep(Duration::from_secs(19)).await;
+    verify_on(&s.b, &token).await.unwrap(); // not polled yet
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(rejection(verify_on(&s.b, &token).await), Rejection::Revoked);
+    follower.abort();
+}
+
+/// Notifications rung by hand; `Err` when `broken`.
+struct Bell {
+    ring: Arc<Notify>,
+    broken: Arc<AtomicBool>,
+}
+
+impl api_keys::ChangeNotifications for Bell {
+    async fn changed(&mut self) -> Result<(), StoreError> {
+        if self.broken.load(SeqCst) {
+            return Err(StoreError::backend("listener lost"));
+        }
+        self.ring.notified().await;
+        Ok(())
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_notification_triggers_a_read_at_once_and_a_broken_channel_falls_back_to_polls() {
+    let config = CacheConfig::default()
+        .max_staleness(Duration::from_secs(60))
+        .poll_interval(Duration::from_secs(20));
+    let s = servers_with(MemoryKeyStore::new(), config);
+    let (id, token) = create(&s, "k").await;
+    let (id2, token2) = create(&s, "k2").await;
+    let ring = Arc::new(Notify::new());
+    let broken = Arc::new(AtomicBool::new(false));
+    let errors = Arc::new(AtomicUsize::new(0));
+    let seen = Arc::clone(&errors);
+    let bell = Bell {
+        ring: Arc::clone(&ring),
+        broken: Arc::clone(&broken),
+    };
+    let follower = tokio::spawn(
+        s.follower
+            .on_error(move |_| {
+                seen.fetch_add(1, SeqCst);
+            })
+            .run_with_notifications(bell, tokio::time::sleep),
+    );
+    tokio::time::sleep(Duration::from_millis(10)).await;
+    verify_on(&s.b, &token).await.unwrap();
+    verify_on(&s.b, &token2).await.unwrap();
+    s.a.revoke_async(&Actor::system(), &id).await.unwrap();
+    ring.notify_one();
+    tokio::time::sleep(Duration::from_millis(1)).await;
+    assert_eq!(rejection(verify_on(&s.b, &token).await), Rejection::Revoked);
+
+    // The channel breaks: reported, and the regular polls carry on.
+    broken.store(true, SeqCst);
+    tokio::time::sleep(Duration::from_secs(21)).await;
+    assert!(errors.load(SeqCst) >= 1);
+    s.a.revoke_async(&Actor::system(), &id2).await.unwrap();
+    tokio::time::sleep(Duration::from_secs(41)).await;
+    assert_eq!(
+        rejection(verify_on(&s.b, &token2).await),
+        Rejection::Revoked
+    );
+    assert!(s.b.store().is_confirmed());
+    follower.abort();
+}
