@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
-# A throwaway PostgreSQL cluster for the PostgresKeyStore tests.
+# A throwaway PostgreSQL cluster for the PostgresKeyStore tests (tests/sql_stores.rs).
 #
 #   eval "$(.ci/postgres.sh start)"   # install if needed, create, start; sets
-#                                     # API_KEYS_TEST_DATABASE_URL and API_KEYS_PG_DIR
-#   cargo test --all-features --test postgres
+#                                     # API_KEYS_TEST_POSTGRES_URL and API_KEYS_PG_DIR
+#   cargo test --all-features --test sql_stores
 #   .ci/postgres.sh stop              # stop and delete it ($API_KEYS_PG_DIR, or a dir argument)
 #
 # `start` prints only `export ...` lines on stdout (everything else goes to
@@ -142,7 +142,7 @@ start() {
     trap - EXIT
     log "ready; stop it with: .ci/postgres.sh stop"
     printf 'export API_KEYS_PG_DIR=%q\n' "$dir"
-    printf 'export API_KEYS_TEST_DATABASE_URL=%q\n' \
+    printf 'export API_KEYS_TEST_POSTGRES_URL=%q\n' \
         "postgres://api_keys:$password@127.0.0.1:$port/api_keys_test"
 }
 

@@ -45,7 +45,6 @@ const _: () = assert!(
 /// Equality is constant-time and is the only comparison offered; `Debug`
 /// prints a short fingerprint, never the digest.
 #[derive(Clone, Copy)]
-#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 pub struct SecretHash {
     /// The pepper version used, or `None` when no pepper was configured.
     pub pepper_version: Option<u32>,

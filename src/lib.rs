@@ -25,6 +25,8 @@ mod secret;
 mod signed;
 pub mod signing;
 mod store;
+#[cfg(feature = "serde")]
+mod stored;
 #[cfg(feature = "test-util")]
 pub mod testing;
 mod token;
@@ -42,6 +44,7 @@ pub use events::{EventKind, EventSink, KeyEvent};
 pub use feed::{Change, ChangeFeed, ChangeNotifications, ChangePage};
 pub use hash::{Pepper, SecretHash};
 pub use ip::{IpAllowList, IpListError};
+pub use manager::MAX_PAGE_SIZE;
 pub use manager::{CreatedKey, KeyManager, KeyManagerBuilder, RolledKey};
 pub use origin::{DomainAllowList, DomainError, HeaderField, OriginRefusal};
 pub use policy::{DEFAULT_GRACE, Policy};
@@ -57,9 +60,18 @@ pub use signing::{
     HexCase, KEY_HEADER, NONCE_HEADER, RequestHead, RequestSigner, SIGNATURE_HEADER,
     SignatureConfig, SignedHeaders, SigningKey, TIMESTAMP_HEADER,
 };
+#[cfg(feature = "mysql")]
+pub use store::MySqlKeyStore;
 #[cfg(feature = "postgres")]
 pub use store::PostgresKeyStore;
-pub use store::{AsyncKeyStore, KeyStore, MemoryKeyStore, RollPlan, WriteCondition};
+#[cfg(feature = "sqlite")]
+pub use store::SqliteKeyStore;
+pub use store::{
+    AsyncKeyAudit, AsyncKeyStore, KeyAudit, KeyFilter, KeyPage, KeyStore, MemoryKeyStore, RollPlan,
+    WriteCondition,
+};
+#[cfg(feature = "serde")]
+pub use stored::RECORD_FORMAT;
 /// The `time` crate, re-exported: [`UtcDateTime`](time::UtcDateTime) and
 /// [`Duration`](time::Duration) are part of this crate's API.
 pub use time;

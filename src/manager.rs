@@ -20,7 +20,10 @@ use crate::request::{Decision, RequestContext, VerifiedKey};
 use crate::sealing::SealingKeyRing;
 use crate::secret::Token;
 use crate::signed::{SignedRequest, SigningKeyCache};
-use crate::store::{AsyncKeyStore, KeyStore, Ready, WriteCondition, complete_now};
+use crate::store::{
+    AsyncKeyAudit, AsyncKeyStore, KeyAudit, KeyFilter, KeyPage, KeyStore, Ready, WriteCondition,
+    complete_now,
+};
 use crate::token::{KeyFormat, KeyId};
 use rand::TryCryptoRng;
 use std::sync::Arc;
@@ -29,6 +32,9 @@ use time::UtcDateTime;
 /// How many times a status change re-reads and retries after losing a
 /// compare-and-swap race.
 const CAS_ATTEMPTS: usize = 16;
+
+/// The largest page an audit query returns; a larger `limit` is clamped.
+pub const MAX_PAGE_SIZE: usize = 1000;
 
 /// A key just created: the record as stored, and the token — the only time
 /// the secret leaves the crate.
@@ -328,6 +334,35 @@ impl<S> KeyManager<S> {
         let mut keys = store.list_by_owner(owner).await?;
         keys.sort_by(|a, b| a.created_at.cmp(&b.created_at).then(a.id.cmp(&b.id)));
         Ok(keys)
+    }
+
+    /// One page of an audit scan: asks the store for one record more than
+    /// the page holds, so `next` is `None` exactly when the scan is over.
+    async fn scan_in<A: AsyncKeyAudit + ?Sized>(
+        &self,
+        store: &A,
+        filter: KeyFilter,
+        after: Option<KeyId>,
+        limit: usize,
+    ) -> Result<KeyPage, Error> {
+        let limit = limit.clamp(1, MAX_PAGE_SIZE);
+        let mut keys = store.scan(filter, after.as_ref(), limit + 1).await?;
+        // A store that ignores the cursor, the order or the limit would make
+        // a caller loop forever or skip keys: refuse its answer.
+        let ordered = keys.windows(2).all(|w| matches!(w, [a, b] if a.id < b.id));
+        let past_cursor = after.is_none_or(|a| keys.first().is_none_or(|r| r.id > a));
+        if !ordered || !past_cursor || keys.len() > limit + 1 {
+            return Err(Error::Store(StoreError::backend(
+                "the store's audit scan is not in ascending id order after the cursor",
+            )));
+        }
+        let next = if keys.len() > limit {
+            keys.truncate(limit);
+            keys.last().map(|r| r.id)
+        } else {
+            None
+        };
+        Ok(KeyPage { keys, next })
     }
 
     async fn transition_in<A: AsyncKeyStore + ?Sized>(
@@ -635,16 +670,28 @@ macro_rules! both {
         fn $name:ident / $async_name:ident
             ($($arg:ident : $ty:ty),*) -> $out:ty => $impl:ident($($call:expr),*);
     ) => {
-        impl<S: KeyStore> KeyManager<S> {
+        both! {
+            where KeyStore / AsyncKeyStore;
+            $(#[$doc])*
+            fn $name / $async_name ($($arg : $ty),*) -> $out => $impl($($call),*);
+        }
+    };
+    (
+        where $sync:ident / $async:ident;
+        $(#[$doc:meta])*
+        fn $name:ident / $async_name:ident
+            ($($arg:ident : $ty:ty),*) -> $out:ty => $impl:ident($($call:expr),*);
+    ) => {
+        impl<S: $sync> KeyManager<S> {
             $(#[$doc])*
             pub fn $name(&self, $($arg: $ty),*) -> $out {
                 sync(complete_now(self.$impl(&Ready(&self.store), $($call),*)))
             }
         }
-        impl<S: AsyncKeyStore> KeyManager<S> {
+        impl<S: $async> KeyManager<S> {
             $(#[$doc])*
             ///
-            /// (Asynchronous variant, for [`AsyncKeyStore`]s.)
+            #[doc = concat!("(Asynchronous variant, for [`", stringify!($async), "`]s.)")]
             pub async fn $async_name(&self, $($arg: $ty),*) -> $out {
                 self.$impl(&self.store, $($call),*).await
             }
@@ -695,6 +742,76 @@ both! {
     ///
     /// [`Error::Store`].
     fn list / list_async(owner: &OwnerId) -> Result<Vec<Arc<KeyRecord>>, Error> => list_in(owner);
+}
+
+both! {
+    where KeyAudit / AsyncKeyAudit;
+    /// Every key of every owner, revoked ones included, one page at a time
+    /// in ascending key-id order: pass `None` for the first page, then the
+    /// previous page's [`next`](KeyPage::next) until it is `None`. `limit`
+    /// is clamped to 1..=[`MAX_PAGE_SIZE`]. A key created during the scan
+    /// may or may not be listed; every other key is listed exactly once.
+    ///
+    /// ```
+    /// use api_keys::{Actor, KeyManager, MemoryKeyStore, NewKey, OwnerId};
+    /// let keys = KeyManager::new(MemoryKeyStore::new());
+    /// for owner in ["acct_1", "acct_2", "acct_3"] {
+    ///     keys.create(&Actor::system(), NewKey::secret(OwnerId::new(owner)?, "main"))?;
+    /// }
+    /// let (mut seen, mut after) = (0, None);
+    /// loop {
+    ///     let page = keys.list_all(after, 2)?;
+    ///     seen += page.keys.len();
+    ///     match page.next {
+    ///         Some(next) => after = Some(next),
+    ///         None => break,
+    ///     }
+    /// }
+    /// assert_eq!(seen, 3);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Store`], also when the store answers out of order.
+    fn list_all / list_all_async(after: Option<KeyId>, limit: usize) -> Result<KeyPage, Error>
+        => scan_in(KeyFilter::All, after, limit);
+}
+
+both! {
+    where KeyAudit / AsyncKeyAudit;
+    /// Keys that are not revoked and expire strictly before `before`
+    /// ([`KeyFilter::ExpiringBefore`]), paged like
+    /// [`list_all`](Self::list_all): the keys whose owners to warn, e.g.
+    /// with `before = keys.now() + Duration::days(14)`. Already expired
+    /// keys are included (their `expires_at` is before now).
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Store`].
+    fn expiring_before / expiring_before_async(before: UtcDateTime, after: Option<KeyId>, limit: usize)
+        -> Result<KeyPage, Error>
+        => scan_in(KeyFilter::ExpiringBefore(before), after, limit);
+}
+
+both! {
+    where KeyAudit / AsyncKeyAudit;
+    /// Keys that are not revoked, existed at `since`, and have not been
+    /// used since ([`KeyFilter::UnusedSince`]: never used, or last used
+    /// strictly before `since`), paged like [`list_all`](Self::list_all):
+    /// the stale keys to review or revoke, e.g. with
+    /// `since = keys.now() - Duration::days(90)`.
+    ///
+    /// `last_used_at` is written at most once per
+    /// [`Policy::touch_interval`](crate::Policy::touch_interval), so a key
+    /// used within that interval before `since` may still be listed.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Store`].
+    fn unused_since / unused_since_async(since: UtcDateTime, after: Option<KeyId>, limit: usize)
+        -> Result<KeyPage, Error>
+        => scan_in(KeyFilter::UnusedSince(since), after, limit);
 }
 
 both! {

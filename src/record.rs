@@ -301,7 +301,6 @@ impl From<Scopes> for Vec<String> {
 /// Fields are public on purpose, so hosts can map records to rows; the
 /// [`KeyManager`](crate::KeyManager) is what keeps them consistent.
 #[derive(Debug, Clone, PartialEq, Eq)]
-#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 pub struct KeyRecord {
     /// Public key id (unique).
     pub id: KeyId,

@@ -299,7 +299,6 @@ fn associated_data(version: u32, aad: &[u8]) -> Vec<u8> {
 /// Not secret by itself (useless without the sealing key), but `Debug` shows only the
 /// version and the ciphertext length.
 #[derive(Clone, PartialEq, Eq)]
-#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 pub struct SealedSecret {
     /// Version of the [`SealingKey`] that sealed the secret.
     pub key_version: u32,

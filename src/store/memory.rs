@@ -1,5 +1,6 @@
 //! The embedded default store.
 
+use super::audit::{AsyncKeyAudit, KeyAudit, KeyFilter, select_page};
 use super::{AsyncKeyStore, KeyStore, RollPlan, WriteCondition};
 use crate::error::{StoreError, StoreErrorKind};
 use crate::feed::{Change, ChangeFeed, ChangePage};
@@ -351,6 +352,22 @@ impl MemoryKeyStore {
         let owners = self.writer();
         self.owner_records(&owners, owner)
     }
+
+    /// One shard at a time (no global lock, so verifications go on), each
+    /// shard's matches merged into the running page.
+    fn scan_now(
+        &self,
+        filter: KeyFilter,
+        after: Option<&KeyId>,
+        limit: usize,
+    ) -> Vec<Arc<KeyRecord>> {
+        let mut page = Vec::new();
+        for shard in &*self.shards {
+            let best = select_page(read(shard).values(), filter, after, limit);
+            page = select_page(page.iter().chain(best.iter()), filter, after, limit);
+        }
+        page
+    }
 }
 
 /// Inserts `record` over the current entry, keeping the later
@@ -393,6 +410,30 @@ impl KeyStore for MemoryKeyStore {
     }
     fn touch(&self, id: &KeyId, at: UtcDateTime) -> Result<(), StoreError> {
         self.touch_now(id, at)
+    }
+}
+
+/// A full scan: O(n log limit) per page. Fine for audits of an in-memory
+/// store; not meant for the request path.
+impl KeyAudit for MemoryKeyStore {
+    fn scan(
+        &self,
+        filter: KeyFilter,
+        after: Option<&KeyId>,
+        limit: usize,
+    ) -> Result<Vec<Arc<KeyRecord>>, StoreError> {
+        Ok(self.scan_now(filter, after, limit))
+    }
+}
+
+impl AsyncKeyAudit for MemoryKeyStore {
+    fn scan(
+        &self,
+        filter: KeyFilter,
+        after: Option<&KeyId>,
+        limit: usize,
+    ) -> impl Future<Output = Result<Vec<Arc<KeyRecord>>, StoreError>> + Send {
+        core::future::ready(Ok(self.scan_now(filter, after, limit)))
     }
 }
 

@@ -19,14 +19,24 @@
 //!
 //! Every implementation should pass the conformance suite in
 //! [`testing`](crate::testing) (feature `test-util`).
+//!
+//! Audit queries (every key page by page, keys expiring soon, keys nobody
+//! uses) are an optional second capability: [`KeyAudit`] /
+//! [`AsyncKeyAudit`], implemented by every store the crate ships.
 
+mod audit;
 pub(crate) mod memory;
-#[cfg(feature = "postgres")]
-mod postgres;
+#[cfg(any(feature = "postgres", feature = "sqlite", feature = "mysql"))]
+mod sql;
 
+pub use audit::{AsyncKeyAudit, KeyAudit, KeyFilter, KeyPage};
 pub use memory::MemoryKeyStore;
+#[cfg(feature = "mysql")]
+pub use sql::MySqlKeyStore;
 #[cfg(feature = "postgres")]
-pub use postgres::PostgresKeyStore;
+pub use sql::PostgresKeyStore;
+#[cfg(feature = "sqlite")]
+pub use sql::SqliteKeyStore;
 
 use crate::error::{StoreError, StoreErrorKind};
 use crate::record::{KeyRecord, OwnerId};

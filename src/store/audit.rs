@@ -1,0 +1,209 @@
+//! Audit queries: every key page by page, keys about to expire, keys
+//! nobody uses. An optional capability of a store ([`KeyAudit`],
+//! [`AsyncKeyAudit`]), offered to operators through
+//! [`KeyManager::list_all`](crate::KeyManager::list_all),
+//! [`expiring_before`](crate::KeyManager::expiring_before) and
+//! [`unused_since`](crate::KeyManager::unused_since).
+
+use crate::error::StoreError;
+use crate::record::{KeyRecord, KeyStatus};
+use crate::token::KeyId;
+use std::future::Future;
+use std::sync::Arc;
+use time::UtcDateTime;
+
+/// Which records an audit scan returns. Every scan is in ascending key-id
+/// order (see [`KeyAudit::scan`]).
+///
+/// `#[non_exhaustive]`: a store written against this version can still
+/// answer a filter added later with [`matches`](Self::matches), which is the
+/// definition of every filter.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum KeyFilter {
+    /// Every record, revoked ones included.
+    All,
+    /// Records that are not revoked and whose `expires_at` is set and
+    /// strictly before the instant: the keys whose owners should be warned
+    /// (already expired ones included; compare `expires_at` with now to
+    /// tell them apart).
+    ExpiringBefore(UtcDateTime),
+    /// Records that are not revoked, were created before the instant, and
+    /// have not been used since it: never used, or `last_used_at` strictly
+    /// before it. The stale keys an operator may want to revoke; a key
+    /// created after the instant is not stale, however unused.
+    UnusedSince(UtcDateTime),
+}
+
+impl KeyFilter {
+    /// Whether `record` passes the filter: the definition every store
+    /// implements (SQL stores in their `WHERE` clauses).
+    #[must_use]
+    pub fn matches(&self, record: &KeyRecord) -> bool {
+        match *self {
+            KeyFilter::All => true,
+            KeyFilter::ExpiringBefore(before) => {
+                record.status != KeyStatus::Revoked
+                    && record.expires_at.is_some_and(|end| end < before)
+            }
+            KeyFilter::UnusedSince(since) => {
+                record.status != KeyStatus::Revoked
+                    && record.created_at < since
+                    && record.last_used_at.is_none_or(|used| used < since)
+            }
+        }
+    }
+}
+
+/// One page of an audit scan, from
+/// [`KeyManager::list_all`](crate::KeyManager::list_all) and its siblings.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct KeyPage {
+    /// The records, in ascending key-id order.
+    pub keys: Vec<Arc<KeyRecord>>,
+    /// The cursor of the next page: the id of the last record of this
+    /// page, or `None` when there are no more records. Pass it back as
+    /// `after`.
+    pub next: Option<KeyId>,
+}
+
+/// Audit queries on a synchronous store. Optional: a host store that
+/// implements it gets [`KeyManager::list_all`](crate::KeyManager::list_all),
+/// [`expiring_before`](crate::KeyManager::expiring_before) and
+/// [`unused_since`](crate::KeyManager::unused_since).
+///
+/// ```
+/// use api_keys::{KeyAudit, KeyFilter, KeyId, KeyRecord, StoreError};
+/// use std::sync::{Arc, Mutex};
+///
+/// /// A store over a sorted map answers a scan with a range.
+/// struct Sorted(Mutex<std::collections::BTreeMap<KeyId, Arc<KeyRecord>>>);
+///
+/// impl KeyAudit for Sorted {
+///     fn scan(&self, filter: KeyFilter, after: Option<&KeyId>, limit: usize)
+///         -> Result<Vec<Arc<KeyRecord>>, StoreError>
+///     {
+///         let map = self.0.lock().unwrap_or_else(|e| e.into_inner());
+///         let from = after.map_or(std::ops::Bound::Unbounded, std::ops::Bound::Excluded);
+///         Ok(map
+///             .range((from, std::ops::Bound::Unbounded))
+///             .map(|(_, r)| r)
+///             .filter(|r| filter.matches(r))
+///             .take(limit)
+///             .cloned()
+///             .collect())
+///     }
+/// }
+/// ```
+pub trait KeyAudit: Send + Sync {
+    /// Up to `limit` records that pass `filter` and whose id is greater
+    /// than `after` (all of them when `after` is `None`), in ascending
+    /// key-id order (the byte order of [`KeyId::as_bytes`], which is also
+    /// `KeyId`'s `Ord`).
+    ///
+    /// The order is stable: ids never change, so paging with the last id
+    /// of each page as the next `after` visits every record that existed
+    /// for the whole scan exactly once. A record created during the scan
+    /// may or may not be seen. Records are as `get` would return them.
+    ///
+    /// # Errors
+    ///
+    /// `Backend` on failure.
+    fn scan(
+        &self,
+        filter: KeyFilter,
+        after: Option<&KeyId>,
+        limit: usize,
+    ) -> Result<Vec<Arc<KeyRecord>>, StoreError>;
+}
+
+/// [`KeyAudit`] for stores that do I/O; the same contract.
+pub trait AsyncKeyAudit: Send + Sync {
+    /// See [`KeyAudit::scan`].
+    fn scan(
+        &self,
+        filter: KeyFilter,
+        after: Option<&KeyId>,
+        limit: usize,
+    ) -> impl Future<Output = Result<Vec<Arc<KeyRecord>>, StoreError>> + Send;
+}
+
+impl<T: KeyAudit + ?Sized> KeyAudit for Arc<T> {
+    fn scan(
+        &self,
+        filter: KeyFilter,
+        after: Option<&KeyId>,
+        limit: usize,
+    ) -> Result<Vec<Arc<KeyRecord>>, StoreError> {
+        (**self).scan(filter, after, limit)
+    }
+}
+
+impl<T: AsyncKeyAudit + ?Sized> AsyncKeyAudit for Arc<T> {
+    fn scan(
+        &self,
+        filter: KeyFilter,
+        after: Option<&KeyId>,
+        limit: usize,
+    ) -> impl Future<Output = Result<Vec<Arc<KeyRecord>>, StoreError>> + Send {
+        (**self).scan(filter, after, limit)
+    }
+}
+
+impl<S: KeyAudit + ?Sized> AsyncKeyAudit for super::Ready<'_, S> {
+    fn scan(
+        &self,
+        filter: KeyFilter,
+        after: Option<&KeyId>,
+        limit: usize,
+    ) -> impl Future<Output = Result<Vec<Arc<KeyRecord>>, StoreError>> + Send {
+        core::future::ready(self.0.scan(filter, after, limit))
+    }
+}
+
+/// The `limit` records of `records` with the smallest ids above `after`
+/// that pass `filter`, sorted: a scan over an unordered collection in
+/// O(n log limit).
+pub(crate) fn select_page<'a>(
+    records: impl IntoIterator<Item = &'a Arc<KeyRecord>>,
+    filter: KeyFilter,
+    after: Option<&KeyId>,
+    limit: usize,
+) -> Vec<Arc<KeyRecord>> {
+    use std::collections::BinaryHeap;
+    struct ById(Arc<KeyRecord>);
+    impl PartialEq for ById {
+        fn eq(&self, other: &Self) -> bool {
+            self.0.id == other.0.id
+        }
+    }
+    impl Eq for ById {}
+    impl PartialOrd for ById {
+        fn partial_cmp(&self, other: &Self) -> Option<core::cmp::Ordering> {
+            Some(self.cmp(other))
+        }
+    }
+    impl Ord for ById {
+        fn cmp(&self, other: &Self) -> core::cmp::Ordering {
+            self.0.id.cmp(&other.0.id)
+        }
+    }
+    if limit == 0 {
+        return Vec::new();
+    }
+    // A max-heap of the `limit` smallest ids seen so far.
+    let mut heap = BinaryHeap::with_capacity(limit.saturating_add(1).min(4096));
+    for record in records {
+        if after.is_some_and(|a| record.id <= *a) || !filter.matches(record) {
+            continue;
+        }
+        if heap.len() < limit {
+            heap.push(ById(Arc::clone(record)));
+        } else if heap.peek().is_some_and(|top| record.id < top.0.id) {
+            heap.pop();
+            heap.push(ById(Arc::clone(record)));
+        }
+    }
+    heap.into_sorted_vec().into_iter().map(|r| r.0).collect()
+}

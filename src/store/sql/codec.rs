@@ -1,0 +1,380 @@
+//! The one record codec of the SQL stores: a [`KeyRecord`] as column
+//! values and back, for every engine.
+//!
+//! Only three column types are used, so the same values bind and decode on
+//! PostgreSQL, SQLite and MySQL/MariaDB:
+//!
+//! | kind | PostgreSQL | SQLite | MySQL/MariaDB | holds |
+//! |---|---|---|---|---|
+//! | integer | `BIGINT` | `INTEGER` | `BIGINT` | instants (Unix microseconds, UTC), versions |
+//! | text | `TEXT` | `TEXT` | `VARCHAR`/`TEXT` | owner, names, enums (stable lower-case names), lists |
+//! | bytes | `BYTEA` | `BLOB` | `BINARY`/`VARBINARY`/`BLOB` | ids, digest, sealed secret |
+//!
+//! Lists are canonical comma-separated text (`''` when empty): scope names
+//! and domain patterns cannot contain a comma, and the IP list is its own
+//! canonical form. Instants are rounded down to the microsecond on write,
+//! so what is read back is exactly what was stored.
+
+use super::Value;
+use crate::environment::{Environment, KeyKind};
+use crate::error::StoreError;
+use crate::hash::SecretHash;
+use crate::ip::IpAllowList;
+use crate::origin::DomainAllowList;
+use crate::record::{KeyRecord, KeyStatus, OwnerId, Scopes};
+use crate::sealing::SealedSecret;
+use crate::token::{KEY_ID_BYTES, KeyId};
+use core::fmt;
+use time::UtcDateTime;
+
+/// The columns of `api_keys`, in the order of [`Encoded::insert_params`]
+/// and of the `SELECT` list (which adds `api_key_usage.last_used_at`).
+pub(super) const KEY_COLUMNS: [&str; 25] = [
+    "id",
+    "owner",
+    "kind",
+    "environment",
+    "name",
+    "note",
+    "description",
+    "scopes",
+    "allowed_domains",
+    "allowed_ips",
+    "status",
+    "created_at",
+    "expires_at",
+    "revoked_at",
+    "predecessor",
+    "successor",
+    "rolled_at",
+    "grace_ends_at",
+    "version",
+    "pepper_version",
+    "secret_digest",
+    "sealed_version",
+    "sealed_nonce",
+    "sealed_ciphertext",
+    "redacted",
+];
+
+/// Index of `last_used_at` in a selected row.
+const LAST_USED_AT: usize = KEY_COLUMNS.len();
+
+/// Read access to a result row by column index: one implementation per
+/// engine, over its sqlx row type.
+pub(crate) trait SqlRow {
+    /// An integer column.
+    fn int(&self, index: usize) -> Result<Option<i64>, sqlx::Error>;
+    /// A text column.
+    fn text(&self, index: usize) -> Result<Option<String>, sqlx::Error>;
+    /// A bytes column.
+    fn bytes(&self, index: usize) -> Result<Option<Vec<u8>>, sqlx::Error>;
+}
+
+// ---- instants ---------------------------------------------------------------
+
+/// An instant as stored: Unix microseconds, rounded down (toward the past).
+pub(super) fn micros_floor(t: UtcDateTime) -> i64 {
+    let micros = t.unix_timestamp_nanos().div_euclid(1_000);
+    // `UtcDateTime` spans ±9999 years: about ±3.2e17 µs, well inside i64.
+    i64::try_from(micros).unwrap_or(if micros < 0 { i64::MIN } else { i64::MAX })
+}
+
+/// Unix microseconds rounded up: for `stored < bound` comparisons, since a
+/// stored (whole-microsecond) instant `s` is before `t` exactly when
+/// `s < ceil(t)`.
+pub(super) fn micros_ceil(t: UtcDateTime) -> i64 {
+    let nanos = t.unix_timestamp_nanos();
+    let micros = nanos.div_euclid(1_000) + i128::from(nanos.rem_euclid(1_000) != 0);
+    i64::try_from(micros).unwrap_or(if micros < 0 { i64::MIN } else { i64::MAX })
+}
+
+fn instant(column: &'static str, micros: i64) -> Result<UtcDateTime, StoreError> {
+    UtcDateTime::from_unix_timestamp_nanos(i128::from(micros) * 1_000)
+        .map_err(|e| bad_value(column, e))
+}
+
+// ---- records to parameters ----------------------------------------------------
+
+/// A record as column values (see [`KEY_COLUMNS`]), validated for storage.
+pub(super) struct Encoded {
+    values: [Value; KEY_COLUMNS.len()],
+    id: Vec<u8>,
+    last_used_at: Option<i64>,
+}
+
+impl Encoded {
+    pub(super) fn new(r: &KeyRecord) -> Result<Self, StoreError> {
+        let version = i64::try_from(r.version).map_err(|e| bad_value("version", e))?;
+        let sealed = r.sealed_secret.as_ref();
+        let time = |t: Option<UtcDateTime>| Value::Int(t.map(micros_floor));
+        let text = |t: &str| Value::Text(Some(t.to_owned()));
+        let id = |k: Option<&KeyId>| Value::Bytes(k.map(|k| k.as_bytes().to_vec()));
+        Ok(Self {
+            values: [
+                id(Some(&r.id)),
+                text(r.owner.as_str()),
+                text(r.kind.as_str()),
+                text(r.environment.as_str()),
+                text(&r.name),
+                Value::Text(r.note.clone()),
+                Value::Text(r.description.clone()),
+                Value::Text(Some(join(r.scopes.iter()))),
+                Value::Text(Some(domains_to_text(&r.allowed_domains))),
+                Value::Text(Some(r.allowed_ips.to_string())),
+                text(r.status.as_str()),
+                time(Some(r.created_at)),
+                time(r.expires_at),
+                time(r.revoked_at),
+                id(r.predecessor.as_ref()),
+                id(r.successor.as_ref()),
+                time(r.rolled_at),
+                time(r.grace_ends_at),
+                Value::Int(Some(version)),
+                Value::Int(r.secret_hash.pepper_version.map(i64::from)),
+                Value::Bytes(Some(r.secret_hash.digest.to_vec())),
+                Value::Int(sealed.map(|s| i64::from(s.key_version))),
+                Value::Bytes(sealed.map(|s| s.nonce.to_vec())),
+                Value::Bytes(sealed.map(|s| s.ciphertext.clone())),
+                text(&r.redacted),
+            ],
+            id: r.id.as_bytes().to_vec(),
+            last_used_at: r.last_used_at.map(micros_floor),
+        })
+    }
+
+    /// Every column, for the `INSERT`.
+    pub(super) fn insert_params(&self) -> Vec<Value> {
+        self.values.to_vec()
+    }
+
+    /// The compare-and-swap `UPDATE`'s parameters: every column but `id`
+    /// and `owner` (which never change), then `id`, `owner` and the
+    /// expected version for the `WHERE` clause.
+    pub(super) fn update_params(&self, expected_version: i64) -> Vec<Value> {
+        let mut params: Vec<Value> = self.values.iter().skip(2).cloned().collect();
+        params.extend(self.values.iter().take(2).cloned());
+        params.push(Value::Int(Some(expected_version)));
+        params
+    }
+
+    /// The key id as bytes.
+    pub(super) fn id(&self) -> Value {
+        Value::Bytes(Some(self.id.clone()))
+    }
+
+    /// `last_used_at` in stored form.
+    pub(super) fn last_used_at(&self) -> Option<i64> {
+        self.last_used_at
+    }
+}
+
+fn join<'a>(items: impl Iterator<Item = &'a str>) -> String {
+    items.collect::<Vec<_>>().join(",")
+}
+
+fn domains_to_text(list: &DomainAllowList) -> String {
+    list.entries()
+        .iter()
+        .map(ToString::to_string)
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
+fn split(text: &str) -> impl Iterator<Item = &str> {
+    text.split(',').filter(|s| !s.is_empty())
+}
+
+// ---- rows to records ------------------------------------------------------------
+
+/// A value that cannot be written, or a stored value that does not decode.
+/// Names the column; never carries a secret (records hold none).
+#[derive(Debug)]
+struct BadValue {
+    column: &'static str,
+    reason: Box<dyn std::error::Error + Send + Sync>,
+}
+
+impl fmt::Display for BadValue {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.column.contains('.') {
+            write!(f, "{}: {}", self.column, self.reason)
+        } else {
+            write!(f, "api_keys.{}: {}", self.column, self.reason)
+        }
+    }
+}
+
+impl std::error::Error for BadValue {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        Some(&*self.reason)
+    }
+}
+
+/// A [`Backend`](crate::StoreErrorKind::Backend) error naming the column
+/// (`api_keys.<column>` or `api_key_usage.last_used_at`).
+pub(super) fn bad_value(
+    column: &'static str,
+    reason: impl Into<Box<dyn std::error::Error + Send + Sync>>,
+) -> StoreError {
+    StoreError::backend(BadValue {
+        column,
+        reason: reason.into(),
+    })
+}
+
+/// Decodes selected rows: `KEY_COLUMNS` then `last_used_at`.
+struct Reader<'r, R> {
+    row: &'r R,
+}
+
+impl<R: SqlRow> Reader<'_, R> {
+    fn name(index: usize) -> &'static str {
+        match KEY_COLUMNS.get(index) {
+            Some(name) => name,
+            None => "api_key_usage.last_used_at",
+        }
+    }
+
+    fn int(&self, index: usize) -> Result<Option<i64>, StoreError> {
+        self.row
+            .int(index)
+            .map_err(|e| bad_value(Self::name(index), e))
+    }
+
+    fn text(&self, index: usize) -> Result<Option<String>, StoreError> {
+        self.row
+            .text(index)
+            .map_err(|e| bad_value(Self::name(index), e))
+    }
+
+    fn bytes(&self, index: usize) -> Result<Option<Vec<u8>>, StoreError> {
+        self.row
+            .bytes(index)
+            .map_err(|e| bad_value(Self::name(index), e))
+    }
+
+    fn required<T>(&self, index: usize, value: Option<T>) -> Result<T, StoreError> {
+        value.ok_or_else(|| bad_value(Self::name(index), "must not be null"))
+    }
+
+    fn req_text(&self, index: usize) -> Result<String, StoreError> {
+        let v = self.text(index)?;
+        self.required(index, v)
+    }
+
+    fn time(&self, index: usize) -> Result<Option<UtcDateTime>, StoreError> {
+        self.int(index)?
+            .map(|m| instant(Self::name(index), m))
+            .transpose()
+    }
+
+    fn u32(&self, index: usize) -> Result<Option<u32>, StoreError> {
+        self.int(index)?
+            .map(|v| u32::try_from(v).map_err(|e| bad_value(Self::name(index), e)))
+            .transpose()
+    }
+
+    fn array<const N: usize>(&self, index: usize) -> Result<Option<[u8; N]>, StoreError> {
+        self.bytes(index)?
+            .map(|v| {
+                <[u8; N]>::try_from(v.as_slice()).map_err(|_| {
+                    bad_value(
+                        Self::name(index),
+                        format!("{} bytes, expected {N}", v.len()),
+                    )
+                })
+            })
+            .transpose()
+    }
+
+    fn key_id(&self, index: usize) -> Result<Option<KeyId>, StoreError> {
+        Ok(self.array::<KEY_ID_BYTES>(index)?.map(KeyId::from_bytes))
+    }
+
+    fn parsed<T: core::str::FromStr>(&self, index: usize) -> Result<T, StoreError>
+    where
+        T::Err: std::error::Error + Send + Sync + 'static,
+    {
+        self.req_text(index)?
+            .parse()
+            .map_err(|e| bad_value(Self::name(index), e))
+    }
+
+    fn sealed(&self) -> Result<Option<SealedSecret>, StoreError> {
+        match (self.u32(21)?, self.array(22)?, self.bytes(23)?) {
+            (Some(key_version), Some(nonce), Some(ciphertext)) => Ok(Some(SealedSecret {
+                key_version,
+                nonce,
+                ciphertext,
+            })),
+            (None, None, None) => Ok(None),
+            _ => Err(bad_value(
+                "sealed_version",
+                "sealed_version, sealed_nonce and sealed_ciphertext must be all set or all null",
+            )),
+        }
+    }
+}
+
+/// A selected row as a record. Any value that does not decode is a
+/// `Backend` error naming its column (fail closed), never a panic.
+pub(super) fn decode(row: &impl SqlRow) -> Result<KeyRecord, StoreError> {
+    let r = Reader { row };
+    let id = r.key_id(0)?;
+    let created_at = r.time(11)?;
+    let version = r.int(18)?;
+    let digest = r.array(20)?;
+    Ok(KeyRecord {
+        id: r.required(0, id)?,
+        owner: OwnerId::new(r.req_text(1)?).map_err(|e| bad_value("owner", e))?,
+        kind: r.parsed::<KeyKind>(2)?,
+        environment: r.parsed::<Environment>(3)?,
+        name: r.req_text(4)?,
+        note: r.text(5)?,
+        description: r.text(6)?,
+        scopes: Scopes::new(split(&r.req_text(7)?)).map_err(|e| bad_value("scopes", e))?,
+        allowed_domains: DomainAllowList::new(split(&r.req_text(8)?))
+            .map_err(|e| bad_value("allowed_domains", e))?,
+        allowed_ips: IpAllowList::parse(&r.req_text(9)?)
+            .map_err(|e| bad_value("allowed_ips", e))?,
+        status: r.parsed::<KeyStatus>(10)?,
+        created_at: r.required(11, created_at)?,
+        expires_at: r.time(12)?,
+        last_used_at: r.time(LAST_USED_AT)?,
+        revoked_at: r.time(13)?,
+        predecessor: r.key_id(14)?,
+        successor: r.key_id(15)?,
+        rolled_at: r.time(16)?,
+        grace_ends_at: r.time(17)?,
+        version: u64::try_from(r.required(18, version)?).map_err(|e| bad_value("version", e))?,
+        secret_hash: SecretHash {
+            pepper_version: r.u32(19)?,
+            digest: r.required(20, digest)?,
+        },
+        sealed_secret: r.sealed()?,
+        redacted: r.req_text(24)?,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, reason = "test code")]
+    use super::*;
+    use time::macros::utc_datetime;
+
+    #[test]
+    fn instants_round_to_whole_microseconds() {
+        let t = utc_datetime!(2026-03-01 09:00:00.123_456_789);
+        assert_eq!(micros_floor(t) % 1_000_000, 123_456);
+        assert_eq!(micros_ceil(t) - micros_floor(t), 1);
+        let whole = utc_datetime!(2026-03-01 09:00:00.123_456);
+        assert_eq!(micros_ceil(whole), micros_floor(whole));
+        // Before the epoch, still toward the past / the future.
+        let before = utc_datetime!(1969-12-31 23:59:59.999_999_500);
+        assert_eq!(micros_floor(before), -1);
+        assert_eq!(micros_ceil(before), 0);
+        assert_eq!(instant("t", micros_floor(whole)).unwrap(), whole);
+        assert!(instant("t", i64::MAX).is_err());
+    }
+}

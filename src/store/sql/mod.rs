@@ -1,0 +1,801 @@
+//! The SQL stores: [`PostgresKeyStore`], [`SqliteKeyStore`] and
+//! [`MySqlKeyStore`], over the host's sqlx pool.
+//!
+//! One implementation serves the three engines. [`SqlStore`] holds the
+//! store logic — the transaction shape of every write, the
+//! compare-and-swap, the atomic roll, the one-active-key check, the retry
+//! rules, the migrations and the audit scans — written once, generic over
+//! a private [`Engine`]. The record codec ([`codec`]) is shared too. What
+//! an engine file (`postgres.rs`, `sqlite.rs`, `mysql.rs`) adds is SQL text
+//! (its [`Dialect`](statements::Dialect) and migration files), which error
+//! codes are transient, how `connect` opens a pool, and a few lines binding
+//! the shared value types to its sqlx types.
+//!
+//! # The transaction shape
+//!
+//! Every write (`insert`, `update`, `apply_roll`) is one transaction:
+//!
+//! 1. begin (`BEGIN ISOLATION LEVEL READ COMMITTED` on PostgreSQL,
+//!    `BEGIN IMMEDIATE` on SQLite, `READ COMMITTED` then
+//!    `START TRANSACTION` on MySQL/MariaDB);
+//! 2. lock the owner's row in `api_key_owners` (created if needed in the
+//!    same statement), so one owner's writes are serialised and the
+//!    one-active-key check sees every earlier committed write — also for an
+//!    owner with no key yet. SQLite needs no lock row: `BEGIN IMMEDIATE`
+//!    already serialises every writer of the file;
+//! 3. the operation's statements: a plain `INSERT` (a duplicate id is the
+//!    engine's unique violation, reported as `Duplicate`), the condition
+//!    query, the compare-and-swap `UPDATE … WHERE id AND owner AND version
+//!    AND status <> 'revoked'`, the usage row;
+//! 4. commit — or roll back on any error.
+//!
+//! A serialization failure, deadlock or lock timeout (PostgreSQL `40001`,
+//! `40P01`; MySQL 1213, 1205; SQLite busy or locked after its busy timeout)
+//! rolls the transaction back and runs it again, up to [`ATTEMPTS`] times
+//! in all. Reads and touches are single statements, retried the same way.
+
+mod codec;
+mod statements;
+
+#[cfg(feature = "mysql")]
+mod mysql;
+#[cfg(feature = "postgres")]
+mod postgres;
+#[cfg(feature = "sqlite")]
+mod sqlite;
+
+#[cfg(feature = "mysql")]
+pub use mysql::MySqlKeyStore;
+#[cfg(feature = "postgres")]
+pub use postgres::PostgresKeyStore;
+#[cfg(feature = "sqlite")]
+pub use sqlite::SqliteKeyStore;
+
+use super::audit::KeyFilter;
+use super::{RollPlan, WriteCondition};
+use crate::error::{StoreError, StoreErrorKind};
+use crate::record::{KeyRecord, OwnerId};
+use crate::token::KeyId;
+use codec::{Encoded, SqlRow, bad_value, decode, micros_ceil, micros_floor};
+use sqlx::Connection as _;
+use statements::Statements;
+use std::future::Future;
+use std::marker::PhantomData;
+use std::sync::Arc;
+use std::time::Duration;
+use time::UtcDateTime;
+
+/// Attempts of an operation that failed transiently (serialization
+/// failure, deadlock, lock timeout, busy database).
+const ATTEMPTS: usize = 5;
+
+/// The pool timeout `connect` sets: a verification fails closed instead of
+/// hanging when the database is unreachable.
+const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// A value bound to a statement parameter: the three column types the
+/// codec uses on every engine.
+#[derive(Debug, Clone)]
+pub(crate) enum Value {
+    Int(Option<i64>),
+    Text(Option<String>),
+    Bytes(Option<Vec<u8>>),
+}
+
+fn id_value(id: &KeyId) -> Value {
+    Value::Bytes(Some(id.as_bytes().to_vec()))
+}
+
+/// A migration file, embedded.
+pub(crate) struct Migration {
+    pub(crate) version: i64,
+    pub(crate) name: &'static str,
+    pub(crate) sql: &'static str,
+}
+
+type Conn<E> = <<E as Engine>::Db as sqlx::Database>::Connection;
+
+/// What one engine supplies: its sqlx database, SQL text, migrations,
+/// transient error codes, and the binding of [`Value`]s and [`SqlRow`] to
+/// its driver.
+pub(crate) trait Engine: Send + Sync + 'static {
+    type Db: sqlx::Database;
+    type Row: SqlRow + Send;
+
+    /// The engine's statements (built once).
+    fn statements() -> &'static Statements;
+
+    /// The engine's migrations, in version order.
+    const MIGRATIONS: &'static [Migration];
+
+    /// Runs a statement; the number of rows it affected (MySQL: matched).
+    fn execute<'c>(
+        conn: &'c mut Conn<Self>,
+        sql: &'c str,
+        params: Vec<Value>,
+    ) -> impl Future<Output = Result<u64, sqlx::Error>> + Send + 'c;
+
+    /// Runs a query; its rows.
+    fn fetch<'c>(
+        conn: &'c mut Conn<Self>,
+        sql: &'c str,
+        params: Vec<Value>,
+    ) -> impl Future<Output = Result<Vec<Self::Row>, sqlx::Error>> + Send + 'c;
+
+    /// Runs a script of several statements without parameters.
+    fn run_script<'c>(
+        conn: &'c mut Conn<Self>,
+        sql: &'c str,
+    ) -> impl Future<Output = Result<(), sqlx::Error>> + Send + 'c;
+
+    /// Whether the error is worth running the transaction again for.
+    fn is_transient(e: &(dyn sqlx::error::DatabaseError + 'static)) -> bool;
+}
+
+fn db(e: sqlx::Error) -> StoreError {
+    StoreError::backend(e)
+}
+
+/// One write, as the transaction shape runs it.
+enum Write<'a> {
+    Insert {
+        record: &'a KeyRecord,
+        row: &'a Encoded,
+        condition: WriteCondition,
+    },
+    Update {
+        record: &'a KeyRecord,
+        row: &'a Encoded,
+        expected: i64,
+        condition: WriteCondition,
+    },
+    Roll {
+        plan: &'a RollPlan,
+        predecessor: &'a Encoded,
+        successor: &'a Encoded,
+        expected: i64,
+    },
+}
+
+impl Write<'_> {
+    /// The owners whose lock rows the write takes, in a fixed order so two
+    /// writes never wait on each other in a cycle.
+    fn owners(&self) -> Vec<&OwnerId> {
+        let mut owners = match self {
+            Write::Insert { record, .. } | Write::Update { record, .. } => vec![&record.owner],
+            Write::Roll { plan, .. } => vec![&plan.predecessor.owner, &plan.successor.owner],
+        };
+        owners.sort();
+        owners.dedup();
+        owners
+    }
+}
+
+/// The store logic of every SQL engine (see the module docs).
+pub(crate) struct SqlStore<E: Engine> {
+    pool: sqlx::Pool<E::Db>,
+    engine: PhantomData<fn() -> E>,
+}
+
+impl<E: Engine> Clone for SqlStore<E> {
+    fn clone(&self) -> Self {
+        Self {
+            pool: self.pool.clone(),
+            engine: PhantomData,
+        }
+    }
+}
+
+impl<E: Engine> SqlStore<E> {
+    pub(crate) fn new(pool: sqlx::Pool<E::Db>) -> Self {
+        Self {
+            pool,
+            engine: PhantomData,
+        }
+    }
+
+    pub(crate) fn pool(&self) -> &sqlx::Pool<E::Db> {
+        &self.pool
+    }
+
+    async fn acquire(&self) -> Result<sqlx::pool::PoolConnection<E::Db>, StoreError> {
+        self.pool.acquire().await.map_err(db)
+    }
+
+    // ---- migrations ------------------------------------------------------
+
+    /// Applies every migration not yet recorded in
+    /// `api_keys_schema_migrations`, in order. Each migration file is
+    /// idempotent (`IF NOT EXISTS` throughout), so a migration run twice —
+    /// by two servers starting at once on an engine without transactional
+    /// DDL, or after a crash half-way — is harmless.
+    pub(crate) async fn migrate(&self) -> Result<(), StoreError> {
+        let sql = E::statements();
+        // Two servers creating the bookkeeping table at once may see a
+        // unique violation on PostgreSQL's catalog: the loser retries and
+        // finds the table.
+        retry_any(|| async {
+            let mut conn = self.acquire().await?;
+            E::run_script(&mut conn, sql.create_migrations_table)
+                .await
+                .map_err(db)
+        })
+        .await?;
+        retry_any(|| self.migrate_once()).await
+    }
+
+    async fn migrate_once(&self) -> Result<(), StoreError> {
+        let sql = E::statements();
+        let mut conn = self.acquire().await?;
+        if let Some(before) = sql.before_begin {
+            E::run_script(&mut conn, before).await.map_err(db)?;
+        }
+        let mut tx = conn.begin_with(sql.begin).await.map_err(db)?;
+        let outcome = async {
+            if let Some(lock) = sql.lock_migrations {
+                E::run_script(&mut tx, lock).await.map_err(db)?;
+            }
+            let rows = E::fetch(&mut tx, &sql.applied_migrations, Vec::new())
+                .await
+                .map_err(db)?;
+            let mut applied = Vec::with_capacity(rows.len());
+            for row in &rows {
+                applied.push(
+                    row.int(0)
+                        .map_err(|e| bad_value("api_keys_schema_migrations.version", e))?,
+                );
+            }
+            for m in E::MIGRATIONS {
+                if applied.contains(&Some(m.version)) {
+                    continue;
+                }
+                E::run_script(&mut tx, m.sql).await.map_err(db)?;
+                let record = vec![
+                    Value::Int(Some(m.version)),
+                    Value::Text(Some(m.name.to_owned())),
+                ];
+                E::execute(&mut tx, &sql.record_migration, record)
+                    .await
+                    .map_err(db)?;
+            }
+            Ok(())
+        }
+        .await;
+        finish(tx, outcome).await
+    }
+
+    // ---- writes: the transaction shape -------------------------------------
+
+    /// Runs a write in one transaction, again after a transient failure.
+    async fn write(&self, write: &Write<'_>) -> Result<(), StoreError> {
+        retry::<E, _, _, _>(|| self.write_once(write)).await
+    }
+
+    async fn write_once(&self, write: &Write<'_>) -> Result<(), StoreError> {
+        let sql = E::statements();
+        let mut conn = self.acquire().await?;
+        if let Some(before) = sql.before_begin {
+            E::run_script(&mut conn, before).await.map_err(db)?;
+        }
+        let mut tx = conn.begin_with(sql.begin).await.map_err(db)?;
+        let outcome = Self::steps(&mut tx, write).await;
+        finish(tx, outcome).await
+    }
+
+    /// The statements of a write, inside its transaction. (A change feed
+    /// would record the change here, once for every kind of write.)
+    async fn steps(tx: &mut Conn<E>, write: &Write<'_>) -> Result<(), StoreError> {
+        let sql = E::statements();
+        if let Some(lock) = &sql.lock_owner {
+            for owner in write.owners() {
+                let params = vec![Value::Text(Some(owner.as_str().to_owned()))];
+                E::execute(tx, lock, params).await.map_err(db)?;
+            }
+        }
+        match *write {
+            Write::Insert {
+                record,
+                row,
+                condition,
+            } => {
+                Self::insert_row(tx, row).await?;
+                Self::check_condition(tx, record, condition).await
+            }
+            Write::Update {
+                record,
+                row,
+                expected,
+                condition,
+            } => {
+                Self::check_condition(tx, record, condition).await?;
+                Self::compare_and_swap(tx, row, expected).await
+            }
+            Write::Roll {
+                predecessor,
+                successor,
+                expected,
+                ..
+            } => {
+                Self::insert_row(tx, successor).await?;
+                Self::compare_and_swap(tx, predecessor, expected).await
+            }
+        }
+    }
+
+    /// The key row and its usage row; a duplicate id is `Duplicate`.
+    async fn insert_row(tx: &mut Conn<E>, row: &Encoded) -> Result<(), StoreError> {
+        let sql = E::statements();
+        match E::execute(tx, &sql.insert_key, row.insert_params()).await {
+            Ok(_) => {}
+            Err(sqlx::Error::Database(e)) if e.is_unique_violation() => {
+                return Err(StoreError::new(StoreErrorKind::Duplicate));
+            }
+            Err(e) => return Err(db(e)),
+        }
+        let usage = vec![row.id(), Value::Int(row.last_used_at())];
+        E::execute(tx, &sql.upsert_usage, usage)
+            .await
+            .map(drop)
+            .map_err(db)
+    }
+
+    async fn check_condition(
+        tx: &mut Conn<E>,
+        written: &KeyRecord,
+        condition: WriteCondition,
+    ) -> Result<(), StoreError> {
+        let now = match condition {
+            WriteCondition::Always => return Ok(()),
+            // A stored end `e` (whole microseconds) is after `now` exactly
+            // when it is after `now` rounded down.
+            WriteCondition::NoOtherUsableKey { now } => micros_floor(now),
+        };
+        let params = vec![
+            Value::Text(Some(written.owner.as_str().to_owned())),
+            id_value(&written.id),
+            Value::Int(Some(now)),
+            Value::Int(Some(now)),
+        ];
+        let clash = E::fetch(tx, &E::statements().other_usable, params)
+            .await
+            .map_err(db)?;
+        if clash.is_empty() {
+            Ok(())
+        } else {
+            Err(StoreError::new(StoreErrorKind::ActiveKeyExists))
+        }
+    }
+
+    /// The compare-and-swap `UPDATE`; on no match, `NotFound` or
+    /// `Conflict`. Then `last_used_at`, forward only.
+    async fn compare_and_swap(
+        tx: &mut Conn<E>,
+        row: &Encoded,
+        expected: i64,
+    ) -> Result<(), StoreError> {
+        let sql = E::statements();
+        let swapped = E::execute(tx, &sql.update_key, row.update_params(expected))
+            .await
+            .map_err(db)?;
+        if swapped == 0 {
+            let exists = E::fetch(tx, &sql.key_exists, vec![row.id()])
+                .await
+                .map_err(db)?;
+            return Err(StoreError::new(if exists.is_empty() {
+                StoreErrorKind::NotFound
+            } else {
+                StoreErrorKind::Conflict
+            }));
+        }
+        if row.last_used_at().is_some() {
+            let usage = vec![row.id(), Value::Int(row.last_used_at())];
+            E::execute(tx, &sql.upsert_usage, usage).await.map_err(db)?;
+        }
+        Ok(())
+    }
+
+    pub(crate) async fn insert(
+        &self,
+        record: &KeyRecord,
+        condition: WriteCondition,
+    ) -> Result<(), StoreError> {
+        let row = Encoded::new(record)?;
+        self.write(&Write::Insert {
+            record,
+            row: &row,
+            condition,
+        })
+        .await
+    }
+
+    pub(crate) async fn update(
+        &self,
+        record: &KeyRecord,
+        expected_version: u64,
+        condition: WriteCondition,
+    ) -> Result<(), StoreError> {
+        let row = Encoded::new(record)?;
+        // A version beyond BIGINT was never stored: the swap cannot match.
+        let Ok(expected) = i64::try_from(expected_version) else {
+            return Err(StoreError::new(StoreErrorKind::Conflict));
+        };
+        self.write(&Write::Update {
+            record,
+            row: &row,
+            expected,
+            condition,
+        })
+        .await
+    }
+
+    pub(crate) async fn apply_roll(&self, plan: &RollPlan) -> Result<(), StoreError> {
+        let predecessor = Encoded::new(&plan.predecessor)?;
+        let successor = Encoded::new(&plan.successor)?;
+        let Ok(expected) = i64::try_from(plan.expected_version) else {
+            return Err(StoreError::new(StoreErrorKind::Conflict));
+        };
+        self.write(&Write::Roll {
+            plan,
+            predecessor: &predecessor,
+            successor: &successor,
+            expected,
+        })
+        .await
+    }
+
+    // ---- touch and reads ----------------------------------------------------
+
+    pub(crate) async fn touch(&self, id: &KeyId, at: UtcDateTime) -> Result<(), StoreError> {
+        let at = micros_floor(at);
+        retry::<E, _, _, _>(|| self.touch_once(id, at)).await
+    }
+
+    async fn touch_once(&self, id: &KeyId, at: i64) -> Result<(), StoreError> {
+        let sql = E::statements();
+        let mut conn = self.acquire().await?;
+        let params = vec![Value::Int(Some(at)), id_value(id), Value::Int(Some(at))];
+        if E::execute(&mut conn, &sql.touch, params)
+            .await
+            .map_err(db)?
+            > 0
+        {
+            return Ok(());
+        }
+        // Nothing changed: the stored value is as late, the usage row is
+        // missing (a key row written by something else), or there is no key.
+        let exists = E::fetch(&mut conn, &sql.key_exists, vec![id_value(id)])
+            .await
+            .map_err(db)?;
+        if exists.is_empty() {
+            return Err(StoreError::new(StoreErrorKind::NotFound));
+        }
+        let usage = vec![id_value(id), Value::Int(Some(at))];
+        E::execute(&mut conn, &sql.upsert_usage, usage)
+            .await
+            .map(drop)
+            .map_err(db)
+    }
+
+    pub(crate) async fn get(&self, id: &KeyId) -> Result<Option<Arc<KeyRecord>>, StoreError> {
+        retry::<E, _, _, _>(|| async {
+            let rows = self.query(&E::statements().get, vec![id_value(id)]).await?;
+            rows.first().map(|r| decode(r).map(Arc::new)).transpose()
+        })
+        .await
+    }
+
+    pub(crate) async fn list_by_owner(
+        &self,
+        owner: &OwnerId,
+    ) -> Result<Vec<Arc<KeyRecord>>, StoreError> {
+        retry::<E, _, _, _>(|| async {
+            let params = vec![Value::Text(Some(owner.as_str().to_owned()))];
+            let rows = self.query(&E::statements().list_by_owner, params).await?;
+            rows.iter().map(|r| decode(r).map(Arc::new)).collect()
+        })
+        .await
+    }
+
+    pub(crate) async fn scan(
+        &self,
+        filter: KeyFilter,
+        after: Option<&KeyId>,
+        limit: usize,
+    ) -> Result<Vec<Arc<KeyRecord>>, StoreError> {
+        let (index, mut params) = match filter {
+            KeyFilter::ExpiringBefore(before) => (1, vec![Value::Int(Some(micros_ceil(before)))]),
+            KeyFilter::UnusedSince(since) => {
+                let bound = Value::Int(Some(micros_ceil(since)));
+                (2, vec![bound.clone(), bound])
+            }
+            KeyFilter::All => (0, Vec::new()),
+        };
+        if let Some(after) = after {
+            params.push(id_value(after));
+        }
+        params.push(Value::Int(Some(i64::try_from(limit).unwrap_or(i64::MAX))));
+        let sql = E::statements()
+            .scan
+            .get(index)
+            .and_then(|by_cursor| by_cursor.get(usize::from(after.is_some())))
+            .ok_or_else(|| StoreError::backend("no scan statement"))?;
+        retry::<E, _, _, _>(|| async {
+            let rows = self.query(sql, params.clone()).await?;
+            rows.iter().map(|r| decode(r).map(Arc::new)).collect()
+        })
+        .await
+    }
+
+    async fn query(&self, sql: &str, params: Vec<Value>) -> Result<Vec<E::Row>, StoreError> {
+        let mut conn = self.acquire().await?;
+        E::fetch(&mut conn, sql, params).await.map_err(db)
+    }
+}
+
+/// Commits on success; rolls back on failure (best effort: if the
+/// connection is gone, so is the transaction).
+async fn finish<DB: sqlx::Database>(
+    tx: sqlx::Transaction<'_, DB>,
+    outcome: Result<(), StoreError>,
+) -> Result<(), StoreError> {
+    match outcome {
+        Ok(()) => tx.commit().await.map_err(db),
+        Err(e) => {
+            let _ignored = tx.rollback().await;
+            Err(e)
+        }
+    }
+}
+
+/// The database error behind a store error, if any.
+fn database_error(e: &StoreError) -> Option<&(dyn sqlx::error::DatabaseError + 'static)> {
+    match std::error::Error::source(e)?.downcast_ref::<sqlx::Error>()? {
+        sqlx::Error::Database(db) => Some(&**db),
+        _ => None,
+    }
+}
+
+/// Runs `op` again after a transient failure: the transaction was rolled
+/// back, so a new attempt is safe.
+async fn retry<E: Engine, T, F, Fut>(mut op: F) -> Result<T, StoreError>
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Result<T, StoreError>>,
+{
+    let mut attempt = 1;
+    loop {
+        match op().await {
+            Err(e) if attempt < ATTEMPTS && database_error(&e).is_some_and(E::is_transient) => {
+                attempt += 1;
+            }
+            outcome => return outcome,
+        }
+    }
+}
+
+/// Runs `op` again after any database error (migrations: a concurrent
+/// `CREATE` by another server, a deadlock between two migrators).
+async fn retry_any<T, F, Fut>(mut op: F) -> Result<T, StoreError>
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Result<T, StoreError>>,
+{
+    let mut attempt = 1;
+    loop {
+        match op().await {
+            Err(e) if attempt < ATTEMPTS && database_error(&e).is_some() => attempt += 1,
+            outcome => return outcome,
+        }
+    }
+}
+
+/// Generates a public store type over [`SqlStore`]: the struct, `Clone`,
+/// a `Debug` that never shows the connection string, `from_pool`, `pool`,
+/// `migrate`, and the [`AsyncKeyStore`](crate::AsyncKeyStore) and
+/// [`AsyncKeyAudit`](crate::AsyncKeyAudit) implementations.
+macro_rules! sql_store {
+    (
+        $(#[$doc:meta])*
+        pub struct $name:ident($engine:ty, $pool:ty, $feature:literal);
+    ) => {
+        $(#[$doc])*
+        #[cfg_attr(docsrs, doc(cfg(feature = $feature)))]
+        #[derive(Clone)]
+        pub struct $name {
+            inner: $crate::store::sql::SqlStore<$engine>,
+        }
+
+        impl core::fmt::Debug for $name {
+            fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+                // Never the connection options: they may hold a password.
+                let pool = self.inner.pool();
+                f.debug_struct(stringify!($name))
+                    .field("connections", &pool.size())
+                    .field("idle", &pool.num_idle())
+                    .field("closed", &pool.is_closed())
+                    .finish()
+            }
+        }
+
+        impl $name {
+            /// A store over a pool the host already has (shared with its own
+            /// queries). Opens nothing; call [`migrate`](Self::migrate) once
+            /// at start unless the schema is applied by hand.
+            #[must_use]
+            pub fn from_pool(pool: $pool) -> Self {
+                Self {
+                    inner: $crate::store::sql::SqlStore::new(pool),
+                }
+            }
+
+            /// The pool the store runs on.
+            #[must_use]
+            pub fn pool(&self) -> &$pool {
+                self.inner.pool()
+            }
+
+            /// Brings the schema up to date: applies every migration of
+            #[doc = concat!("`migrations/", $feature, "/` not yet recorded in")]
+            /// `api_keys_schema_migrations`. Idempotent: call it at every
+            /// start; several servers may call it at once.
+            ///
+            /// # Errors
+            ///
+            /// [`StoreErrorKind::Backend`](crate::StoreErrorKind::Backend)
+            /// if a statement fails (for instance the role may not create
+            /// tables: then apply the files by hand).
+            pub async fn migrate(&self) -> Result<(), $crate::StoreError> {
+                self.inner.migrate().await
+            }
+        }
+
+        impl $crate::AsyncKeyStore for $name {
+            async fn insert(
+                &self,
+                record: &$crate::KeyRecord,
+                condition: $crate::WriteCondition,
+            ) -> Result<(), $crate::StoreError> {
+                self.inner.insert(record, condition).await
+            }
+
+            async fn get(
+                &self,
+                id: &$crate::KeyId,
+            ) -> Result<Option<std::sync::Arc<$crate::KeyRecord>>, $crate::StoreError> {
+                self.inner.get(id).await
+            }
+
+            async fn list_by_owner(
+                &self,
+                owner: &$crate::OwnerId,
+            ) -> Result<Vec<std::sync::Arc<$crate::KeyRecord>>, $crate::StoreError> {
+                self.inner.list_by_owner(owner).await
+            }
+
+            async fn update(
+                &self,
+                record: &$crate::KeyRecord,
+                expected_version: u64,
+                condition: $crate::WriteCondition,
+            ) -> Result<(), $crate::StoreError> {
+                self.inner.update(record, expected_version, condition).await
+            }
+
+            async fn apply_roll(&self, plan: &$crate::RollPlan) -> Result<(), $crate::StoreError> {
+                self.inner.apply_roll(plan).await
+            }
+
+            async fn touch(
+                &self,
+                id: &$crate::KeyId,
+                at: time::UtcDateTime,
+            ) -> Result<(), $crate::StoreError> {
+                self.inner.touch(id, at).await
+            }
+        }
+
+        impl $crate::AsyncKeyAudit for $name {
+            async fn scan(
+                &self,
+                filter: $crate::KeyFilter,
+                after: Option<&$crate::KeyId>,
+                limit: usize,
+            ) -> Result<Vec<std::sync::Arc<$crate::KeyRecord>>, $crate::StoreError> {
+                self.inner.scan(filter, after, limit).await
+            }
+        }
+    };
+}
+use sql_store;
+
+/// Implements [`Engine`] and [`SqlRow`] for one sqlx database: the same
+/// few lines for each, over its concrete types.
+macro_rules! sqlx_engine {
+    (
+        engine: $engine:ty,
+        db: $db:ty,
+        row: $row:ty,
+        dialect: $dialect:expr,
+        migrations: $migrations:expr,
+        text: $text:expr,
+        transient: $transient:expr,
+    ) => {
+        fn bind<'q>(
+            mut query: sqlx::query::Query<'q, $db, <$db as sqlx::Database>::Arguments<'q>>,
+            params: Vec<$crate::store::sql::Value>,
+        ) -> sqlx::query::Query<'q, $db, <$db as sqlx::Database>::Arguments<'q>> {
+            use $crate::store::sql::Value;
+            for value in params {
+                query = match value {
+                    Value::Int(v) => query.bind(v),
+                    Value::Text(v) => query.bind(v),
+                    Value::Bytes(v) => query.bind(v),
+                };
+            }
+            query
+        }
+
+        impl $crate::store::sql::codec::SqlRow for $row {
+            fn int(&self, index: usize) -> Result<Option<i64>, sqlx::Error> {
+                sqlx::Row::try_get(self, index)
+            }
+            fn text(&self, index: usize) -> Result<Option<String>, sqlx::Error> {
+                let text: fn(&$row, usize) -> Result<Option<String>, sqlx::Error> = $text;
+                text(self, index)
+            }
+            fn bytes(&self, index: usize) -> Result<Option<Vec<u8>>, sqlx::Error> {
+                sqlx::Row::try_get(self, index)
+            }
+        }
+
+        impl $crate::store::sql::Engine for $engine {
+            type Db = $db;
+            type Row = $row;
+
+            fn statements() -> &'static $crate::store::sql::statements::Statements {
+                static STATEMENTS: std::sync::OnceLock<$crate::store::sql::statements::Statements> =
+                    std::sync::OnceLock::new();
+                STATEMENTS
+                    .get_or_init(|| $crate::store::sql::statements::Statements::new(&$dialect))
+            }
+
+            const MIGRATIONS: &'static [$crate::store::sql::Migration] = $migrations;
+
+            fn execute<'c>(
+                conn: &'c mut <$db as sqlx::Database>::Connection,
+                sql: &'c str,
+                params: Vec<$crate::store::sql::Value>,
+            ) -> impl std::future::Future<Output = Result<u64, sqlx::Error>> + Send + 'c {
+                async move {
+                    let done = bind(sqlx::query(sql), params).execute(&mut *conn).await?;
+                    Ok(done.rows_affected())
+                }
+            }
+
+            fn fetch<'c>(
+                conn: &'c mut <$db as sqlx::Database>::Connection,
+                sql: &'c str,
+                params: Vec<$crate::store::sql::Value>,
+            ) -> impl std::future::Future<Output = Result<Vec<$row>, sqlx::Error>> + Send + 'c {
+                bind(sqlx::query(sql), params).fetch_all(conn)
+            }
+
+            fn run_script<'c>(
+                conn: &'c mut <$db as sqlx::Database>::Connection,
+                sql: &'c str,
+            ) -> impl std::future::Future<Output = Result<(), sqlx::Error>> + Send + 'c {
+                // A string without arguments runs unprepared (PostgreSQL's
+                // simple query protocol, MySQL's text protocol), where
+                // several statements are allowed.
+                let run = sqlx::Executor::execute(conn, sql);
+                async move { run.await.map(drop) }
+            }
+
+            fn is_transient(e: &(dyn sqlx::error::DatabaseError + 'static)) -> bool {
+                let transient: fn(&(dyn sqlx::error::DatabaseError + 'static)) -> bool = $transient;
+                transient(e)
+            }
+        }
+    };
+}
+use sqlx_engine;

@@ -1,0 +1,108 @@
+//! PostgreSQL: SQL text, transient errors and `connect`.
+
+use super::statements::Dialect;
+use super::{ACQUIRE_TIMEOUT, Migration, sql_store, sqlx_engine};
+use crate::error::StoreError;
+
+/// The PostgreSQL engine.
+pub(crate) struct Pg;
+
+const DIALECT: Dialect = Dialect {
+    numbered: true,
+    before_begin: None,
+    begin: "BEGIN ISOLATION LEVEL READ COMMITTED",
+    // Creates and row-locks the owner's lock row in one statement.
+    lock_owner: Some(
+        "INSERT INTO api_key_owners (owner) VALUES (?) \
+         ON CONFLICT (owner) DO UPDATE SET owner = EXCLUDED.owner",
+    ),
+    upsert_usage: "INSERT INTO api_key_usage (id, last_used_at) VALUES (?, ?) \
+         ON CONFLICT (id) DO UPDATE SET last_used_at = EXCLUDED.last_used_at \
+         WHERE api_key_usage.last_used_at IS NULL \
+         OR api_key_usage.last_used_at < EXCLUDED.last_used_at",
+    create_migrations_table: "CREATE TABLE IF NOT EXISTS api_keys_schema_migrations (\
+         version BIGINT PRIMARY KEY, name TEXT NOT NULL)",
+    // Transactional DDL: one migrator at a time applies and records.
+    lock_migrations: Some("LOCK TABLE api_keys_schema_migrations IN EXCLUSIVE MODE"),
+    record_migration: "INSERT INTO api_keys_schema_migrations (version, name) VALUES (?, ?) \
+         ON CONFLICT (version) DO NOTHING",
+};
+
+const MIGRATIONS: &[Migration] = &[Migration {
+    version: 1,
+    name: "api_keys",
+    sql: include_str!("../../../migrations/postgres/0001_api_keys.sql"),
+}];
+
+/// Serialization failure and deadlock: the transaction was rolled back.
+fn transient(e: &(dyn sqlx::error::DatabaseError + 'static)) -> bool {
+    matches!(e.code().as_deref(), Some("40001" | "40P01"))
+}
+
+sqlx_engine! {
+    engine: Pg,
+    db: sqlx::Postgres,
+    row: sqlx::postgres::PgRow,
+    dialect: DIALECT,
+    migrations: MIGRATIONS,
+    text: |row, index| sqlx::Row::try_get(row, index),
+    transient: transient,
+}
+
+sql_store! {
+    /// Keys in PostgreSQL, on the host's sqlx [`PgPool`](sqlx::PgPool)
+    /// (feature `postgres`): for application servers that share one
+    /// database. An [`AsyncKeyStore`](crate::AsyncKeyStore) and
+    /// [`AsyncKeyAudit`](crate::AsyncKeyAudit): call the manager's
+    /// `*_async` methods from a Tokio runtime.
+    ///
+    /// ```no_run
+    /// use api_keys::{KeyManager, PostgresKeyStore};
+    /// # async fn run(pool: sqlx::PgPool) -> Result<(), Box<dyn std::error::Error>> {
+    /// let store = PostgresKeyStore::from_pool(pool);
+    /// store.migrate().await?;
+    /// let keys = KeyManager::new(store);
+    /// # let _ = keys; Ok(()) }
+    /// ```
+    ///
+    /// No caching: every `get` reads the row, so a revoke is refused by
+    /// every server from its next request on. Each write is one
+    /// `READ COMMITTED` transaction, serialised per owner by a lock row in
+    /// `api_key_owners`; updates are compare-and-swaps on the version; a
+    /// roll is all or nothing; serialization failures (`40001`) and
+    /// deadlocks (`40P01`) are retried. No advisory locks, triggers,
+    /// sequences or extensions, so it also runs on PostgreSQL-compatible
+    /// databases. The tables live in the connection's search path: to keep
+    /// them in a schema of their own, set it on the pool (e.g.
+    /// `?options=-c%20search_path%3Dkeys` in the URL; the schema must
+    /// exist). The crate's README ("Stores") describes the schema and the
+    /// guarantees in full.
+    ///
+    /// Cloning is cheap and shares the pool.
+    pub struct PostgresKeyStore(Pg, sqlx::PgPool, "postgres");
+}
+
+impl PostgresKeyStore {
+    /// Opens a pool to the database at `url`
+    /// (`postgres://user:password@host:5432/dbname`): sqlx's default size,
+    /// and a 10-second timeout to get a connection, so a verification fails
+    /// closed instead of hanging when the database is unreachable. Opens one
+    /// connection before it returns, so a wrong URL or an unreachable
+    /// server is reported here. TLS is available when the host enables one
+    /// of sqlx's TLS features; for other pool settings build the pool and
+    /// use [`from_pool`](Self::from_pool).
+    ///
+    /// # Errors
+    ///
+    /// [`StoreErrorKind::Backend`](crate::StoreErrorKind::Backend) if the
+    /// URL does not parse or the first connection fails; the driver's error
+    /// is the [`source`](std::error::Error::source).
+    pub async fn connect(url: &str) -> Result<Self, StoreError> {
+        let pool = sqlx::postgres::PgPoolOptions::new()
+            .acquire_timeout(ACQUIRE_TIMEOUT)
+            .connect(url)
+            .await
+            .map_err(StoreError::backend)?;
+        Ok(Self::from_pool(pool))
+    }
+}

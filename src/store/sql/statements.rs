@@ -1,0 +1,205 @@
+//! The SQL text of the stores. Most statements are the same on every
+//! engine and are written here once, with `?` placeholders; an engine's
+//! [`Dialect`] supplies the few that differ (transaction start, the owner
+//! lock, upserts, the migration bookkeeping) and its placeholder style.
+
+use super::codec::KEY_COLUMNS;
+
+/// Every selected row: the key's columns and its `last_used_at` (a `LEFT
+/// JOIN`, so a key without a usage row still reads, as never used).
+const FROM_KEYS: &str = "FROM api_keys k LEFT JOIN api_key_usage u ON u.id = k.id";
+
+/// Parameter: id.
+const KEY_EXISTS: &str = "SELECT 1 FROM api_keys WHERE id = ?";
+
+/// `last_used_at`, forward only, in the narrow usage table (parameters: at,
+/// id, at): a touch rewrites one small row and re-checks none of the key
+/// table's constraints.
+const TOUCH: &str = "UPDATE api_key_usage SET last_used_at = ? \
+     WHERE id = ? AND (last_used_at IS NULL OR last_used_at < ?)";
+
+/// Whether the owner has a key other than the one written that is live at
+/// `now` ([`KeyRecord::is_live_at`](crate::KeyRecord::is_live_at): active
+/// and not ended; `created_at` is ignored so clock skew between servers
+/// cannot let a second key in). Parameters: owner, id, now, now.
+const OTHER_USABLE: &str = "SELECT 1 FROM api_keys \
+     WHERE owner = ? AND id <> ? AND status = 'active' \
+     AND (expires_at IS NULL OR expires_at > ?) \
+     AND (grace_ends_at IS NULL OR grace_ends_at > ?) LIMIT 1";
+
+/// [`KeyFilter::ExpiringBefore`](crate::KeyFilter::ExpiringBefore).
+/// Parameter: the bound, rounded up to the microsecond.
+const EXPIRING_BEFORE: &str = "k.status <> 'revoked' AND k.expires_at < ?";
+
+/// [`KeyFilter::UnusedSince`](crate::KeyFilter::UnusedSince). Parameters:
+/// the bound twice, rounded up to the microsecond.
+const UNUSED_SINCE: &str = "k.status <> 'revoked' AND k.created_at < ? \
+     AND (u.last_used_at IS NULL OR u.last_used_at < ?)";
+
+const APPLIED_MIGRATIONS: &str = "SELECT version FROM api_keys_schema_migrations";
+
+/// What differs between engines, as SQL text.
+pub(crate) struct Dialect {
+    /// Placeholders: `?` as written, or numbered `$1`, `$2`, … (PostgreSQL).
+    pub(crate) numbered: bool,
+    /// Run on the connection before the transaction starts (MySQL's
+    /// `SET TRANSACTION ISOLATION LEVEL …`, which applies to the next one).
+    pub(crate) before_begin: Option<&'static str>,
+    /// Starts a write transaction.
+    pub(crate) begin: &'static str,
+    /// Creates the owner's lock row if needed and row-locks it until the end
+    /// of the transaction (one parameter: the owner). `None` where the
+    /// transaction start already serialises every writer (SQLite's
+    /// `BEGIN IMMEDIATE`).
+    pub(crate) lock_owner: Option<&'static str>,
+    /// Inserts the usage row or moves `last_used_at` forward (parameters:
+    /// id, last_used_at); never moves it back, and a NULL changes nothing.
+    pub(crate) upsert_usage: &'static str,
+    /// Creates the migration bookkeeping table if it does not exist.
+    pub(crate) create_migrations_table: &'static str,
+    /// Serialises concurrent `migrate()` calls inside the migration
+    /// transaction, where the engine has transactional DDL and a way to.
+    pub(crate) lock_migrations: Option<&'static str>,
+    /// Records an applied migration (version, name), idempotently.
+    pub(crate) record_migration: &'static str,
+}
+
+/// Every statement of one engine, placeholders in its style.
+pub(crate) struct Statements {
+    pub(crate) before_begin: Option<&'static str>,
+    pub(crate) begin: &'static str,
+    pub(crate) lock_owner: Option<String>,
+    pub(crate) get: String,
+    pub(crate) list_by_owner: String,
+    pub(crate) insert_key: String,
+    pub(crate) update_key: String,
+    pub(crate) key_exists: String,
+    pub(crate) touch: String,
+    pub(crate) upsert_usage: String,
+    pub(crate) other_usable: String,
+    /// `[filter][has cursor]`: filters in the order All, ExpiringBefore,
+    /// UnusedSince.
+    pub(crate) scan: [[String; 2]; 3],
+    pub(crate) create_migrations_table: &'static str,
+    pub(crate) lock_migrations: Option<&'static str>,
+    pub(crate) applied_migrations: String,
+    pub(crate) record_migration: String,
+}
+
+impl Statements {
+    pub(crate) fn new(d: &Dialect) -> Self {
+        let p = |sql: &str| placeholders(sql, d.numbered);
+        let select = select_list();
+        let from = format!("SELECT {select} {FROM_KEYS}");
+        let scan = |filter: &str| {
+            let mut out = [String::new(), String::new()];
+            for (slot, cursor) in out.iter_mut().zip([false, true]) {
+                let mut conditions: Vec<&str> = Vec::new();
+                if !filter.is_empty() {
+                    conditions.push(filter);
+                }
+                if cursor {
+                    conditions.push("k.id > ?");
+                }
+                let clause = if conditions.is_empty() {
+                    String::new()
+                } else {
+                    format!(" WHERE {}", conditions.join(" AND "))
+                };
+                *slot = p(&format!("{from}{clause} ORDER BY k.id LIMIT ?"));
+            }
+            out
+        };
+        Self {
+            before_begin: d.before_begin,
+            begin: d.begin,
+            lock_owner: d.lock_owner.map(p),
+            get: p(&format!("{from} WHERE k.id = ?")),
+            list_by_owner: p(&format!(
+                "{from} WHERE k.owner = ? ORDER BY k.created_at, k.id"
+            )),
+            insert_key: p(&insert_key()),
+            update_key: p(&update_key()),
+            key_exists: p(KEY_EXISTS),
+            touch: p(TOUCH),
+            upsert_usage: p(d.upsert_usage),
+            other_usable: p(OTHER_USABLE),
+            scan: [scan(""), scan(EXPIRING_BEFORE), scan(UNUSED_SINCE)],
+            create_migrations_table: d.create_migrations_table,
+            lock_migrations: d.lock_migrations,
+            applied_migrations: p(APPLIED_MIGRATIONS),
+            record_migration: p(d.record_migration),
+        }
+    }
+}
+
+/// `k.id, k.owner, …, u.last_used_at`.
+fn select_list() -> String {
+    let mut cols: Vec<String> = KEY_COLUMNS.iter().map(|c| format!("k.{c}")).collect();
+    cols.push("u.last_used_at".into());
+    cols.join(", ")
+}
+
+fn insert_key() -> String {
+    let marks = vec!["?"; KEY_COLUMNS.len()].join(", ");
+    format!(
+        "INSERT INTO api_keys ({}) VALUES ({marks})",
+        KEY_COLUMNS.join(", ")
+    )
+}
+
+/// Compare-and-swap: sets every column but `id` and `owner`, where the id,
+/// the owner and the version match and the stored key is not revoked.
+fn update_key() -> String {
+    let sets: Vec<String> = KEY_COLUMNS
+        .iter()
+        .skip(2)
+        .map(|c| format!("{c} = ?"))
+        .collect();
+    format!(
+        "UPDATE api_keys SET {} WHERE id = ? AND owner = ? AND version = ? AND status <> 'revoked'",
+        sets.join(", ")
+    )
+}
+
+/// Rewrites `?` placeholders as `$1`, `$2`, … when `numbered`. The shared
+/// statements contain no `?` other than placeholders.
+fn placeholders(sql: &str, numbered: bool) -> String {
+    if !numbered {
+        return sql.to_owned();
+    }
+    let mut out = String::with_capacity(sql.len() + 16);
+    let mut n = 0;
+    for c in sql.chars() {
+        if c == '?' {
+            n += 1;
+            out.push('$');
+            out.push_str(&n.to_string());
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn placeholders_are_numbered_in_order() {
+        assert_eq!(
+            placeholders("a = ? AND b > ? LIMIT ?", true),
+            "a = $1 AND b > $2 LIMIT $3"
+        );
+        assert_eq!(placeholders("a = ?", false), "a = ?");
+    }
+
+    #[test]
+    fn the_update_binds_every_column_once() {
+        let sql = update_key();
+        assert_eq!(sql.matches('?').count(), KEY_COLUMNS.len() + 1);
+        let sql = insert_key();
+        assert_eq!(sql.matches('?').count(), KEY_COLUMNS.len());
+    }
+}
