@@ -62,14 +62,14 @@ pub use signing::{
 };
 #[cfg(feature = "mysql")]
 pub use store::MySqlKeyStore;
-#[cfg(feature = "postgres")]
-pub use store::PostgresKeyStore;
 #[cfg(feature = "sqlite")]
 pub use store::SqliteKeyStore;
 pub use store::{
     AsyncKeyAudit, AsyncKeyStore, KeyAudit, KeyFilter, KeyPage, KeyStore, MemoryKeyStore, RollPlan,
     WriteCondition,
 };
+#[cfg(feature = "postgres")]
+pub use store::{PgChangeListener, PostgresKeyStore};
 #[cfg(feature = "serde")]
 pub use stored::RECORD_FORMAT;
 /// The `time` crate, re-exported: [`UtcDateTime`](time::UtcDateTime) and

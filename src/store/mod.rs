@@ -33,10 +33,10 @@ pub use audit::{AsyncKeyAudit, KeyAudit, KeyFilter, KeyPage};
 pub use memory::MemoryKeyStore;
 #[cfg(feature = "mysql")]
 pub use sql::MySqlKeyStore;
-#[cfg(feature = "postgres")]
-pub use sql::PostgresKeyStore;
 #[cfg(feature = "sqlite")]
 pub use sql::SqliteKeyStore;
+#[cfg(feature = "postgres")]
+pub use sql::{PgChangeListener, PostgresKeyStore};
 
 use crate::error::{StoreError, StoreErrorKind};
 use crate::record::{KeyRecord, OwnerId};
