@@ -206,16 +206,13 @@ impl core::fmt::Debug for PgChangeListener {
 
 impl crate::feed::ChangeNotifications for PgChangeListener {
     async fn changed(&mut self) -> Result<(), StoreError> {
-        if let Listening::Idle(_) = self.state {
-            if let Listening::Idle(mut listener) =
-                std::mem::replace(&mut self.state, Listening::Gone)
-            {
-                self.state = Listening::Receiving(Box::pin(async move {
-                    let received = listener.recv().await;
-                    (listener, received)
-                }));
-            }
-        }
+        self.state = match std::mem::replace(&mut self.state, Listening::Gone) {
+            Listening::Idle(mut listener) => Listening::Receiving(Box::pin(async move {
+                let received = listener.recv().await;
+                (listener, received)
+            })),
+            other => other,
+        };
         let Listening::Receiving(receiving) = &mut self.state else {
             return Err(StoreError::backend("the change listener was lost"));
         };
