@@ -276,6 +276,10 @@ impl Shared {
     }
 
     fn evict(&self, ids: impl IntoIterator<Item = KeyId>) {
+        let mut ids = ids.into_iter().peekable();
+        if ids.peek().is_none() {
+            return;
+        }
         self.epoch.fetch_add(1, Ordering::SeqCst);
         for id in ids {
             self.records.remove(&id);
