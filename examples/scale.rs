@@ -198,6 +198,17 @@ fn no_touch_policy() -> Policy {
     }
 }
 
+/// Every key used a moment ago: with a 10-year touch interval nothing is
+/// written (a key never used is always touched on its first use).
+async fn set_last_used_now(pg: &PostgresKeyStore) {
+    let now = time::UtcDateTime::now().unix_timestamp() * 1_000_000;
+    sqlx::query("UPDATE api_key_usage SET last_used_at = $1")
+        .bind(now)
+        .execute(pg.pool())
+        .await
+        .unwrap();
+}
+
 async fn reset_last_used(pg: &PostgresKeyStore) {
     sqlx::query("UPDATE api_key_usage SET last_used_at = NULL")
         .execute(pg.pool())
@@ -319,6 +330,7 @@ async fn run() -> Result<(), Box<dyn std::error::Error>> {
             print(*count, "uncached, inline touch", n, &c);
 
             // Uncached, no touch at all (the reference for write-behind).
+            set_last_used_now(&pg).await;
             let m = Arc::new(
                 KeyManager::builder(counted.clone())
                     .policy(no_touch_policy())
