@@ -157,7 +157,7 @@ async fn measure<S: AsyncKeyStore + 'static>(
                 // A served request yields to the runtime (its socket does);
                 // a cached verification alone never would, and would starve
                 // the feed follower on the same worker.
-                if i % 16 == 0 {
+                if i.is_multiple_of(16) {
                     tokio::task::yield_now().await;
                 }
                 if now - start >= warmup {
@@ -201,7 +201,7 @@ fn no_touch_policy() -> Policy {
 /// Every key used a moment ago: with a 10-year touch interval nothing is
 /// written (a key never used is always touched on its first use).
 async fn set_last_used_now(pg: &PostgresKeyStore) {
-    let now = time::UtcDateTime::now().unix_timestamp() * 1_000_000;
+    let now = UtcDateTime::now().unix_timestamp() * 1_000_000;
     sqlx::query("UPDATE api_key_usage SET last_used_at = $1")
         .bind(now)
         .execute(pg.pool())
@@ -292,9 +292,7 @@ async fn run() -> Result<(), Box<dyn std::error::Error>> {
         (tokens.len(), Arc::new(tokens.clone())),
     ];
 
-    println!(
-        "\n| keys | mode | in flight | verifies/s | p50 µs | p99 µs | statements/verify |"
-    );
+    println!("\n| keys | mode | in flight | verifies/s | p50 µs | p99 µs | statements/verify |");
     println!("|---|---|---|---|---|---|---|");
     let print = |keys: usize, mode: &str, n: usize, c: &Cell| {
         println!(
@@ -349,7 +347,9 @@ async fn run() -> Result<(), Box<dyn std::error::Error>> {
                     .build()?,
             );
             let c = measure(m, Arc::clone(set), n, seconds, &statements).await;
-            behind.close(Duration::from_secs(10), tokio::time::sleep).await;
+            behind
+                .close(Duration::from_secs(10), tokio::time::sleep)
+                .await;
             flusher.abort();
             print(*count, "uncached, write-behind touch", n, &c);
         }
@@ -412,7 +412,9 @@ async fn run() -> Result<(), Box<dyn std::error::Error>> {
         );
         drop(m);
         follower.abort();
-        behind.close(Duration::from_secs(10), tokio::time::sleep).await;
+        behind
+            .close(Duration::from_secs(10), tokio::time::sleep)
+            .await;
         flusher.abort();
     }
 
@@ -458,8 +460,11 @@ async fn propagation(
     let mut keys = Vec::new();
     for i in 0..revokes {
         keys.push(
-            a.create_async(&Actor::system(), NewKey::secret(owner.clone(), format!("p{i}")))
-                .await?,
+            a.create_async(
+                &Actor::system(),
+                NewKey::secret(owner.clone(), format!("p{i}")),
+            )
+            .await?,
         );
     }
     while !b.store().is_confirmed() {
