@@ -10,9 +10,12 @@ pub(crate) struct Pg;
 
 /// `UPDATE … FROM (VALUES …)`: a key named twice updates once.
 fn touch_many(n: usize) -> String {
-    let mut values = pairs(n);
     // The first row's casts type the whole VALUES list.
-    values.replace_range(0..6, "(?::bytea, ?::bigint)");
+    let mut values = String::from("(?::bytea, ?::bigint)");
+    if n > 1 {
+        values.push_str(", ");
+        values.push_str(&pairs(n - 1));
+    }
     format!(
         "UPDATE api_key_usage AS u SET last_used_at = v.at FROM (VALUES {values}) AS v (id, at) \
          WHERE u.id = v.id AND (u.last_used_at IS NULL OR u.last_used_at < v.at)"
