@@ -9,6 +9,7 @@ use crate::environment::{Environment, KeyKind};
 use crate::error::{ConfigError, Error, Field, Rejection, VerifyError};
 use crate::hash::{KeyHasher, Pepper};
 use crate::ip::IpAllowList;
+use crate::lent::{Held, RecordView, StoredRecord};
 use crate::origin::DomainAllowList;
 use crate::policy::Policy;
 use crate::record::{self, KeyRecord, KeyStatus, OwnerId, Scopes};
@@ -362,41 +363,68 @@ impl Engine {
         request: &RequestContext<'_>,
         now: UtcDateTime,
     ) -> Result<Decision, VerifyError> {
+        self.decide_bearer_on(presented, record, request, now)
+    }
+
+    /// [`decide_bearer`](Self::decide_bearer) on the record as a store lent
+    /// it ([`KeyStore::get_for_verify`](crate::KeyStore::get_for_verify)):
+    /// with the [`MemoryKeyStore`](crate::MemoryKeyStore) no full record is
+    /// built and nothing is allocated.
+    ///
+    /// # Errors
+    ///
+    /// As [`decide_bearer`](Self::decide_bearer).
+    pub fn decide_bearer_stored(
+        &self,
+        presented: &PresentedKey,
+        record: &StoredRecord,
+        request: &RequestContext<'_>,
+        now: UtcDateTime,
+    ) -> Result<Decision, VerifyError> {
+        match &record.0 {
+            Held::Full(r) => self.decide_bearer_on(presented, &**r, request, now),
+            Held::Compact(c) => self.decide_bearer_on(presented, &**c, request, now),
+        }
+    }
+
+    /// [`decide_bearer`](Self::decide_bearer) on any form of the record.
+    pub(crate) fn decide_bearer_on<V: RecordView + ?Sized>(
+        &self,
+        presented: &PresentedKey,
+        record: &V,
+        request: &RequestContext<'_>,
+        now: UtcDateTime,
+    ) -> Result<Decision, VerifyError> {
         self.check_possession(presented, record)?;
         if record.is_signing_key() {
             return Err(Rejection::SigningKeyAsBearer.into());
         }
-        Ok(self.check_request(record, request, now)?)
+        Ok(self.request_checks(record, request, now)?)
     }
 
     /// Whether `record` is the presented key's: same id, environment and
     /// kind, and the secret's hash matches (constant time). A record that is
     /// not (a stale, mismatched or tampered store answer) is refused like an
     /// unknown key.
-    pub(crate) fn check_possession(
+    pub(crate) fn check_possession<V: RecordView + ?Sized>(
         &self,
         presented: &PresentedKey,
-        record: &KeyRecord,
+        record: &V,
     ) -> Result<(), VerifyError> {
-        if record.id != presented.id()
-            || record.environment != presented.environment()
-            || record.kind != presented.kind()
+        if record.id() != presented.id()
+            || record.environment() != presented.environment()
+            || record.kind() != presented.kind()
         {
             return Err(Rejection::UnknownKey.into());
         }
+        let stored = record.secret_hash();
+        // The presented message binds the presented id, environment and
+        // kind, just checked equal to the record's.
         let computed = self
             .hasher
-            .hash_like(
-                &record.secret_hash,
-                &record.id,
-                record.environment,
-                record.kind,
-                presented.secret(),
-            )
-            .ok_or_else(|| {
-                Error::UnknownKeyVersion(record.secret_hash.pepper_version.unwrap_or_default())
-            })?;
-        if computed.ct_eq(&record.secret_hash) {
+            .hash_like(stored, presented.message())
+            .ok_or_else(|| Error::UnknownKeyVersion(stored.pepper_version.unwrap_or_default()))?;
+        if computed.ct_eq(stored) {
             Ok(())
         } else {
             Err(Rejection::UnknownKey.into())
@@ -416,8 +444,17 @@ impl Engine {
         request: &RequestContext<'_>,
         now: UtcDateTime,
     ) -> Result<Decision, Rejection> {
-        Self::check_validity(record, now)?;
-        self.check_policy(record, request, now)
+        self.request_checks(record, request, now)
+    }
+
+    fn request_checks<V: RecordView + ?Sized>(
+        &self,
+        record: &V,
+        request: &RequestContext<'_>,
+        now: UtcDateTime,
+    ) -> Result<Decision, Rejection> {
+        Self::validity(record, now)?;
+        self.policy_checks(record, request, now)
     }
 
     /// Status and time only: revoked, inactive, not yet valid, expired,
@@ -427,18 +464,22 @@ impl Engine {
     ///
     /// The first [`Rejection`] that applies.
     pub fn check_validity(record: &KeyRecord, now: UtcDateTime) -> Result<(), Rejection> {
-        match record.status {
+        Self::validity(record, now)
+    }
+
+    fn validity<V: RecordView + ?Sized>(record: &V, now: UtcDateTime) -> Result<(), Rejection> {
+        match record.status() {
             KeyStatus::Revoked => return Err(Rejection::Revoked),
             KeyStatus::Inactive => return Err(Rejection::Inactive),
             KeyStatus::Active => {}
         }
-        if now < record.created_at {
+        if now < record.created_at() {
             return Err(Rejection::NotYetValid);
         }
-        if record.expires_at.is_some_and(|end| now >= end) {
+        if record.expires_at().is_some_and(|end| now >= end) {
             return Err(Rejection::Expired);
         }
-        if record.grace_ends_at.is_some_and(|end| now >= end) {
+        if record.grace_ends_at().is_some_and(|end| now >= end) {
             return Err(Rejection::GraceEnded);
         }
         Ok(())
@@ -456,23 +497,33 @@ impl Engine {
         request: &RequestContext<'_>,
         now: UtcDateTime,
     ) -> Result<Decision, Rejection> {
-        self.check_environment(record.environment, request)?;
-        if request.kind.is_some_and(|k| k != record.kind) {
+        self.policy_checks(record, request, now)
+    }
+
+    fn policy_checks<V: RecordView + ?Sized>(
+        &self,
+        record: &V,
+        request: &RequestContext<'_>,
+        now: UtcDateTime,
+    ) -> Result<Decision, Rejection> {
+        self.check_environment(record.environment(), request)?;
+        if request.kind.is_some_and(|k| k != record.kind()) {
             return Err(Rejection::WrongKind);
         }
         for scope in request.scopes {
-            if !self.grants(record, scope) {
+            if !self.grants_to(record.kind(), record.scopes(), scope) {
                 return Err(Rejection::MissingScope);
             }
         }
-        if !record.allowed_ips.is_any() {
+        let ips = record.allowed_ips();
+        if !ips.is_any() {
             match request.peer_ip {
-                Some(ip) if record.allowed_ips.allows(ip) => {}
+                Some(ip) if ips.allows(ip) => {}
                 _ => return Err(Rejection::IpNotAllowed),
             }
         }
         record
-            .allowed_domains
+            .allowed_domains()
             .check(
                 request.origin,
                 request.referer,
@@ -481,15 +532,13 @@ impl Engine {
             .map_err(Rejection::OriginNotAllowed)?;
         // Whole seconds are precise enough for a write-rate limit, and much
         // cheaper than date arithmetic on the hot path.
-        let touch = match record.last_used_at {
+        let touch = match record.last_used_at() {
             None => true,
-            Some(last) => now
-                .unix_timestamp()
-                .checked_sub(last.unix_timestamp())
+            Some(last) => crate::clock::elapsed_seconds(last, now)
                 .is_some_and(|elapsed| elapsed >= self.policy.touch_interval.whole_seconds()),
         };
         Ok(Decision {
-            in_grace: record.successor.is_some(),
+            in_grace: record.successor().is_some(),
             touch,
         })
     }
@@ -502,8 +551,13 @@ impl Engine {
     /// narrows every existing publishable key at once.
     #[must_use]
     pub fn grants(&self, record: &KeyRecord, scope: &str) -> bool {
-        let own = record.scopes.is_empty() || record.scopes.contains(scope);
-        match record.kind {
+        self.grants_to(record.kind, &record.scopes, scope)
+    }
+
+    /// [`grants`](Self::grants) for a key of `kind` with `scopes`.
+    fn grants_to(&self, kind: KeyKind, scopes: &Scopes, scope: &str) -> bool {
+        let own = scopes.is_empty() || scopes.contains(scope);
+        match kind {
             KeyKind::Secret => own,
             KeyKind::Publishable => own && self.policy.publishable_scopes.contains(scope),
         }
@@ -613,7 +667,7 @@ impl Engine {
                 &fresh.id,
                 spec.environment,
                 spec.kind,
-                fresh.secret.as_bytes(),
+                fresh.secret_text(&self.format),
             ),
             sealed_secret: None,
             redacted: fresh.token.redacted(),

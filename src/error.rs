@@ -272,8 +272,8 @@ pub enum ConfigError {
     /// Secret and publishable keys share a prefix.
     #[error("secret and publishable keys need different prefixes")]
     SamePrefix,
-    /// The secret length is outside 20..=32 bytes (160 to 256 bits).
-    #[error("secret length {bytes} bytes is outside 20..=32 (160 to 256 bits)")]
+    /// The secret strength is outside 20..=26 bytes (160 to 208 bits).
+    #[error("secret length {bytes} bytes is outside 20..=26 (160 to 208 bits)")]
     SecretLength {
         /// The length asked for.
         bytes: usize,

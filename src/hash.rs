@@ -4,7 +4,7 @@
 //! # Why a fast hash, not a password hash
 //!
 //! Passwords are low-entropy, so a leaked hash must be slow to brute-force
-//! (Argon2, bcrypt). An API key secret is 160–256 bits from a CSPRNG: there
+//! (Argon2, bcrypt). An API key secret is 160–208 bits from a CSPRNG: there
 //! is nothing to brute-force, one SHA-256 preimage search is already out of
 //! reach, and a deliberately slow hash would only make every request slower
 //! and hand attackers a cheap denial of service. So the crate stores one
@@ -15,25 +15,26 @@
 //! # The message
 //!
 //! ```text
-//! 0x01 | env ('t'/'l') | kind ('s'/'p') | secret length | key id (16) | secret (20–32)
+//! 0x02 | env ('t'/'l') | kind ('s'/'p') | secret length | key id (16 bytes) | secret (27–35 characters)
 //! ```
 //!
-//! At most 52 bytes: it fits one SHA-256 block (≤ 55 bytes), so a hash costs
-//! one compression. Binding the environment and kind means `sk_test_X` and
+//! The secret enters as the characters of the token, not decoded: a verify
+//! copies them into the block without a base62 decode. At most 55 bytes, so
+//! the message fits one SHA-256 block and a hash costs one compression. Binding the environment and kind means `sk_test_X` and
 //! `sk_live_X` never share a hash; binding the id means a hash copied to
 //! another record never verifies.
 
 use crate::environment::{Environment, KeyKind};
-use crate::secret::{MAX_SECRET_BYTES, SecretBytes};
+use crate::secret::MAX_SECRET_CHARS;
 use crate::token::{KEY_ID_BYTES, KeyId};
 use core::fmt;
 use hmac::{KeyInit, Mac};
-use sha2::{Digest, Sha256};
+use sha2::Sha256;
 use subtle::ConstantTimeEq;
-use zeroize::Zeroizing;
+use zeroize::{Zeroize, Zeroizing};
 
-const MESSAGE_VERSION: u8 = 1;
-const MAX_MESSAGE: usize = 4 + KEY_ID_BYTES + MAX_SECRET_BYTES;
+const MESSAGE_VERSION: u8 = 2;
+const MAX_MESSAGE: usize = SECRET_AT + MAX_SECRET_CHARS;
 const _: () = assert!(
     MAX_MESSAGE <= 55,
     "the hashed message must fit one SHA-256 block"
@@ -53,25 +54,22 @@ pub struct SecretHash {
 }
 
 impl SecretHash {
-    /// Compares two hashes in constant time (four 64-bit words; the pepper
-    /// version is public).
+    /// Compares two hashes in constant time (the pepper version is public):
+    /// the XOR of the four 64-bit word pairs is OR-ed together without a
+    /// branch, and only that one word goes through `subtle`'s comparison.
     #[must_use]
     pub fn ct_eq(&self, other: &SecretHash) -> bool {
-        let words = |d: &[u8; 32]| {
-            let mut w = [0u64; 4];
-            for (slot, chunk) in w.iter_mut().zip(d.chunks_exact(8)) {
-                let mut b = [0u8; 8];
-                b.copy_from_slice(chunk);
-                *slot = u64::from_ne_bytes(b);
-            }
-            w
+        let word = |c: &[u8]| {
+            let mut b = [0u8; 8];
+            b.copy_from_slice(c);
+            u64::from_ne_bytes(b)
         };
-        let (a, b) = (words(&self.digest), words(&other.digest));
-        let same = a
-            .iter()
-            .zip(b.iter())
-            .fold(subtle::Choice::from(1), |acc, (x, y)| acc & x.ct_eq(y));
-        bool::from(same) && self.pepper_version == other.pepper_version
+        let diff = self
+            .digest
+            .chunks_exact(8)
+            .zip(other.digest.chunks_exact(8))
+            .fold(0u64, |acc, (x, y)| acc | (word(x) ^ word(y)));
+        bool::from(diff.ct_eq(&0)) && self.pepper_version == other.pepper_version
     }
 }
 
@@ -189,37 +187,31 @@ impl KeyHasher {
         kind: KeyKind,
         secret: &[u8],
     ) -> SecretHash {
-        let (msg, len) = message(id, environment, kind, secret);
-        let msg = msg.get(..len).unwrap_or(&[]);
+        let block = MessageBlock::new(id, environment, kind, secret);
         match &self.current {
             None => SecretHash {
                 pepper_version: None,
-                digest: Sha256::digest(msg).into(),
+                digest: block.sha256(),
             },
             Some((v, mac)) => SecretHash {
                 pepper_version: Some(*v),
-                digest: mac.clone().chain_update(msg).finalize().into_bytes().into(),
+                digest: block.hmac(mac),
             },
         }
     }
 
-    /// Hashes a presented secret under the scheme `stored` was made with.
+    /// Hashes a presented message under the scheme `stored` was made with.
     /// `None` when that pepper version is not configured (a configuration
     /// error: the caller fails closed).
     pub(crate) fn hash_like(
         &self,
         stored: &SecretHash,
-        id: &KeyId,
-        environment: Environment,
-        kind: KeyKind,
-        secret: &SecretBytes,
+        block: &MessageBlock,
     ) -> Option<SecretHash> {
-        let (msg, len) = message(id, environment, kind, secret.as_bytes());
-        let msg = msg.get(..len)?;
         match stored.pepper_version {
             None => Some(SecretHash {
                 pepper_version: None,
-                digest: Sha256::digest(msg).into(),
+                digest: block.sha256(),
             }),
             Some(v) => {
                 let mac = self
@@ -230,40 +222,115 @@ impl KeyHasher {
                     .map(|(_, m)| m)?;
                 Some(SecretHash {
                     pepper_version: Some(v),
-                    digest: mac.clone().chain_update(msg).finalize().into_bytes().into(),
+                    digest: block.hmac(mac),
                 })
             }
         }
     }
 }
 
-/// Builds the compact message on the stack (zeroized on drop).
-fn message(
-    id: &KeyId,
-    environment: Environment,
-    kind: KeyKind,
-    secret: &[u8],
-) -> (Zeroizing<[u8; MAX_MESSAGE]>, usize) {
-    let mut buf = Zeroizing::new([0u8; MAX_MESSAGE]);
-    let secret = secret
-        .get(..secret.len().min(MAX_SECRET_BYTES))
-        .unwrap_or(&[]);
-    let header = [
-        MESSAGE_VERSION,
-        environment.code(),
-        kind.code(),
-        u8::try_from(secret.len()).unwrap_or(u8::MAX),
-    ];
-    let len = header.len() + KEY_ID_BYTES + secret.len();
-    let parts: [&[u8]; 3] = [&header, id.as_bytes(), secret];
-    let mut at = 0usize;
-    for part in parts {
-        if let Some(dst) = buf.get_mut(at..at + part.len()) {
-            dst.copy_from_slice(part);
+/// Where the secret starts in the message.
+const SECRET_AT: usize = 4 + KEY_ID_BYTES;
+
+/// SHA-256's initial state (FIPS 180-4, 5.3.3).
+const H0: [u32; 8] = [
+    0x6a09_e667,
+    0xbb67_ae85,
+    0x3c6e_f372,
+    0xa54f_f53a,
+    0x510e_527f,
+    0x9b05_688c,
+    0x1f83_d9ab,
+    0x5be0_cd19,
+];
+
+/// The hashed message, already laid out as the one padded SHA-256 block it
+/// fits in (FIPS 180-4, 5.1.1): the message, `0x80`, zeros, and the
+/// message length in bits as a big-endian `u64` in the last 8 bytes.
+///
+/// The parser decodes a presented secret straight into it, so a verify
+/// copies the secret nowhere else; the secret's bytes are zeroized on drop
+/// (the rest of the block is public: header, key id, padding).
+pub(crate) struct MessageBlock {
+    block: [u8; 64],
+    secret_len: usize,
+}
+
+impl MessageBlock {
+    /// The block of a message with this secret (its characters; at most
+    /// [`MAX_SECRET_CHARS`], longer is cut, which no format produces).
+    pub(crate) fn new(id: &KeyId, environment: Environment, kind: KeyKind, secret: &[u8]) -> Self {
+        let secret = secret.get(..MAX_SECRET_CHARS).unwrap_or(secret);
+        let secret_len = secret.len();
+        let mut block = [0u8; 64];
+        let header = [
+            MESSAGE_VERSION,
+            environment.code(),
+            kind.code(),
+            u8::try_from(secret_len).unwrap_or(u8::MAX),
+        ];
+        let len = SECRET_AT + secret_len;
+        let bits = (len as u64 * 8).to_be_bytes();
+        let parts: [(usize, &[u8]); 5] = [
+            (0, &header),
+            (4, id.as_bytes()),
+            (SECRET_AT, secret),
+            (len, &[0x80]),
+            (56, &bits),
+        ];
+        for (at, part) in parts {
+            if let Some(dst) = block.get_mut(at..at + part.len()) {
+                dst.copy_from_slice(part);
+            }
         }
-        at += part.len();
+        Self { block, secret_len }
     }
-    (buf, len)
+
+    /// The secret's bytes inside the block.
+    fn secret_mut(&mut self) -> Option<&mut [u8]> {
+        self.block.get_mut(SECRET_AT..SECRET_AT + self.secret_len)
+    }
+
+    /// The message without its padding (for HMAC).
+    fn message(&self) -> &[u8] {
+        self.block
+            .get(..SECRET_AT + self.secret_len)
+            .unwrap_or_default()
+    }
+
+    /// SHA-256 of the message: one compression of the padded block.
+    fn sha256(&self) -> [u8; 32] {
+        let mut state = H0;
+        sha2::block_api::compress256(&mut state, core::slice::from_ref(&self.block));
+        let mut out = [0u8; 32];
+        for (dst, word) in out.chunks_exact_mut(4).zip(state) {
+            dst.copy_from_slice(&word.to_be_bytes());
+        }
+        out
+    }
+
+    /// HMAC-SHA256 of the message under a prepared keyed state.
+    fn hmac(&self, mac: &hmac::Hmac<Sha256>) -> [u8; 32] {
+        mac.clone()
+            .chain_update(self.message())
+            .finalize()
+            .into_bytes()
+            .into()
+    }
+}
+
+impl Drop for MessageBlock {
+    fn drop(&mut self) {
+        if let Some(secret) = self.secret_mut() {
+            secret.zeroize();
+        }
+    }
+}
+
+impl fmt::Debug for MessageBlock {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "MessageBlock([redacted; {}])", self.secret_len)
+    }
 }
 
 #[cfg(test)]
@@ -272,6 +339,22 @@ mod tests {
 
     fn id() -> KeyId {
         KeyId::from_bytes([7; 16])
+    }
+
+    fn block(secret: &[u8]) -> MessageBlock {
+        MessageBlock::new(&id(), Environment::Test, KeyKind::Secret, secret)
+    }
+
+    #[test]
+    fn one_block_padding_matches_sha256_for_every_length() {
+        use sha2::Digest;
+        for len in 0..=MAX_SECRET_CHARS {
+            let secret: Vec<u8> = (0..len).map(|i| (i * 37 + 11) as u8).collect();
+            let b = block(&secret);
+            let digest: [u8; 32] = Sha256::digest(b.message()).into();
+            assert_eq!(b.sha256(), digest, "secret of {len} bytes");
+            assert_eq!(b.message().len(), 4 + 16 + len);
+        }
     }
 
     #[test]
@@ -293,12 +376,12 @@ mod tests {
 
     #[test]
     fn message_is_plain_sha256_of_documented_layout() {
-        let s = [3u8; 20];
+        let s = [b'Q'; 35];
         let h = KeyHasher::default().hash_new(&id(), Environment::Live, KeyKind::Secret, &s);
-        let mut expected = vec![1u8, b'l', b's', 20];
+        let mut expected = vec![2u8, b'l', b's', 35];
         expected.extend_from_slice(&[7; 16]);
         expected.extend_from_slice(&s);
-        let digest: [u8; 32] = Sha256::digest(&expected).into();
+        let digest: [u8; 32] = <Sha256 as sha2::Digest>::digest(&expected).into();
         assert_eq!(h.digest, digest);
         assert_eq!(h.pepper_version, None);
     }
@@ -314,11 +397,8 @@ mod tests {
         assert_eq!(h1.pepper_version, Some(1));
         let plain = KeyHasher::default().hash_new(&id(), Environment::Test, KeyKind::Secret, &s);
         assert_ne!(h1.digest, plain.digest);
-        let mut presented = SecretBytes::zeroed(32);
-        presented.as_mut_bytes().copy_from_slice(&s);
-        let again = new
-            .hash_like(&h1, &id(), Environment::Test, KeyKind::Secret, &presented)
-            .unwrap();
+        let presented = block(&s);
+        let again = new.hash_like(&h1, &presented).unwrap();
         assert!(
             again == h1,
             "rotated hasher still verifies old-pepper hashes"
@@ -327,16 +407,7 @@ mod tests {
             pepper_version: Some(9),
             digest: h1.digest,
         };
-        assert!(
-            new.hash_like(
-                &unknown,
-                &id(),
-                Environment::Test,
-                KeyKind::Secret,
-                &presented
-            )
-            .is_none()
-        );
+        assert!(new.hash_like(&unknown, &presented).is_none());
         assert!(Pepper::new(1, &[0; 31]).is_err());
         assert!(KeyHasher::with_peppers(Some(&p1), &[Pepper::new(1, &[3; 32]).unwrap()]).is_err());
     }

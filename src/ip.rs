@@ -512,6 +512,9 @@ pub struct IpAllowList {
 }
 
 impl IpAllowList {
+    /// The empty list: any address.
+    pub(crate) const ANY: Self = Self { nets: Vec::new() };
+
     /// Parses a comma-separated list (see the [module documentation](self)).
     ///
     /// A blank list (empty or only ASCII whitespace) allows any address.

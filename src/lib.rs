@@ -13,7 +13,9 @@ mod events;
 mod failing_rng;
 mod feed;
 mod hash;
+pub mod http;
 pub mod ip;
+mod lent;
 mod manager;
 pub mod origin;
 mod policy;
@@ -34,7 +36,7 @@ mod wait;
 pub mod write_behind;
 
 // The public interface, in one place.
-pub use clock::{Clock, MonotonicClock, SystemClock, SystemMonotonicClock};
+pub use clock::{Clock, CoarseClock, MonotonicClock, SystemClock, SystemMonotonicClock};
 #[cfg(any(test, feature = "test-util"))]
 pub use clock::{ManualClock, ManualMonotonicClock};
 pub use engine::{DEFAULT_KEY_NAME, Engine, KeyUpdate, NewKey, RollOptions};
@@ -44,6 +46,7 @@ pub use events::{EventKind, EventSink, KeyEvent};
 pub use feed::{Change, ChangeFeed, ChangeNotifications, ChangePage};
 pub use hash::{Pepper, SecretHash};
 pub use ip::{IpAllowList, IpListError};
+pub use lent::StoredRecord;
 pub use manager::MAX_PAGE_SIZE;
 pub use manager::{CreatedKey, KeyManager, KeyManagerBuilder, RolledKey};
 pub use origin::{DomainAllowList, DomainError, HeaderField, OriginRefusal};

@@ -13,6 +13,7 @@ use crate::environment::Environment;
 use crate::error::{ConfigError, Error, Rejection, StoreError, StoreErrorKind, VerifyError};
 use crate::events::{EventKind, EventSink, KeyEvent};
 use crate::hash::Pepper;
+use crate::lent::Held;
 use crate::policy::Policy;
 use crate::record::{Actor, KeyRecord, OwnerId};
 use crate::replay::{MemoryReplayCache, ReplayCache};
@@ -274,6 +275,21 @@ impl<S> KeyManager<S> {
         }
     }
 
+    /// [`emit`](Self::emit) for a verification's record (no actor; the
+    /// related key is its successor).
+    fn emit_view(&self, kind: EventKind, record: &Held, at: UtcDateTime) {
+        if let Some(sink) = &self.events {
+            sink.on_event(&KeyEvent {
+                kind,
+                key_id: record.view().id(),
+                owner: record.view().owner(),
+                actor: None,
+                at,
+                related: record.view().successor(),
+            });
+        }
+    }
+
     fn exclusive(&self, now: UtcDateTime) -> WriteCondition {
         if self.engine.policy().one_active_key_per_owner {
             WriteCondition::NoOtherUsableKey { now }
@@ -491,11 +507,13 @@ impl<S> KeyManager<S> {
         let presented = self.engine.precheck(token, request)?;
         let now = self.clock.now();
         let record = store
-            .get(&presented.id())
+            .get_for_verify(&presented.id())
             .await?
             .ok_or(Rejection::UnknownKey)?;
-        let outcome = self.engine.decide_bearer(&presented, &record, request, now);
-        self.conclude(store, record, outcome, now, false).await
+        let outcome = self
+            .engine
+            .decide_bearer_stored(&presented, &record, request, now);
+        self.conclude(store, record.0, outcome, now, false).await
     }
 
     async fn verify_signed_in<A: AsyncKeyStore + ?Sized>(
@@ -517,7 +535,8 @@ impl<S> KeyManager<S> {
         let outcome =
             self.engine
                 .decide_signed(&record, &key, request, context, now, self.replay.as_ref());
-        self.conclude(store, record, outcome, now, true).await
+        self.conclude(store, Held::Full(record), outcome, now, true)
+            .await
     }
 
     async fn reseal_in<A: AsyncKeyStore + ?Sized>(
@@ -582,7 +601,7 @@ impl<S> KeyManager<S> {
     /// changes the outcome). A refused request writes nothing.
     fn settle(
         &self,
-        record: Arc<KeyRecord>,
+        record: Held,
         outcome: Result<Decision, VerifyError>,
         now: UtcDateTime,
         signed: bool,
@@ -590,13 +609,7 @@ impl<S> KeyManager<S> {
         match outcome {
             Ok(decision) => {
                 if decision.in_grace {
-                    self.emit(
-                        EventKind::UsedDuringGrace,
-                        &record,
-                        None,
-                        now,
-                        record.successor,
-                    );
+                    self.emit_view(EventKind::UsedDuringGrace, &record, now);
                 }
                 (
                     Ok(VerifiedKey::new(record, decision, signed)),
@@ -608,13 +621,7 @@ impl<S> KeyManager<S> {
                     e.rejection(),
                     Some(Rejection::Expired | Rejection::GraceEnded)
                 ) {
-                    self.emit(
-                        EventKind::ExpiredOnUse,
-                        &record,
-                        None,
-                        now,
-                        record.successor,
-                    );
+                    self.emit_view(EventKind::ExpiredOnUse, &record, now);
                 }
                 (Err(e), false)
             }
@@ -625,12 +632,12 @@ impl<S> KeyManager<S> {
     async fn conclude<A: AsyncKeyStore + ?Sized>(
         &self,
         store: &A,
-        record: Arc<KeyRecord>,
+        record: Held,
         outcome: Result<Decision, VerifyError>,
         now: UtcDateTime,
         signed: bool,
     ) -> Result<VerifiedKey, VerifyError> {
-        let id = record.id;
+        let id = record.view().id();
         let (result, touch) = self.settle(record, outcome, now, signed);
         if touch {
             let _ignored = store.touch(&id, now).await;
@@ -913,10 +920,13 @@ impl<S: KeyStore> KeyManager<S> {
         // Offline checks first: a malformed token costs no clock read.
         let presented = self.engine.precheck(token, request)?;
         let now = self.clock.now();
-        let record = KeyStore::get(&self.store, &presented.id())?.ok_or(Rejection::UnknownKey)?;
-        let outcome = self.engine.decide_bearer(&presented, &record, request, now);
-        let id = record.id;
-        let (result, touch) = self.settle(record, outcome, now, false);
+        let record =
+            KeyStore::get_for_verify(&self.store, &presented.id())?.ok_or(Rejection::UnknownKey)?;
+        let outcome = self
+            .engine
+            .decide_bearer_stored(&presented, &record, request, now);
+        let id = record.id();
+        let (result, touch) = self.settle(record.0, outcome, now, false);
         if touch {
             let _ignored = KeyStore::touch(&self.store, &id, now);
         }

@@ -802,6 +802,11 @@ pub struct DomainAllowList {
 }
 
 impl DomainAllowList {
+    /// The empty list: no restriction.
+    pub(crate) const ANY: Self = Self {
+        entries: Vec::new(),
+    };
+
     /// Builds a list from entries, validating each with
     /// [`DomainPattern::parse`]. Duplicates (after normalisation) are
     /// removed; the order of first occurrence is kept. No entries → an empty

@@ -235,6 +235,9 @@ pub(crate) fn validate_scope(scope: &str) -> Result<(), Error> {
 pub struct Scopes(Vec<String>);
 
 impl Scopes {
+    /// No scopes (see [`Scopes`] for what empty means).
+    pub(crate) const EMPTY: Self = Self(Vec::new());
+
     /// Validates, sorts and de-duplicates scope names.
     ///
     /// # Errors

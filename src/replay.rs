@@ -57,6 +57,7 @@ use std::collections::{BinaryHeap, HashMap};
 use std::error::Error as StdError;
 use std::fmt;
 use std::hash::{BuildHasher, RandomState};
+use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 use time::UtcDateTime;
@@ -186,8 +187,11 @@ pub enum ReplayCacheError {
 /// [`with_scope_limit`](Self::with_scope_limit)); past it the cache answers
 /// [`ReplayCacheError::ScopeFull`] for that scope only.
 ///
-/// A shard never checks a nonce at an instant older than the latest one it has seen
-/// (purges included): an entry it forgot can never make a replay look fresh.
+/// The cache never checks a nonce at an instant older than the latest one it has
+/// been asked about (purges included), in any shard: an entry it forgot can never
+/// make a replay look fresh, and after a clock step backwards every key sees the
+/// same, deterministic answer (a request whose window ended before that latest
+/// instant is refused as a replay until the clock catches up).
 ///
 /// Memory per entry is roughly the scope plus the nonce plus about 80 bytes of
 /// bookkeeping. It is local to one process: several verifying processes need a shared
@@ -216,6 +220,9 @@ pub struct MemoryReplayCache {
     hasher: RandomState,
     capacity: usize,
     scope_limit: usize,
+    /// The latest instant the cache was asked about, in Unix microseconds
+    /// rounded up (`i64::MIN`: none yet). Shared by every shard.
+    horizon: AtomicI64,
 }
 
 impl MemoryReplayCache {
@@ -267,7 +274,25 @@ impl MemoryReplayCache {
             hasher: RandomState::new(),
             capacity,
             scope_limit: (capacity / 4).max(1),
+            horizon: AtomicI64::new(i64::MIN),
         }
+    }
+
+    /// Records `now` and returns the instant to check at: the later of `now`
+    /// and every instant the cache was asked about before. Called with the
+    /// shard's lock held (and before any purge), so a check that follows a
+    /// purge in the same shard always sees that purge's instant.
+    fn observe(&self, now: UtcDateTime) -> UtcDateTime {
+        // Rounded up, so the stored horizon is never before an instant seen.
+        let nanos = now.unix_timestamp_nanos();
+        let micros = nanos.div_euclid(1000) + i128::from(nanos.rem_euclid(1000) != 0);
+        let micros = i64::try_from(micros).unwrap_or(i64::MAX);
+        let before = self.horizon.fetch_max(micros, Ordering::SeqCst);
+        if before <= micros {
+            return now;
+        }
+        UtcDateTime::from_unix_timestamp_nanos(i128::from(before) * 1000)
+            .map_or(now, |latest| latest.max(now))
     }
 
     /// The same cache with at most `limit` unexpired nonces per scope (key), clamped
@@ -314,6 +339,7 @@ impl MemoryReplayCache {
     /// Optional: full shards purge themselves. A host may call this periodically to
     /// release memory sooner.
     pub fn purge_expired(&self, now: UtcDateTime) -> usize {
+        let now = self.observe(now);
         for ledger in &self.ledgers {
             lock(ledger).sweep(now);
         }
@@ -321,7 +347,7 @@ impl MemoryReplayCache {
             .iter()
             .map(|shard| {
                 let mut shard = lock(shard);
-                let now = shard.observe(now);
+                let now = self.observe(now);
                 shard.purge(now)
             })
             .sum()
@@ -373,7 +399,7 @@ impl ReplayCache for MemoryReplayCache {
         let entry = entry_key(scope, nonce);
         let shard = self.shard_for(&entry).ok_or(full)?;
         let mut shard = lock(shard);
-        let now = shard.observe(now);
+        let now = self.observe(now);
         match shard.lookup(&entry, expires_at, now)? {
             Slot::Replayed => Ok(false),
             Slot::Rearm | Slot::New => {
@@ -426,9 +452,6 @@ struct Shard {
     capacity: usize,
     /// The earliest expiry among `entries` (or earlier): no entry can be purged before.
     earliest: Option<UtcDateTime>,
-    /// The latest instant this shard was asked about (purges included): it never
-    /// checks a nonce at an older one, so a forgotten entry cannot make a replay fresh.
-    latest: Option<UtcDateTime>,
 }
 
 /// Where a nonce stands in its shard.
@@ -447,16 +470,7 @@ impl Shard {
             entries: HashMap::new(),
             capacity,
             earliest: None,
-            latest: None,
         }
-    }
-
-    /// Records `now` and returns the instant to check at: the later of `now` and
-    /// every instant seen before.
-    fn observe(&mut self, now: UtcDateTime) -> UtcDateTime {
-        let latest = self.latest.map_or(now, |l| l.max(now));
-        self.latest = Some(latest);
-        latest
     }
 
     fn lookup(
@@ -865,6 +879,46 @@ mod tests {
                 .check_and_insert(b"k", "n", at(NOW + 1), at(NOW))
                 .unwrap()
         );
+    }
+
+    #[test]
+    fn a_later_instant_seen_anywhere_holds_in_every_shard() {
+        // After the cache was asked about NOW + 500 (in whichever shard), a
+        // check at NOW (a clock stepped back) is made at NOW + 500 in every
+        // shard: deterministic, whatever shard a nonce hashes to.
+        let cache = MemoryReplayCache::with_shards(4096, 16);
+        assert!(
+            cache
+                .check_and_insert(b"k", "late", at(NOW + 800), at(NOW + 500))
+                .unwrap()
+        );
+        for i in 0..64 {
+            let nonce = format!("early-{i}");
+            // Its window (NOW + 300) ended before the latest instant seen.
+            assert!(
+                !cache
+                    .check_and_insert(b"k", &nonce, at(NOW + 300), at(NOW))
+                    .unwrap(),
+                "{nonce}"
+            );
+            // One that is still inside the window at NOW + 500 is fresh.
+            assert!(
+                cache
+                    .check_and_insert(b"k2", &nonce, at(NOW + 600), at(NOW))
+                    .unwrap(),
+                "{nonce}"
+            );
+        }
+    }
+
+    #[test]
+    fn the_horizon_rounds_up_to_the_microsecond() {
+        let cache = MemoryReplayCache::new(8);
+        let t =
+            UtcDateTime::from_unix_timestamp_nanos(i128::from(NOW) * 1_000_000_000 + 1).unwrap();
+        assert_eq!(cache.observe(t), t);
+        // An earlier instant is checked at (at least) `t`, never before it.
+        assert!(cache.observe(at(NOW)) >= t);
     }
 
     /// What a single-shard cache must answer, written plainly.

@@ -2,11 +2,13 @@
 //! and [`VerifiedKey`], what it gets back.
 
 use crate::environment::{Environment, KeyKind};
+use crate::lent::Held;
 use crate::origin::HeaderField;
 use crate::record::{KeyRecord, OwnerId, Scopes};
 use crate::token::KeyId;
+use core::fmt;
 use std::net::IpAddr;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 /// The request facts a verifier checks a key against, filled by the host
 /// from its framework. Header values are passed exactly as received
@@ -111,17 +113,34 @@ pub struct Decision {
 }
 
 /// A key that passed every check. Cheap to clone (shares the record).
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct VerifiedKey {
-    record: Arc<KeyRecord>,
+    record: Held,
+    /// The full record, materialised on the first call to
+    /// [`record`](Self::record) when the store lent a compact form.
+    full: OnceLock<Arc<KeyRecord>>,
     decision: Decision,
     signed: bool,
 }
 
+impl fmt::Debug for VerifiedKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("VerifiedKey")
+            .field("id", &self.id())
+            .field("owner", self.owner())
+            .field("kind", &self.kind())
+            .field("environment", &self.environment())
+            .field("decision", &self.decision)
+            .field("signed", &self.signed)
+            .finish_non_exhaustive()
+    }
+}
+
 impl VerifiedKey {
-    pub(crate) fn new(record: Arc<KeyRecord>, decision: Decision, signed: bool) -> Self {
+    pub(crate) fn new(record: Held, decision: Decision, signed: bool) -> Self {
         Self {
             record,
+            full: OnceLock::new(),
             decision,
             signed,
         }
@@ -139,31 +158,31 @@ impl VerifiedKey {
     /// The key id.
     #[must_use]
     pub fn id(&self) -> KeyId {
-        self.record.id
+        self.record.view().id()
     }
 
     /// The owner the request acts for.
     #[must_use]
     pub fn owner(&self) -> &OwnerId {
-        &self.record.owner
+        self.record.view().owner()
     }
 
     /// Secret or publishable.
     #[must_use]
     pub fn kind(&self) -> KeyKind {
-        self.record.kind
+        self.record.view().kind()
     }
 
     /// The mode the request runs in: the key decides.
     #[must_use]
     pub fn environment(&self) -> Environment {
-        self.record.environment
+        self.record.view().environment()
     }
 
     /// The key's own scopes (see [`Scopes`] for what empty means).
     #[must_use]
     pub fn scopes(&self) -> &Scopes {
-        &self.record.scopes
+        self.record.view().scopes()
     }
 
     /// Whether this is a rolled key inside its grace window: the client
@@ -176,7 +195,7 @@ impl VerifiedKey {
     /// The key that replaced this one, if it was rolled.
     #[must_use]
     pub fn successor(&self) -> Option<KeyId> {
-        self.record.successor
+        self.record.view().successor()
     }
 
     /// Whether `last_used_at` was due to be written for this request.
@@ -185,9 +204,14 @@ impl VerifiedKey {
         self.decision.touch
     }
 
-    /// The whole record as read for this request.
+    /// The whole record as read for this request. With a store that lends
+    /// a compact form ([`MemoryKeyStore`](crate::MemoryKeyStore)) the first
+    /// call builds it (and allocates); the accessors above never do.
     #[must_use]
     pub fn record(&self) -> &KeyRecord {
-        &self.record
+        match &self.record {
+            Held::Full(r) => r,
+            Held::Compact(c) => self.full.get_or_init(|| Arc::new(c.to_record())),
+        }
     }
 }

@@ -1,5 +1,4 @@
-//! Secret material: the one-time [`Token`] and the decoded secret bytes of a
-//! presented key.
+//! Secret material: the one-time [`Token`].
 //!
 //! Every secret type here zeroizes its memory on drop, prints a redacted form
 //! through `Debug`, and has no `Display`, `Serialize`, `Clone` or `PartialEq`.
@@ -7,7 +6,7 @@
 //! [`Token::expose_secret`].
 
 use core::fmt;
-use zeroize::{Zeroize, Zeroizing};
+use zeroize::Zeroize;
 
 /// The number of trailing characters of a token that a redacted display shows.
 pub(crate) const HINT_LEN: usize = 4;
@@ -45,17 +44,16 @@ fn leak(t: &api_keys::Token) { ser(t) }
 "#
 )]
 pub struct Token {
-    text: Zeroizing<String>,
+    /// Zeroized on drop (see `Drop`): every token is built at its exact
+    /// length, so the text is the whole allocation.
+    text: String,
     /// Length of `<prefix>_<env>_`, for the redacted form.
     head: usize,
 }
 
 impl Token {
     pub(crate) fn new(text: String, head: usize) -> Self {
-        Self {
-            text: Zeroizing::new(text),
-            head,
-        }
+        Self { text, head }
     }
 
     /// Returns the secret token text.
@@ -93,52 +91,32 @@ pub(crate) fn redact(text: &str, head: usize) -> String {
     out
 }
 
+impl Drop for Token {
+    fn drop(&mut self) {
+        // Wipes the whole allocation, spare capacity included (none is left
+        // by the generator, which builds tokens at their exact length).
+        let mut bytes = core::mem::take(&mut self.text).into_bytes();
+        let len = bytes.capacity();
+        bytes.resize(len, 0);
+        bytes.as_mut_slice().zeroize();
+    }
+}
+
 impl fmt::Debug for Token {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_tuple("Token").field(&self.redacted()).finish()
     }
 }
 
-/// The maximum secret length in bytes a [`KeyFormat`](crate::KeyFormat) allows.
-pub const MAX_SECRET_BYTES: usize = 32;
-/// The minimum secret length in bytes (160 bits).
+/// The strongest secret a [`KeyFormat`](crate::KeyFormat) allows, in bytes
+/// of randomness: 26 (208 bits, 35 characters), the most whose text fits
+/// the one-block hashed message.
+pub const MAX_SECRET_BYTES: usize = 26;
+/// The weakest secret allowed, in bytes of randomness (160 bits).
 pub const MIN_SECRET_BYTES: usize = 20;
-
-/// The secret bytes decoded from a presented token, held on the stack and
-/// zeroized on drop. Only the crate reads them, to hash them.
-pub(crate) struct SecretBytes {
-    bytes: [u8; MAX_SECRET_BYTES],
-    len: usize,
-}
-
-impl SecretBytes {
-    pub(crate) const fn zeroed(len: usize) -> Self {
-        Self {
-            bytes: [0; MAX_SECRET_BYTES],
-            len,
-        }
-    }
-
-    pub(crate) fn as_bytes(&self) -> &[u8] {
-        self.bytes.get(..self.len).unwrap_or(&[])
-    }
-
-    pub(crate) fn as_mut_bytes(&mut self) -> &mut [u8] {
-        self.bytes.get_mut(..self.len).unwrap_or(&mut [])
-    }
-}
-
-impl Drop for SecretBytes {
-    fn drop(&mut self) {
-        self.bytes.zeroize();
-    }
-}
-
-impl fmt::Debug for SecretBytes {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "SecretBytes([redacted; {}])", self.len)
-    }
-}
+/// The characters of the strongest secret: 35 base62 characters carry
+/// 208.4 bits.
+pub(crate) const MAX_SECRET_CHARS: usize = 35;
 
 #[cfg(test)]
 mod tests {
@@ -152,15 +130,6 @@ mod tests {
         assert_eq!(shown, "Token(\"sk_live_…xyzW\")");
         assert!(!shown.contains("SECRETPART"));
         assert_eq!(token.redacted(), "sk_live_…xyzW");
-    }
-
-    #[test]
-    fn secret_bytes_debug_is_redacted() {
-        let mut s = SecretBytes::zeroed(20);
-        s.as_mut_bytes().copy_from_slice(&[0xAB; 20]);
-        let shown = format!("{s:?}");
-        assert!(!shown.to_lowercase().contains("ab"), "{shown}");
-        assert_eq!(s.as_bytes(), &[0xAB; 20]);
     }
 
     #[test]

@@ -4,17 +4,21 @@
 //! # Layout
 //!
 //! ```text
-//! sk_live_4Hq0…(22 chars: key id)…(44 chars: secret)…(6 chars: checksum)
+//! sk_live_4Hq0…(22 chars: key id)…(35 chars: secret)…(6 chars: checksum)
 //! ^^ ^^^^ ^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^
 //! |  |    body: base62 (0-9A-Za-z), fixed length
 //! |  environment: `test` or `live`
 //! prefix: per kind, default `sk` (secret) / `pk` (publishable)
 //! ```
 //!
-//! * The **key id** (16 bytes from the OS CSPRNG, 22 characters) is public:
-//!   it names the record in the store, in logs and in `X-Processing-Key`.
-//! * The **secret** (default 32 bytes = 256 bits, at least 20 bytes = 160
-//!   bits, from the OS CSPRNG) is what proves possession.
+//! * The **key id** (16 bytes from the OS CSPRNG, 22 characters: one
+//!   128-bit big-endian number in base62) is public: it names the record in
+//!   the store, in logs and in `X-Processing-Key`.
+//! * The **secret** is 35 characters drawn uniformly from the 62-letter
+//!   alphabet with the OS CSPRNG (208 bits; at least 27 characters = 160
+//!   bits with [`KeyFormatBuilder::secret_bytes`]). It is what proves
+//!   possession, and its characters are what the stored hash covers, so a
+//!   verify decodes nothing but the id.
 //! * The **checksum** is CRC-32 (IEEE) over every byte before it, prefix and
 //!   environment included, as 6 base62 characters. CRC-32 detects every
 //!   error burst of up to 32 bits, so any single substituted character and
@@ -23,18 +27,20 @@
 //!   It is not a MAC: it keeps typos and truncations away from the store and
 //!   lets secret scanners recognise leaked tokens with few false positives.
 //!
-//! The body alphabet has no `_`, so the token is parsed from the right and a
-//! prefix may itself contain `_`. With the default format a token is 80
-//! characters; [`KeyFormat::scanner_regex`] gives the regular expression a
-//! secret scanner would use.
+//! The body is fixed-length and its alphabet has no `_`, so the token is
+//! parsed from the right and a prefix may itself contain `_`. With the
+//! default format a token is 71 characters; [`KeyFormat::scanner_regex`]
+//! gives the regular expression a secret scanner would use.
 
 use crate::base62;
 use crate::environment::{Environment, KeyKind};
 use crate::error::{ConfigError, Error, Rejection};
-use crate::secret::{MAX_SECRET_BYTES, MIN_SECRET_BYTES, SecretBytes, Token};
+use crate::hash::MessageBlock;
+use crate::secret::{MAX_SECRET_BYTES, MAX_SECRET_CHARS, MIN_SECRET_BYTES, Token};
 use core::fmt;
 use core::hash::{Hash, Hasher};
 use rand::TryCryptoRng;
+use zeroize::Zeroizing;
 
 /// Bytes in a key id.
 pub const KEY_ID_BYTES: usize = 16;
@@ -85,9 +91,17 @@ impl KeyId {
     /// [`Rejection::Malformed`] when the bytes are not exactly a canonical
     /// 22-character base62 id.
     pub fn parse_bytes(text: &[u8]) -> Result<Self, Rejection> {
-        let mut bytes = [0u8; KEY_ID_BYTES];
-        base62::decode_into(text, &mut bytes).ok_or(Rejection::Malformed)?;
-        Ok(Self(bytes))
+        let value = base62::decode_id(text).ok_or(Rejection::Malformed)?;
+        Ok(Self(value.to_be_bytes()))
+    }
+
+    /// The first (`false`) or last (`true`) 8 bytes as a big-endian word.
+    pub(crate) fn word_be(&self, second: bool) -> u64 {
+        let (a, b) = self.0.split_at(8);
+        let half = if second { b } else { a };
+        let mut w = [0u8; 8];
+        w.copy_from_slice(half);
+        u64::from_be_bytes(w)
     }
 
     /// The first 8 bytes as a word, for hashing and sharding: the id is
@@ -151,7 +165,7 @@ impl<'de> serde::Deserialize<'de> for KeyId {
 /// |---|---|---|
 /// | secret prefix | `sk` | 1–32 of `a-z0-9_`, starts with a letter, no `_` at the end, no `__` |
 /// | publishable prefix | `pk` | the same, and different from the secret prefix |
-/// | secret bytes | 32 (256 bits) | 20 (160 bits) to 32 |
+/// | secret bytes (of randomness) | 26 (208 bits, 35 characters) | 20 (160 bits, 27 characters) to 26 |
 ///
 /// ```
 /// use api_keys::KeyFormat;
@@ -168,6 +182,71 @@ pub struct KeyFormat {
     /// Derived lengths, computed once: body, secret-key token, publishable
     /// token.
     lens: Lengths,
+    /// The checksum state after each head, computed once.
+    heads: HeadChecksums,
+}
+
+/// CRC-32 states after each head `<prefix>_<env>_`, by kind then
+/// environment: the parser matched the head exactly, so it continues the
+/// checksum from here over the body only (no CPU-feature detection and no
+/// head bytes per token). Derived from the prefixes, so two formats with
+/// the same prefixes have the same states: equality looks no further.
+#[derive(Clone)]
+struct HeadChecksums([[crc32fast::Hasher; 2]; 2]);
+
+impl HeadChecksums {
+    fn of(secret_prefix: &str, publishable_prefix: &str) -> Self {
+        let state = |p: &str, env: Environment| {
+            let mut h = crc32fast::Hasher::new();
+            for part in [p, "_", env.as_str(), "_"] {
+                h.update(part.as_bytes());
+            }
+            h
+        };
+        let both = |p: &str| [state(p, Environment::Test), state(p, Environment::Live)];
+        Self([both(secret_prefix), both(publishable_prefix)])
+    }
+
+    fn get(&self, kind: KeyKind, environment: Environment) -> crc32fast::Hasher {
+        let [secret, publishable] = &self.0;
+        let [test, live] = match kind {
+            KeyKind::Secret => secret,
+            KeyKind::Publishable => publishable,
+        };
+        match environment {
+            Environment::Test => test.clone(),
+            Environment::Live => live.clone(),
+        }
+    }
+}
+
+impl PartialEq for HeadChecksums {
+    fn eq(&self, _: &Self) -> bool {
+        true
+    }
+}
+
+impl Eq for HeadChecksums {}
+
+impl fmt::Debug for HeadChecksums {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("HeadChecksums")
+    }
+}
+
+/// The number of base62 characters that carry `bytes` bytes of randomness:
+/// the smallest `n` with `62^n >= 256^bytes` (for the allowed 20 to 26
+/// bytes; checked by a unit test).
+const fn secret_chars(bytes: usize) -> usize {
+    match bytes {
+        ..=20 => 27,
+        21 => 29,
+        22 => 30,
+        23 => 31,
+        24 => 33,
+        25 => 34,
+        _ => MAX_SECRET_CHARS,
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -180,7 +259,7 @@ struct Lengths {
 
 impl Lengths {
     fn of(secret_prefix: &str, publishable_prefix: &str, secret_bytes: usize) -> Self {
-        let secret_chars = base62::encoded_len(secret_bytes);
+        let secret_chars = secret_chars(secret_bytes);
         let body = KEY_ID_CHARS + secret_chars + CHECKSUM_CHARS;
         let token = |p: &str| p.len() + 1 + ENV_CHARS + 1 + body;
         Self {
@@ -199,6 +278,7 @@ impl Default for KeyFormat {
             publishable_prefix: "pk".to_owned(),
             secret_bytes: MAX_SECRET_BYTES,
             lens: Lengths::of("sk", "pk", MAX_SECRET_BYTES),
+            heads: HeadChecksums::of("sk", "pk"),
         }
     }
 }
@@ -224,7 +304,9 @@ impl KeyFormatBuilder {
         self
     }
 
-    /// Secret length in bytes (default 32; 20 to 32). If in doubt, do not
+    /// The secret's strength in bytes of randomness (default 26 = 208 bits;
+    /// 20 to 26). The secret is written as the fewest base62 characters that
+    /// carry it: 27 characters for 20 bytes, 35 for 26. If in doubt, do not
     /// change this value.
     #[must_use]
     pub fn secret_bytes(mut self, bytes: usize) -> Self {
@@ -238,8 +320,8 @@ impl KeyFormatBuilder {
     ///
     /// [`ConfigError::Prefix`] for an empty, over-long, non-ASCII or
     /// ill-formed prefix, [`ConfigError::SamePrefix`] when both kinds share a
-    /// prefix, [`ConfigError::SecretLength`] for a secret shorter than 160
-    /// bits or longer than 32 bytes.
+    /// prefix, [`ConfigError::SecretLength`] for a secret weaker than 160
+    /// bits or stronger than 208 (26 bytes).
     pub fn build(self) -> Result<KeyFormat, ConfigError> {
         let mut f = self.format;
         validate_prefix(&f.secret_prefix)?;
@@ -253,6 +335,7 @@ impl KeyFormatBuilder {
             });
         }
         f.lens = Lengths::of(&f.secret_prefix, &f.publishable_prefix, f.secret_bytes);
+        f.heads = HeadChecksums::of(&f.secret_prefix, &f.publishable_prefix);
         Ok(f)
     }
 }
@@ -299,10 +382,16 @@ impl KeyFormat {
         }
     }
 
-    /// Secret length in bytes.
+    /// The secret's strength in bytes of randomness.
     #[must_use]
     pub fn secret_bytes(&self) -> usize {
         self.secret_bytes
+    }
+
+    /// Characters of the secret in a token.
+    #[must_use]
+    pub fn secret_chars(&self) -> usize {
+        self.lens.secret_chars
     }
 
     /// Characters in a token body (id, secret, checksum).
@@ -330,7 +419,7 @@ impl KeyFormat {
 
     /// A regular expression matching exactly the tokens of this format, for
     /// secret scanners, e.g. with the defaults
-    /// `\b(?:sk|pk)_(?:test|live)_[0-9A-Za-z]{72}\b`.
+    /// `\b(?:sk|pk)_(?:test|live)_[0-9A-Za-z]{63}\b`.
     #[must_use]
     pub fn scanner_regex(&self) -> String {
         format!(
@@ -371,32 +460,55 @@ impl KeyFormat {
         rng: &mut R,
     ) -> Result<NewToken, Error> {
         let mut raw = SecretRandom::default();
-        let total = KEY_ID_BYTES + self.secret_bytes;
-        let drawn = raw.0.get_mut(..total).ok_or(Error::Randomness)?;
-        rng.try_fill_bytes(drawn).map_err(|_| Error::Randomness)?;
-        let (id_bytes, secret) = drawn.split_at(KEY_ID_BYTES);
+        rng.try_fill_bytes(&mut raw.0)
+            .map_err(|_| Error::Randomness)?;
+        let (id_bytes, mut random) = raw.0.split_at(KEY_ID_BYTES);
         let mut id = [0u8; KEY_ID_BYTES];
         id.copy_from_slice(id_bytes);
         let id = KeyId(id);
 
-        let mut text = String::with_capacity(self.token_len(kind));
-        text.push_str(self.prefix(kind));
-        text.push('_');
-        text.push_str(environment.as_str());
-        text.push('_');
-        base62::encode_into(id.as_bytes(), &mut text);
-        base62::encode_into(secret, &mut text);
-        let crc = crc32fast::hash(text.as_bytes());
-        base62::encode_into(&crc.to_be_bytes(), &mut text);
-        let token = Token::new(text, self.head_len(kind));
-        let mut secret_bytes = SecretBytes::zeroed(self.secret_bytes);
-        secret_bytes.as_mut_bytes().copy_from_slice(secret);
+        // The whole token in one buffer: head, id, secret, then the
+        // checksum over all of it. The lengths come from the format, so the
+        // `None` arms below are unreachable (and reported, never a panic).
+        let bug = || Error::Randomness;
+        let head = self.head_len(kind);
+        let len = self.token_len(kind);
+        let secret_at = head + KEY_ID_CHARS;
+        let secret_chars = self.lens.secret_chars;
+        let covered = len - CHECKSUM_CHARS;
+        let mut text = Zeroizing::new(vec![0u8; len]);
+        let (head_out, body) = text.split_at_mut_checked(head).ok_or_else(bug)?;
+        let parts = self.prefix(kind).as_bytes().iter().chain(b"_");
+        let parts = parts.chain(environment.as_str().as_bytes()).chain(b"_");
+        for (dst, src) in head_out.iter_mut().zip(parts) {
+            *dst = *src;
+        }
+        let (id_out, rest) = body.split_at_mut_checked(KEY_ID_CHARS).ok_or_else(bug)?;
+        id_out.copy_from_slice(&base62::encode_id(u128::from_be_bytes(*id.as_bytes())));
+        let (secret_out, _) = rest.split_at_mut_checked(secret_chars).ok_or_else(bug)?;
+        // Characters drawn uniformly from the alphabet; a rejected draw is
+        // rare enough (about 1 in 10 000 tokens) that the refill is a loop.
+        let mut filled = base62::fill_uniform(random, secret_out, 0);
+        while filled < secret_chars {
+            rng.try_fill_bytes(&mut raw.0)
+                .map_err(|_| Error::Randomness)?;
+            random = &raw.0;
+            filled = base62::fill_uniform(random, secret_out, filled);
+        }
+        let mut crc = self.heads.get(kind, environment);
+        crc.update(text.get(head..covered).ok_or_else(bug)?);
+        let crc = crc.finalize();
+        text.get_mut(covered..)
+            .ok_or_else(bug)?
+            .copy_from_slice(&base62::encode_u32(crc));
+        // Every byte written is ASCII (prefix, environment, alphabet).
+        let text = String::from_utf8(core::mem::take(&mut *text)).map_err(|_| bug())?;
         Ok(NewToken {
             id,
             kind,
             environment,
-            token,
-            secret: secret_bytes,
+            token: Token::new(text, head),
+            secret_at,
         })
     }
 
@@ -448,33 +560,51 @@ impl KeyFormat {
             .split_at_checked(secret_chars)
             .ok_or(Rejection::Malformed)?;
 
-        let mut crc = [0u8; 4];
-        base62::decode_into(crc_text, &mut crc).ok_or(Rejection::Malformed)?;
-        let covered = bytes
-            .get(..bytes.len().saturating_sub(CHECKSUM_CHARS))
+        // Encoding the computed checksum and comparing text is cheaper than
+        // decoding the presented one, and as strict: the encoding is unique.
+        let covered = body
+            .get(..body.len().saturating_sub(CHECKSUM_CHARS))
             .ok_or(Rejection::Malformed)?;
-        if crc32fast::hash(covered) != u32::from_be_bytes(crc) {
+        let crc = self.checksum(kind, environment, covered);
+        if crc_text != base62::encode_u32(crc) {
             return Err(Rejection::Malformed);
         }
 
         let id = KeyId::parse_bytes(id_text)?;
-        let mut secret = SecretBytes::zeroed(self.secret_bytes);
-        base62::decode_into(secret_text, secret.as_mut_bytes()).ok_or(Rejection::Malformed)?;
+        if !base62::is_alphabet(secret_text) {
+            return Err(Rejection::Malformed);
+        }
+        // The secret's text is what is hashed: no decoding.
+        let message = MessageBlock::new(&id, environment, kind, secret_text);
         Ok(PresentedKey {
             id,
             kind,
             environment,
-            secret,
+            message,
         })
     }
 }
 
+impl KeyFormat {
+    /// CRC-32 of `<prefix>_<env>_` followed by `body`, continued from the
+    /// head's precomputed checksum.
+    fn checksum(&self, kind: KeyKind, environment: Environment, body: &[u8]) -> u32 {
+        let mut h = self.heads.get(kind, environment);
+        h.update(body);
+        h.finalize()
+    }
+}
+
+/// Bytes drawn from the generator per call: the key id, then 32 bytes that
+/// give 42 candidate characters for a secret of at most 35.
+const DRAW_BYTES: usize = KEY_ID_BYTES + 32;
+
 /// Random bytes for one key, zeroized on drop.
-struct SecretRandom([u8; KEY_ID_BYTES + MAX_SECRET_BYTES]);
+struct SecretRandom([u8; DRAW_BYTES]);
 
 impl Default for SecretRandom {
     fn default() -> Self {
-        Self([0; KEY_ID_BYTES + MAX_SECRET_BYTES])
+        Self([0; DRAW_BYTES])
     }
 }
 
@@ -495,8 +625,20 @@ pub struct NewToken {
     pub environment: Environment,
     /// The secret token, to be shown once.
     pub token: Token,
-    /// The decoded secret, for hashing.
-    pub(crate) secret: SecretBytes,
+    /// Where the secret's characters start in the token.
+    secret_at: usize,
+}
+
+impl NewToken {
+    /// The secret's characters (what the stored hash covers).
+    pub(crate) fn secret_text(&self, format: &KeyFormat) -> &[u8] {
+        let end = self.secret_at + format.lens.secret_chars;
+        self.token
+            .expose_secret()
+            .as_bytes()
+            .get(self.secret_at..end)
+            .unwrap_or_default()
+    }
 }
 
 /// A token that passed the offline checks: its parts, with the secret kept
@@ -505,7 +647,8 @@ pub struct PresentedKey {
     id: KeyId,
     kind: KeyKind,
     environment: Environment,
-    secret: SecretBytes,
+    /// The hashed message (id, environment, kind, secret), padded.
+    message: MessageBlock,
 }
 
 impl PresentedKey {
@@ -527,8 +670,8 @@ impl PresentedKey {
         self.environment
     }
 
-    pub(crate) fn secret(&self) -> &SecretBytes {
-        &self.secret
+    pub(crate) fn message(&self) -> &MessageBlock {
+        &self.message
     }
 }
 
@@ -540,5 +683,73 @@ impl fmt::Debug for PresentedKey {
             .field("environment", &self.environment)
             .field("secret", &"[redacted]")
             .finish()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn secret_chars_carry_the_randomness_and_fit_one_block() {
+        for bytes in MIN_SECRET_BYTES..=MAX_SECRET_BYTES {
+            let chars = secret_chars(bytes);
+            let bits = |n: usize| n as f64 * 62f64.log2();
+            assert!(bits(chars) >= (8 * bytes) as f64, "{bytes}");
+            assert!(bits(chars - 1) < (8 * bytes) as f64, "{bytes}");
+        }
+        assert_eq!(secret_chars(MAX_SECRET_BYTES), MAX_SECRET_CHARS);
+        // Header, id and the longest secret fit one SHA-256 block.
+        const { assert!(4 + KEY_ID_BYTES + MAX_SECRET_CHARS <= 55) };
+    }
+
+    #[test]
+    fn continued_checksum_equals_the_whole_one() {
+        let f = KeyFormat::builder()
+            .secret_prefix("acme_sk")
+            .build()
+            .unwrap();
+        for kind in KeyKind::ALL {
+            for env in Environment::ALL {
+                let head = format!("{}_{}_", f.prefix(kind), env.as_str());
+                let body = b"0123456789abcdefXYZ";
+                let mut whole = head.into_bytes();
+                whole.extend_from_slice(body);
+                assert_eq!(f.checksum(kind, env, body), crc32fast::hash(&whole));
+            }
+        }
+    }
+
+    #[test]
+    fn secret_characters_are_uniform_and_refills_work() {
+        // A generator of all-ones bytes gives only rejected groups (63):
+        // generation must refill, and fail closed when the generator fails
+        // rather than loop or hand out a short secret.
+        struct Ones(usize);
+        impl rand::TryRng for Ones {
+            type Error = core::convert::Infallible;
+            fn try_next_u32(&mut self) -> Result<u32, Self::Error> {
+                Ok(u32::MAX)
+            }
+            fn try_next_u64(&mut self) -> Result<u64, Self::Error> {
+                Ok(u64::MAX)
+            }
+            fn try_fill_bytes(&mut self, dst: &mut [u8]) -> Result<(), Self::Error> {
+                self.0 += 1;
+                // After three all-ones draws, bytes whose groups are all 0.
+                dst.fill(if self.0 > 3 { 0 } else { 0xFF });
+                Ok(())
+            }
+        }
+        impl TryCryptoRng for Ones {}
+        let f = KeyFormat::default();
+        let t = f
+            .generate_with_rng(KeyKind::Secret, Environment::Live, &mut Ones(0))
+            .unwrap();
+        let text = t.token.expose_secret();
+        assert_eq!(text.len(), f.token_len(KeyKind::Secret));
+        let secret = &text[8 + KEY_ID_CHARS..8 + KEY_ID_CHARS + MAX_SECRET_CHARS];
+        assert_eq!(secret, "0".repeat(MAX_SECRET_CHARS));
+        assert!(f.parse(text).is_ok());
     }
 }

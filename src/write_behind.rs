@@ -48,6 +48,7 @@
 //! ```
 
 use crate::error::StoreError;
+use crate::lent::StoredRecord;
 use crate::record::{KeyRecord, OwnerId};
 use crate::store::{AsyncKeyStore, RollPlan, WriteCondition};
 use crate::token::KeyId;
@@ -469,6 +470,12 @@ impl<S: AsyncKeyStore> AsyncKeyStore for WriteBehindStore<S> {
         id: &KeyId,
     ) -> impl Future<Output = Result<Option<Arc<KeyRecord>>, StoreError>> + Send {
         self.shared.store.get(id)
+    }
+    fn get_for_verify(
+        &self,
+        id: &KeyId,
+    ) -> impl Future<Output = Result<Option<StoredRecord>, StoreError>> + Send {
+        self.shared.store.get_for_verify(id)
     }
     fn list_by_owner(
         &self,

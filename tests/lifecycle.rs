@@ -105,7 +105,7 @@ fn create_shows_token_once_and_stores_only_hash() {
     assert_eq!(rec.created_at, T0);
     assert_eq!(rec.expires_at, None, "no expiry by default");
     let debug = format!("{rec:?}");
-    let secret_part = &token.expose_secret()[8 + 22..8 + 22 + 44];
+    let secret_part = &token.expose_secret()[8 + 22..8 + 22 + 35];
     assert!(
         !debug.contains(secret_part),
         "record Debug leaks the secret"

@@ -134,11 +134,11 @@ impl Secrets {
     fn add(&mut self, what: impl Into<String>, value: impl Into<String>) {
         self.0.push((what.into(), value.into()));
     }
-    /// A token, its 44-character secret part and every 8-character window
+    /// A token, its 35-character secret part and every 8-character window
     /// of the secret part.
     fn token(&mut self, what: &str, token: &str) {
-        let head = token.len() - 72;
-        let secret = &token[head + 22..head + 66];
+        let head = token.len() - 63;
+        let secret = &token[head + 22..head + 57];
         self.add(format!("{what}: token"), token);
         self.add(format!("{what}: secret part"), secret);
         for i in 0..=secret.len() - 8 {

@@ -243,7 +243,7 @@ mod codec {
             (rolled.successor, rolled.token),
         ] {
             let json = serde_json::to_string(&record).unwrap();
-            let secret_part = &token.expose_secret()[8 + 22..8 + 22 + 44];
+            let secret_part = &token.expose_secret()[8 + 22..8 + 22 + 35];
             assert!(
                 !json.contains(secret_part),
                 "serialized record leaks the secret"

@@ -107,11 +107,11 @@ fn committed_tokens_parse_back() {
 #[test]
 fn documented_shape_and_regex() {
     let f = KeyFormat::default();
-    assert_eq!(f.body_len(), 72);
-    assert_eq!(f.token_len(KeyKind::Secret), 80);
+    assert_eq!(f.body_len(), 63);
+    assert_eq!(f.token_len(KeyKind::Secret), 71);
     assert_eq!(
         f.scanner_regex(),
-        r"\b(?:sk|pk)_(?:test|live)_[0-9A-Za-z]{72}\b"
+        r"\b(?:sk|pk)_(?:test|live)_[0-9A-Za-z]{63}\b"
     );
     let t = f.generate(KeyKind::Publishable, Environment::Test).unwrap();
     let text = t.token.expose_secret();
@@ -168,8 +168,8 @@ fn configuration_is_validated() {
         SecretLength { bytes: 19 }
     );
     assert_eq!(
-        bad(KeyFormat::builder().secret_bytes(33)),
-        SecretLength { bytes: 33 }
+        bad(KeyFormat::builder().secret_bytes(27)),
+        SecretLength { bytes: 27 }
     );
     assert!(
         KeyFormat::builder()
@@ -293,7 +293,7 @@ proptest! {
     }
 
     #[test]
-    fn right_length_garbage_never_panics(b in proptest::collection::vec(any::<u8>(), 80)) {
+    fn right_length_garbage_never_panics(b in proptest::collection::vec(any::<u8>(), 71)) {
         let s = String::from_utf8_lossy(&b);
         let _ = KeyFormat::default().parse(&s);
     }

@@ -40,16 +40,32 @@ impl KeyFilter {
     /// implements (SQL stores in their `WHERE` clauses).
     #[must_use]
     pub fn matches(&self, record: &KeyRecord) -> bool {
+        self.matches_parts(
+            record.status,
+            record.created_at,
+            record.expires_at,
+            record.last_used_at,
+        )
+    }
+
+    /// [`matches`](Self::matches) on the fields it reads (for stores that
+    /// keep records in another form).
+    pub(crate) fn matches_parts(
+        &self,
+        status: KeyStatus,
+        created_at: UtcDateTime,
+        expires_at: Option<UtcDateTime>,
+        last_used_at: Option<UtcDateTime>,
+    ) -> bool {
         match *self {
             KeyFilter::All => true,
             KeyFilter::ExpiringBefore(before) => {
-                record.status != KeyStatus::Revoked
-                    && record.expires_at.is_some_and(|end| end < before)
+                status != KeyStatus::Revoked && expires_at.is_some_and(|end| end < before)
             }
             KeyFilter::UnusedSince(since) => {
-                record.status != KeyStatus::Revoked
-                    && record.created_at < since
-                    && record.last_used_at.is_none_or(|used| used < since)
+                status != KeyStatus::Revoked
+                    && created_at < since
+                    && last_used_at.is_none_or(|used| used < since)
             }
         }
     }
@@ -160,50 +176,4 @@ impl<S: KeyAudit + ?Sized> AsyncKeyAudit for super::Ready<'_, S> {
     ) -> impl Future<Output = Result<Vec<Arc<KeyRecord>>, StoreError>> + Send {
         core::future::ready(self.0.scan(filter, after, limit))
     }
-}
-
-/// The `limit` records of `records` with the smallest ids above `after`
-/// that pass `filter`, sorted: a scan over an unordered collection in
-/// O(n log limit).
-pub(crate) fn select_page<'a>(
-    records: impl IntoIterator<Item = &'a Arc<KeyRecord>>,
-    filter: KeyFilter,
-    after: Option<&KeyId>,
-    limit: usize,
-) -> Vec<Arc<KeyRecord>> {
-    use std::collections::BinaryHeap;
-    struct ById(Arc<KeyRecord>);
-    impl PartialEq for ById {
-        fn eq(&self, other: &Self) -> bool {
-            self.0.id == other.0.id
-        }
-    }
-    impl Eq for ById {}
-    impl PartialOrd for ById {
-        fn partial_cmp(&self, other: &Self) -> Option<core::cmp::Ordering> {
-            Some(self.cmp(other))
-        }
-    }
-    impl Ord for ById {
-        fn cmp(&self, other: &Self) -> core::cmp::Ordering {
-            self.0.id.cmp(&other.0.id)
-        }
-    }
-    if limit == 0 {
-        return Vec::new();
-    }
-    // A max-heap of the `limit` smallest ids seen so far.
-    let mut heap = BinaryHeap::with_capacity(limit.saturating_add(1).min(4096));
-    for record in records {
-        if after.is_some_and(|a| record.id <= *a) || !filter.matches(record) {
-            continue;
-        }
-        if heap.len() < limit {
-            heap.push(ById(Arc::clone(record)));
-        } else if heap.peek().is_some_and(|top| record.id < top.0.id) {
-            heap.pop();
-            heap.push(ById(Arc::clone(record)));
-        }
-    }
-    heap.into_sorted_vec().into_iter().map(|r| r.0).collect()
 }

@@ -39,6 +39,7 @@ pub use sql::SqliteKeyStore;
 pub use sql::{PgChangeListener, PostgresKeyStore};
 
 use crate::error::{StoreError, StoreErrorKind};
+use crate::lent::StoredRecord;
 use crate::record::{KeyRecord, OwnerId};
 use crate::token::KeyId;
 use std::future::Future;
@@ -274,6 +275,19 @@ pub trait KeyStore: Send + Sync {
         }
         Ok(())
     }
+
+    /// The record with this id, for a verification: what
+    /// [`KeyManager::verify`](crate::KeyManager::verify) reads. The default
+    /// wraps [`get`](Self::get); a store that keeps records in another form
+    /// (the [`MemoryKeyStore`]'s compact layout) lends that form instead of
+    /// building a [`KeyRecord`]. Same contract as `get`.
+    ///
+    /// # Errors
+    ///
+    /// `Backend` on failure (never "not found": that is `Ok(None)`).
+    fn get_for_verify(&self, id: &KeyId) -> Result<Option<StoredRecord>, StoreError> {
+        Ok(self.get(id)?.map(StoredRecord::from))
+    }
 }
 
 /// The same operations as [`KeyStore`] for stores that do I/O. Implementors
@@ -330,6 +344,16 @@ pub trait AsyncKeyStore: Send + Sync {
             Ok(())
         }
     }
+
+    /// See [`KeyStore::get_for_verify`]; the default wraps
+    /// [`get`](Self::get).
+    fn get_for_verify(
+        &self,
+        id: &KeyId,
+    ) -> impl Future<Output = Result<Option<StoredRecord>, StoreError>> + Send {
+        let get = self.get(id);
+        async move { Ok(get.await?.map(StoredRecord::from)) }
+    }
 }
 
 impl<T: KeyStore + ?Sized> KeyStore for Arc<T> {
@@ -358,6 +382,10 @@ impl<T: KeyStore + ?Sized> KeyStore for Arc<T> {
     }
     fn touch_many(&self, touches: &[(KeyId, UtcDateTime)]) -> Result<(), StoreError> {
         (**self).touch_many(touches)
+    }
+
+    fn get_for_verify(&self, id: &KeyId) -> Result<Option<StoredRecord>, StoreError> {
+        (**self).get_for_verify(id)
     }
 }
 
@@ -404,6 +432,13 @@ impl<T: AsyncKeyStore + ?Sized> AsyncKeyStore for Arc<T> {
         touches: &[(KeyId, UtcDateTime)],
     ) -> impl Future<Output = Result<(), StoreError>> + Send {
         (**self).touch_many(touches)
+    }
+
+    fn get_for_verify(
+        &self,
+        id: &KeyId,
+    ) -> impl Future<Output = Result<Option<StoredRecord>, StoreError>> + Send {
+        (**self).get_for_verify(id)
     }
 }
 
@@ -455,6 +490,13 @@ impl<S: KeyStore + ?Sized> AsyncKeyStore for Ready<'_, S> {
         touches: &[(KeyId, UtcDateTime)],
     ) -> impl Future<Output = Result<(), StoreError>> + Send {
         core::future::ready(self.0.touch_many(touches))
+    }
+
+    fn get_for_verify(
+        &self,
+        id: &KeyId,
+    ) -> impl Future<Output = Result<Option<StoredRecord>, StoreError>> + Send {
+        core::future::ready(self.0.get_for_verify(id))
     }
 }
 

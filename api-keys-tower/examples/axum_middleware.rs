@@ -1,18 +1,15 @@
-//! An axum API protected by a tower layer built on the crate's async API:
-//! bearer keys (`Authorization: Bearer` or `X-Api-Key`), signed requests
+//! An axum API protected by `api_keys_tower::ApiKeyLayer`: bearer keys
+//! (`Authorization: Bearer` or `X-Api-Key`), signed requests
 //! (`X-Processing-Key` + `X-Processing-Signature` over the raw body),
 //! scopes, environment and kind per route, Origin/Referer and IP
-//! allow-lists. The layer is `examples/common/api_key_layer.rs` (copy it),
-//! the routes `examples/common/axum_app.rs`.
+//! allow-lists. The routes are in `examples/common/axum_app.rs`.
 //!
 //! ```sh
-//! cargo run --example axum_middleware                 # demo: serve, call itself, exit
-//! cargo run --example axum_middleware -- --serve 120  # serve 120 s (or until Ctrl-C)
+//! cargo run -p api-keys-tower --example axum_middleware                 # demo: serve, call itself, exit
+//! cargo run -p api-keys-tower --example axum_middleware -- --serve 120  # serve 120 s (or until Ctrl-C)
 //! ```
 #![allow(clippy::print_stdout, reason = "demo output")]
 
-#[path = "common/api_key_layer.rs"]
-pub mod api_key_layer;
 #[path = "common/axum_app.rs"]
 pub mod axum_app;
 
@@ -75,8 +72,8 @@ async fn main() -> Result<(), BoxError> {
             "refused {} {} -> {} ({})",
             refusal.method,
             refusal.path,
-            refusal.status.as_u16(),
-            refusal.reason
+            refusal.refusal.status(),
+            refusal.refusal.reason()
         );
     });
     let listener = TcpListener::bind(("127.0.0.1", 0)).await?;

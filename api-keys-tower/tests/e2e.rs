@@ -1,8 +1,9 @@
 //! End to end over real HTTP: the axum example's application
-//! (`examples/common/axum_app.rs`, behind `examples/common/api_key_layer.rs`)
-//! on an ephemeral port of 127.0.0.1, called with a real client. Every
-//! response body and every refusal log line is checked for the tokens, their
-//! secret parts and the signatures sent.
+//! (`examples/common/axum_app.rs`, behind `ApiKeyLayer`) on an ephemeral
+//! port of 127.0.0.1, called with a real client. Every response body and
+//! every refusal log line is checked for the tokens, their secret parts and
+//! the signatures sent. (The shared case table, run against this layer and
+//! the actix adapter, is in `tests/cases.rs`.)
 #![allow(
     clippy::unwrap_used,
     clippy::expect_used,
@@ -12,12 +13,9 @@
     reason = "test code: a failed expectation should panic"
 )]
 
-#[path = "../examples/common/api_key_layer.rs"]
-pub mod api_key_layer;
 #[path = "../examples/common/axum_app.rs"]
 pub mod axum_app;
 
-use api_key_layer::ApiKeyLayer;
 use api_keys::ip::TrustedProxies;
 use api_keys::signing::{ReplayConfig, ReplayRequest, SignedHeaders};
 use api_keys::testing::ManualClock;
@@ -27,6 +25,7 @@ use api_keys::{
     RollOptions, Scopes, SealingKey, SealingKeyRing, SignatureConfig, Token, VerifiedKey,
     WriteCondition,
 };
+use api_keys_tower::ApiKeyLayer;
 use axum::routing::get;
 use axum::{Extension, Router};
 use reqwest::RequestBuilder;
@@ -139,7 +138,11 @@ impl Fx {
         let app = axum_app::app_with_refusal_hook(Arc::clone(&keys), move |r| {
             sink.lock().unwrap().push(format!(
                 "refused {} {} -> {} ({}) {:?}",
-                r.method, r.path, r.status, r.reason, r.error
+                r.method,
+                r.path,
+                r.refusal.status(),
+                r.refusal.reason(),
+                r.refusal.error()
             ));
         });
         Self::with_router(keys, clock, log, app).await
@@ -266,8 +269,17 @@ fn assert_refused(reply: &Reply, status: u16, code: &str) {
         reply.headers[reqwest::header::CONTENT_TYPE],
         "application/json"
     );
-    if status == 401 {
-        assert_eq!(reply.headers[reqwest::header::WWW_AUTHENTICATE], "Bearer");
+    if status == 401
+        || status == 400
+            && code == "invalid_request"
+            && reply
+                .headers
+                .contains_key(reqwest::header::WWW_AUTHENTICATE)
+    {
+        let challenge = reply.headers[reqwest::header::WWW_AUTHENTICATE]
+            .to_str()
+            .unwrap();
+        assert!(challenge.starts_with("Bearer"), "{challenge}");
     }
 }
 
@@ -299,7 +311,7 @@ async fn valid_key_reaches_the_handler_with_its_verified_key() {
 }
 
 #[tokio::test]
-async fn missing_unknown_and_malformed_credentials_are_401() {
+async fn missing_unknown_ambiguous_and_malformed_credentials() {
     let fx = Fx::start().await;
     let (_, token) = fx.key(fx.secret_key()).await;
     let token = token.expose_secret();
@@ -311,60 +323,85 @@ async fn missing_unknown_and_malformed_credentials_are_401() {
     fx.forbid_token(stranger.expose_secret());
 
     let cases = [
-        ("no credentials", fx.get("/v1/whoami")),
+        ("no credentials", fx.get("/v1/whoami"), 401),
         (
             "unknown key",
             fx.get("/v1/whoami").bearer_auth(stranger.expose_secret()),
+            401,
         ),
         (
             "unknown key in X-Api-Key",
             fx.get("/v1/whoami")
                 .header("X-Api-Key", stranger.expose_secret()),
+            401,
         ),
         (
             "live changed to test (checksum)",
             fx.get("/v1/whoami")
                 .bearer_auth(token.replacen("sk_live_", "sk_test_", 1)),
+            401,
         ),
-        ("garbage", fx.get("/v1/whoami").bearer_auth("not-a-key")),
+        (
+            "garbage",
+            fx.get("/v1/whoami").bearer_auth("not-a-key"),
+            401,
+        ),
         (
             "another scheme",
             fx.get("/v1/whoami").basic_auth(token, Some("x")),
+            401,
         ),
         (
             "token without a scheme",
             fx.get("/v1/whoami").header("Authorization", token),
+            401,
         ),
         (
             "both headers, both valid",
             fx.get("/v1/whoami")
                 .bearer_auth(token)
                 .header("X-Api-Key", token),
+            400,
         ),
         (
             "X-Api-Key twice",
             fx.get("/v1/whoami")
                 .header("X-Api-Key", token)
                 .header("X-Api-Key", token),
+            400,
         ),
         (
             "bearer and signature headers",
             fx.get("/v1/whoami")
                 .bearer_auth(token)
                 .header("X-Processing-Key", "4oqXG47O0q0hcARxIYNCAG"),
+            400,
+        ),
+        (
+            "a space inside the token",
+            fx.get("/v1/whoami")
+                .header("Authorization", format!("Bearer {token} x")),
+            400,
         ),
     ];
-    for (label, request) in cases {
+    for (label, request, status) in cases {
         let reply = fx.send(request).await;
-        assert_eq!(reply.status, 401, "{label}");
-        assert_refused(&reply, 401, "invalid_api_key");
+        assert_eq!(reply.status, status, "{label}");
+        let code = if status == 400 {
+            "invalid_request"
+        } else {
+            "invalid_api_key"
+        };
+        assert_refused(&reply, status, code);
     }
     let log = fx.log();
-    assert_eq!(log.len(), 10, "{log:?}");
+    assert_eq!(log.len(), 11, "{log:?}");
     assert!(log[0].contains("missing_credentials"), "{log:?}");
     assert!(log[1].contains("unknown_key"), "{log:?}");
     assert!(log[5].contains("unsupported_scheme"), "{log:?}");
     assert!(log[7].contains("ambiguous_credentials"), "{log:?}");
+    assert!(log[8].contains("repeated_header"), "{log:?}");
+    assert!(log[10].contains("malformed_credentials"), "{log:?}");
     fx.finish().await;
 }
 
@@ -576,7 +613,7 @@ async fn behind_a_trusted_proxy_the_forwarded_client_address_counts() {
     let malformed = fx
         .send(whoami().header("X-Forwarded-For", "203.0.113.9,,"))
         .await;
-    assert_refused(&malformed, 400, "bad_request");
+    assert_refused(&malformed, 400, "invalid_request");
     fx.finish().await;
 }
 
@@ -634,7 +671,7 @@ async fn signed_requests_over_the_raw_body() {
     let repeated = fx
         .signed_post("/v1/withdrawals", &headers, BODY)
         .header("X-Processing-Key", &headers.key);
-    assert_refused(&fx.send(repeated).await, 401, "invalid_api_key");
+    assert_refused(&fx.send(repeated).await, 400, "invalid_request");
     // A bearer key's id cannot sign.
     let bearer_id = fx
         .keys
@@ -673,8 +710,10 @@ async fn signed_requests_over_the_raw_body() {
     let log = fx.log();
     assert_eq!(log.len(), 8, "{log:?}");
     assert!(log[0].contains("(bad_signature)"), "{log:?}");
+    assert!(log[4].contains("(repeated_header)"), "{log:?}");
     assert!(log[5].contains("(not_a_signing_key)"), "{log:?}");
     assert!(log[6].contains("(signing_key_as_bearer)"), "{log:?}");
+    assert!(log[7].contains("(signature_required)"), "{log:?}");
     fx.finish().await;
 }
 
@@ -841,9 +880,12 @@ async fn a_service_failure_is_500_and_fails_closed() {
     let log = Arc::new(Mutex::new(Vec::new()));
     let sink = Arc::clone(&log);
     let app = axum_app::app_with_refusal_hook(Arc::clone(&keys), move |r| {
-        sink.lock()
-            .unwrap()
-            .push(format!("{} {} {:?}", r.status, r.reason, r.error));
+        sink.lock().unwrap().push(format!(
+            "{} {} {:?}",
+            r.refusal.status(),
+            r.refusal.reason(),
+            r.refusal.error()
+        ));
     });
     let fx = Fx::with_router(keys, clock, log, app).await;
     fx.forbid_token(created.token.expose_secret());
@@ -852,13 +894,10 @@ async fn a_service_failure_is_500_and_fails_closed() {
     let reply = fx
         .send(fx.signed_post("/v1/withdrawals", &headers, BODY))
         .await;
-    assert_refused(&reply, 500, "internal");
+    assert_refused(&reply, 500, "internal_error");
     let log = fx.log();
     assert_eq!(log.len(), 1, "{log:?}");
-    assert!(
-        log[0].starts_with("500 Internal Server Error service_failure Some("),
-        "{log:?}"
-    );
+    assert!(log[0].starts_with("500 service_failure Some("), "{log:?}");
     fx.finish().await;
 }
 
@@ -877,4 +916,97 @@ async fn the_plain_app_serves_without_a_hook() {
     assert_eq!(fx.send(fx.get("/v1/nothing")).await.status, 404);
     assert_eq!(fx.send(fx.post("/v1/whoami")).await.status, 405);
     fx.finish().await;
+}
+
+// ---- extractor, management errors, plain tower ---------------------------------
+
+#[tokio::test]
+async fn the_extractor_without_the_layer_fails_closed() {
+    let (keys, clock) = manager(Policy::default());
+    let router = Router::new()
+        .route(
+            "/unguarded",
+            get(
+                |api_keys_tower::ApiKey(key): api_keys_tower::ApiKey| async move {
+                    key.owner().to_string()
+                },
+            ),
+        )
+        .route(
+            "/manage",
+            get(|| async {
+                Err::<(), _>(api_keys_tower::ManagementError(api_keys::Error::NotFound(
+                    api_keys::KeyId::from_bytes([3; 16]),
+                )))
+            }),
+        );
+    let fx = Fx::with_router(keys, clock, Arc::default(), router).await;
+    let (_, token) = fx.key(fx.secret_key()).await;
+    let reply = fx
+        .send(fx.get("/unguarded").bearer_auth(token.expose_secret()))
+        .await;
+    assert_refused(&reply, 500, "internal_error");
+    let reply = fx.send(fx.get("/manage")).await;
+    assert_refused(&reply, 404, "not_found");
+    fx.finish().await;
+}
+
+#[tokio::test]
+async fn an_announced_oversized_body_is_refused_before_it_is_read() {
+    let fx = Fx::start().await;
+    let (_, token) = fx.key(fx.secret_key().signing()).await;
+    let headers = fx.sign(&token, b"{}");
+    let limit = fx.keys.max_signed_body_len();
+    // Announces more than the limit, sends two bytes: the server must
+    // answer from `Content-Length` alone, without waiting for the body.
+    let request = fx
+        .post("/v1/withdrawals")
+        .header("X-Processing-Key", &headers.key)
+        .header("X-Processing-Signature", &headers.signature)
+        .header("Content-Length", (limit + 1).to_string())
+        .body(&b"{}"[..]);
+    let reply = fx.send(request).await;
+    assert_refused(&reply, 413, "payload_too_large");
+    fx.finish().await;
+}
+
+#[tokio::test]
+async fn plain_tower_with_a_peer_addr_extension() {
+    use api_keys_tower::PeerAddr;
+    use axum::body::Body;
+    use tower::{ServiceBuilder, ServiceExt};
+
+    let (keys, _) = manager(Policy::default());
+    let owner = OwnerId::new("merchant_1").unwrap();
+    let token = keys
+        .create(
+            &Actor::new("ops").unwrap(),
+            NewKey::secret(owner, "x").allowed_ips(IpAllowList::parse("192.0.2.0/24").unwrap()),
+        )
+        .unwrap()
+        .token;
+    let service = ServiceBuilder::new()
+        .layer(ApiKeyLayer::new(Arc::clone(&keys)))
+        .service_fn(|request: http::Request<Body>| async move {
+            let key = request.extensions().get::<VerifiedKey>().cloned();
+            Ok::<_, std::convert::Infallible>(http::Response::new(Body::from(
+                key.map(|k| k.owner().to_string()).unwrap_or_default(),
+            )))
+        });
+    let call = |peer: Option<&str>| {
+        let mut request = http::Request::get("/")
+            .header("authorization", format!("Bearer {}", token.expose_secret()))
+            .body(Body::empty())
+            .unwrap();
+        if let Some(peer) = peer {
+            request
+                .extensions_mut()
+                .insert(PeerAddr(peer.parse().unwrap()));
+        }
+        service.clone().oneshot(request)
+    };
+    assert_eq!(call(Some("192.0.2.7:4000")).await.unwrap().status(), 200);
+    assert_eq!(call(Some("198.51.100.7:4000")).await.unwrap().status(), 403);
+    // No peer known: an IP-restricted key cannot be checked, so it is refused.
+    assert_eq!(call(None).await.unwrap().status(), 403);
 }

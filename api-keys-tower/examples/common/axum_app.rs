@@ -1,6 +1,6 @@
 //! The demo API: a few axum routes, each behind an [`ApiKeyLayer`] with its
 //! own requirements. Shared by `examples/axum_middleware.rs` and
-//! `tests/http_e2e.rs`.
+//! `tests/e2e.rs`.
 //!
 //! | route | requires |
 //! |---|---|
@@ -10,12 +10,12 @@
 //! | `GET /v1/live/balance` | a live secret key |
 //! | `POST /v1/withdrawals` | a signed request, scope `withdrawals:write` |
 
-use crate::api_key_layer::{ApiKeyLayer, Refusal};
-use api_keys::{Environment, KeyKind, KeyManager, MemoryKeyStore, VerifiedKey};
+use api_keys::{Environment, KeyKind, KeyManager, MemoryKeyStore};
+use api_keys_tower::{ApiKey, ApiKeyLayer, RefusedRequest};
 use axum::body::Bytes;
 use axum::http::StatusCode;
 use axum::routing::{get, post};
-use axum::{Extension, Json, Router};
+use axum::{Json, Router};
 use serde_json::{Value, json};
 use std::sync::Arc;
 
@@ -27,7 +27,7 @@ pub fn app(keys: Arc<KeyManager<MemoryKeyStore>>) -> Router {
 /// The demo API, every refusal reported to `on_refusal` (e.g. a logger).
 pub fn app_with_refusal_hook(
     keys: Arc<KeyManager<MemoryKeyStore>>,
-    on_refusal: impl Fn(&Refusal<'_>) + Send + Sync + 'static,
+    on_refusal: impl Fn(&RefusedRequest<'_>) + Send + Sync + 'static,
 ) -> Router {
     routes(ApiKeyLayer::new(keys).on_refusal(on_refusal))
 }
@@ -63,7 +63,7 @@ fn routes(auth: ApiKeyLayer<MemoryKeyStore>) -> Router {
 }
 
 /// Who is calling: the key the layer verified.
-async fn whoami(Extension(key): Extension<VerifiedKey>) -> Json<Value> {
+async fn whoami(ApiKey(key): ApiKey) -> Json<Value> {
     Json(json!({
         "owner": key.owner().as_str(),
         "environment": key.environment().to_string(),
@@ -74,18 +74,18 @@ async fn whoami(Extension(key): Extension<VerifiedKey>) -> Json<Value> {
     }))
 }
 
-async fn list_charges(Extension(key): Extension<VerifiedKey>) -> Json<Value> {
+async fn list_charges(ApiKey(key): ApiKey) -> Json<Value> {
     Json(json!({ "owner": key.owner().as_str(), "charges": [] }))
 }
 
-async fn create_charge(Extension(key): Extension<VerifiedKey>) -> (StatusCode, Json<Value>) {
+async fn create_charge(ApiKey(key): ApiKey) -> (StatusCode, Json<Value>) {
     (
         StatusCode::CREATED,
         Json(json!({ "owner": key.owner().as_str(), "created": true })),
     )
 }
 
-async fn balance(Extension(key): Extension<VerifiedKey>) -> Json<Value> {
+async fn balance(ApiKey(key): ApiKey) -> Json<Value> {
     Json(json!({
         "owner": key.owner().as_str(),
         "environment": key.environment().to_string(),
@@ -94,7 +94,7 @@ async fn balance(Extension(key): Extension<VerifiedKey>) -> Json<Value> {
 }
 
 /// A signed request: the body is exactly the bytes the signature covers.
-async fn withdraw(Extension(key): Extension<VerifiedKey>, body: Bytes) -> Json<Value> {
+async fn withdraw(ApiKey(key): ApiKey, body: Bytes) -> Json<Value> {
     Json(json!({
         "owner": key.owner().as_str(),
         "body_len": body.len(),

@@ -1,0 +1,63 @@
+//! The shared HTTP case table (`http-cases`) against `ApiKeyMiddleware`
+//! behind actix-web, over real HTTP on 127.0.0.1. `api-keys-tower` runs the
+//! same table.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing,
+    reason = "test code: a failed expectation should panic"
+)]
+
+use actix_web::web::{self, Bytes};
+use actix_web::{App, HttpServer};
+use api_keys::VerifiedKey;
+use api_keys_actix::ApiKeyMiddleware;
+use api_keys_http_cases::{Fixture, ROUTES, run, success_body, trusted_proxies};
+use std::sync::Arc;
+
+async fn handler(key: web::ReqData<VerifiedKey>, body: Bytes) -> String {
+    success_body(&key, &body)
+}
+
+#[actix_web::test]
+async fn the_shared_case_table_passes_on_actix() {
+    let fixture = Arc::new(Fixture::new());
+    let app_fixture = Arc::clone(&fixture);
+    let server = HttpServer::new(move || {
+        let mut app = App::new();
+        for route in ROUTES {
+            let recorder = Arc::clone(&app_fixture);
+            let auth = ApiKeyMiddleware::new(Arc::clone(&app_fixture.keys))
+                .requirements(route.requirements)
+                .on_refusal(move |r| recorder.record(r.refusal));
+            let auth = if route.behind_proxy {
+                auth.trusted_proxies(trusted_proxies())
+            } else {
+                auth
+            };
+            let method = match route.method {
+                "GET" => web::get(),
+                "POST" => web::post(),
+                other => panic!("method {other}"),
+            };
+            app = app.service(
+                web::resource(route.path)
+                    .wrap(auth)
+                    .route(method.to(handler)),
+            );
+        }
+        app
+    })
+    .workers(1)
+    .disable_signals()
+    .bind(("127.0.0.1", 0))
+    .unwrap();
+    let base = format!("http://{}", server.addrs()[0]);
+    let server = server.run();
+    let handle = server.handle();
+    let task = actix_web::rt::spawn(server);
+    run(&fixture, &base).await;
+    handle.stop(true).await;
+    task.await.unwrap().unwrap();
+}

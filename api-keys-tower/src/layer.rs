@@ -1,0 +1,330 @@
+//! The layer, its service and the refusal hook.
+
+use api_keys::http::{BodyBuffer, Presented, Refusal, Requirements};
+use api_keys::ip::TrustedProxies;
+use api_keys::{AsyncKeyStore, Environment, KeyKind, KeyManager, VerifiedKey};
+use bytes::{Buf, Bytes};
+use http::request::Parts;
+use http::{Method, Request, Response};
+use http_body::Body;
+use http_body_util::BodyExt;
+use std::fmt;
+use std::future::Future;
+use std::net::{IpAddr, SocketAddr};
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use tower_layer::Layer;
+use tower_service::Service;
+
+/// The TCP peer's address, for services not run by axum: insert it into
+/// the request extensions (e.g. from hyper's accept loop) so IP
+/// allow-lists and trusted proxies work. Under axum with the `axum`
+/// feature, `ConnectInfo<SocketAddr>` is read as well.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PeerAddr(pub SocketAddr);
+
+/// A refused request, as reported to the hook set with
+/// [`ApiKeyLayer::on_refusal`]. Carries no header value, token or
+/// signature: safe to log as is.
+#[derive(Debug)]
+#[non_exhaustive]
+pub struct RefusedRequest<'a> {
+    /// Why: [`Refusal::reason`] is precise (the
+    /// [`Rejection`](api_keys::Rejection) when the key was refused),
+    /// [`Refusal::error`] the service failure behind a 500.
+    pub refusal: &'a Refusal,
+    /// The request method.
+    pub method: &'a Method,
+    /// The request path, without the query string.
+    pub path: &'a str,
+}
+
+/// What the layer calls for every refused request.
+type RefusalHook = Arc<dyn Fn(&RefusedRequest<'_>) + Send + Sync>;
+
+/// The requirements and settings of the routes a layer protects.
+#[derive(Clone)]
+struct Settings {
+    requirements: Requirements<'static>,
+    proxies: TrustedProxies,
+    on_refusal: Option<RefusalHook>,
+}
+
+/// Requires a valid API key on the services it wraps, with per-route
+/// requirements. Build one per set of requirements (with axum:
+/// `.route_layer(...)` on each route). Cheap to clone.
+///
+/// Credentials, refusal statuses and bodies follow
+/// [`api_keys::http`]; on success the [`VerifiedKey`] is in the request
+/// extensions and, for a signed request, the body handed on is exactly the
+/// bytes the signature covered.
+pub struct ApiKeyLayer<S> {
+    keys: Arc<KeyManager<S>>,
+    settings: Settings,
+}
+
+impl<S: AsyncKeyStore> ApiKeyLayer<S> {
+    /// Any valid key of `keys`: no scope, environment or kind required,
+    /// bearer or signed; no proxy trusted; refusals unreported.
+    #[must_use]
+    pub fn new(keys: Arc<KeyManager<S>>) -> Self {
+        Self {
+            keys,
+            settings: Settings {
+                requirements: Requirements::new(),
+                proxies: TrustedProxies::none(),
+                on_refusal: None,
+            },
+        }
+    }
+}
+
+impl<S> ApiKeyLayer<S> {
+    /// Replaces all the requirements at once.
+    #[must_use]
+    pub fn requirements(mut self, requirements: Requirements<'static>) -> Self {
+        self.settings.requirements = requirements;
+        self
+    }
+
+    /// The key must grant all of these scopes (403 otherwise).
+    #[must_use]
+    pub fn require_scopes(mut self, scopes: &'static [&'static str]) -> Self {
+        self.settings.requirements = self.settings.requirements.scopes(scopes);
+        self
+    }
+
+    /// The key must be of this environment (403 otherwise).
+    #[must_use]
+    pub fn require_environment(mut self, environment: Environment) -> Self {
+        self.settings.requirements = self.settings.requirements.environment(environment);
+        self
+    }
+
+    /// The key must be of this kind, e.g. secret keys only (403 otherwise).
+    #[must_use]
+    pub fn require_kind(mut self, kind: KeyKind) -> Self {
+        self.settings.requirements = self.settings.requirements.kind(kind);
+        self
+    }
+
+    /// Only signed requests are accepted (a bearer token gets 401). The
+    /// body is buffered up to
+    /// [`KeyManager::max_signed_body_len`] (413 past it).
+    #[must_use]
+    pub fn require_signed(mut self) -> Self {
+        self.settings.requirements = self.settings.requirements.signed();
+        self
+    }
+
+    /// The peer is a reverse proxy in this list: take the client address
+    /// from `X-Forwarded-For` / `Forwarded` (see
+    /// [`api_keys::ip::client_ip`]). Default: no proxy is trusted.
+    #[must_use]
+    pub fn trusted_proxies(mut self, proxies: TrustedProxies) -> Self {
+        self.settings.proxies = proxies;
+        self
+    }
+
+    /// Called for every refused request, e.g. to log or count it. It gets
+    /// the precise reason, never a header value.
+    #[must_use]
+    pub fn on_refusal(
+        mut self,
+        hook: impl Fn(&RefusedRequest<'_>) + Send + Sync + 'static,
+    ) -> Self {
+        self.settings.on_refusal = Some(Arc::new(hook));
+        self
+    }
+
+    /// The requirements in effect.
+    #[must_use]
+    pub fn current_requirements(&self) -> &Requirements<'static> {
+        &self.settings.requirements
+    }
+}
+
+impl<S> Clone for ApiKeyLayer<S> {
+    fn clone(&self) -> Self {
+        Self {
+            keys: Arc::clone(&self.keys),
+            settings: self.settings.clone(),
+        }
+    }
+}
+
+impl<S> fmt::Debug for ApiKeyLayer<S> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ApiKeyLayer")
+            .field("requirements", &self.settings.requirements)
+            .field("proxies", &self.settings.proxies)
+            .field("on_refusal", &self.settings.on_refusal.is_some())
+            .finish_non_exhaustive()
+    }
+}
+
+impl<S, I> Layer<I> for ApiKeyLayer<S> {
+    type Service = ApiKeyService<S, I>;
+
+    fn layer(&self, inner: I) -> Self::Service {
+        ApiKeyService {
+            inner,
+            keys: Arc::clone(&self.keys),
+            settings: Arc::new(self.settings.clone()),
+        }
+    }
+}
+
+/// The service [`ApiKeyLayer`] wraps around an inner service.
+pub struct ApiKeyService<S, I> {
+    inner: I,
+    keys: Arc<KeyManager<S>>,
+    settings: Arc<Settings>,
+}
+
+impl<S, I: Clone> Clone for ApiKeyService<S, I> {
+    fn clone(&self) -> Self {
+        Self {
+            inner: self.inner.clone(),
+            keys: Arc::clone(&self.keys),
+            settings: Arc::clone(&self.settings),
+        }
+    }
+}
+
+impl<S, I> fmt::Debug for ApiKeyService<S, I> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ApiKeyService")
+            .field("requirements", &self.settings.requirements)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The future of [`ApiKeyService`].
+pub type ResponseFuture<R, E> = Pin<Box<dyn Future<Output = Result<R, E>> + Send>>;
+
+impl<S, I, ReqBody, ResBody> Service<Request<ReqBody>> for ApiKeyService<S, I>
+where
+    S: AsyncKeyStore + 'static,
+    I: Service<Request<ReqBody>, Response = Response<ResBody>> + Clone + Send + 'static,
+    I::Future: Send + 'static,
+    ReqBody: Body + From<Bytes> + Send + 'static,
+    ReqBody::Data: Send,
+    ResBody: From<&'static str> + Send + 'static,
+{
+    type Response = Response<ResBody>;
+    type Error = I::Error;
+    type Future = ResponseFuture<Response<ResBody>, I::Error>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, request: Request<ReqBody>) -> Self::Future {
+        // The service that was polled ready serves this request; a clone
+        // takes its place for the next one.
+        let clone = self.inner.clone();
+        let mut inner = std::mem::replace(&mut self.inner, clone);
+        let keys = Arc::clone(&self.keys);
+        let settings = Arc::clone(&self.settings);
+        Box::pin(async move {
+            let (mut parts, body) = request.into_parts();
+            match authenticate(&keys, &settings, &parts, body).await {
+                Ok((key, body)) => {
+                    parts.extensions.insert(key);
+                    inner.call(Request::from_parts(parts, body)).await
+                }
+                Err(refusal) => {
+                    if let Some(hook) = &settings.on_refusal {
+                        hook(&RefusedRequest {
+                            refusal: &refusal,
+                            method: &parts.method,
+                            path: parts.uri.path(),
+                        });
+                    }
+                    Ok(refusal.response().to_http())
+                }
+            }
+        })
+    }
+}
+
+/// Translates the request for [`api_keys::http`] and back: the key, and the
+/// body to hand on (the same bytes for a signed request).
+async fn authenticate<S, B>(
+    keys: &KeyManager<S>,
+    settings: &Settings,
+    parts: &Parts,
+    body: B,
+) -> Result<(VerifiedKey, B), Refusal>
+where
+    S: AsyncKeyStore,
+    B: Body + From<Bytes> + Send,
+    B::Data: Send,
+{
+    let presented = Presented::from_headers(
+        parts,
+        parts.method.as_str(),
+        request_target(parts),
+        peer_ip(parts),
+        &settings.proxies,
+    )?;
+    let requirements = &settings.requirements;
+    if presented.needs_body() {
+        // Boxed: the bearer path's future stays small.
+        let bytes = Box::pin(read_body(parts, body, keys.max_signed_body_len())).await?;
+        let key = presented.verify_async(keys, requirements, &bytes).await?;
+        Ok((key, B::from(bytes)))
+    } else {
+        let key = presented.verify_async(keys, requirements, b"").await?;
+        Ok((key, body))
+    }
+}
+
+/// Buffers a signed request's body ([`BodyBuffer`]: `Content-Length`
+/// first, then the limit on the bytes that arrive).
+async fn read_body<B: Body>(parts: &Parts, body: B, limit: usize) -> Result<Bytes, Refusal> {
+    let mut buffer = BodyBuffer::for_request(parts, limit)?;
+    let mut body = std::pin::pin!(body);
+    while let Some(frame) = body.frame().await {
+        let frame = frame.map_err(|_| Refusal::UnreadableBody)?;
+        if let Ok(mut data) = frame.into_data() {
+            while data.has_remaining() {
+                let chunk = data.chunk();
+                let len = chunk.len();
+                buffer.push(chunk)?;
+                data.advance(len);
+            }
+        }
+    }
+    Ok(Bytes::from(buffer.into_vec()))
+}
+
+/// The request target as the client sent it: axum's `OriginalUri` inside a
+/// nested router, else the URI.
+fn request_target(parts: &Parts) -> &str {
+    #[cfg(feature = "axum")]
+    let uri = match parts.extensions.get::<axum::extract::OriginalUri>() {
+        Some(axum::extract::OriginalUri(original)) => original,
+        None => &parts.uri,
+    };
+    #[cfg(not(feature = "axum"))]
+    let uri = &parts.uri;
+    uri.path_and_query().map_or("/", |p| p.as_str())
+}
+
+/// The TCP peer: [`PeerAddr`], or axum's `ConnectInfo<SocketAddr>`.
+fn peer_ip(parts: &Parts) -> Option<IpAddr> {
+    if let Some(PeerAddr(addr)) = parts.extensions.get::<PeerAddr>() {
+        return Some(addr.ip());
+    }
+    #[cfg(feature = "axum")]
+    if let Some(axum::extract::ConnectInfo(addr)) = parts
+        .extensions
+        .get::<axum::extract::ConnectInfo<SocketAddr>>()
+    {
+        return Some(addr.ip());
+    }
+    None
+}

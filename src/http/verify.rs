@@ -1,0 +1,307 @@
+//! A request's credential and facts, owned, and their verification against
+//! a route's requirements.
+
+use super::credential::Credential;
+use super::facts::RequestFacts;
+use super::headers::Headers;
+use super::refusal::Refusal;
+use crate::environment::{Environment, KeyKind};
+use crate::ip::TrustedProxies;
+use crate::manager::KeyManager;
+use crate::request::VerifiedKey;
+use crate::store::{AsyncKeyStore, KeyStore};
+use std::net::IpAddr;
+
+/// What a route requires of a key, besides being valid. The default
+/// requires nothing.
+///
+/// ```
+/// use api_keys::http::Requirements;
+/// use api_keys::{Environment, KeyKind};
+/// const WITHDRAW: Requirements<'static> = Requirements::new()
+///     .scopes(&["withdrawals:write"])
+///     .environment(Environment::Live)
+///     .kind(KeyKind::Secret)
+///     .signed();
+/// # let _ = WITHDRAW;
+/// ```
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Requirements<'a> {
+    /// Scopes the key must all grant (403 otherwise). Default: none.
+    pub scopes: &'a [&'a str],
+    /// The environment the key must be of (403 otherwise). Default: any.
+    pub environment: Option<Environment>,
+    /// The kind the key must be of, e.g. secret keys only (403 otherwise).
+    /// Default: any.
+    pub kind: Option<KeyKind>,
+    /// Only signed requests are accepted (a bearer token gets 401,
+    /// [`Refusal::SignatureRequired`]). Default: `false`.
+    pub signed: bool,
+}
+
+impl<'a> Requirements<'a> {
+    /// Requires nothing.
+    #[must_use]
+    pub const fn new() -> Self {
+        Self {
+            scopes: &[],
+            environment: None,
+            kind: None,
+            signed: false,
+        }
+    }
+
+    /// Requires all of `scopes`.
+    #[must_use]
+    pub const fn scopes(mut self, scopes: &'a [&'a str]) -> Self {
+        self.scopes = scopes;
+        self
+    }
+
+    /// Requires an environment.
+    #[must_use]
+    pub const fn environment(mut self, environment: Environment) -> Self {
+        self.environment = Some(environment);
+        self
+    }
+
+    /// Requires a kind.
+    #[must_use]
+    pub const fn kind(mut self, kind: KeyKind) -> Self {
+        self.kind = Some(kind);
+        self
+    }
+
+    /// Requires a signed request.
+    #[must_use]
+    pub const fn signed(mut self) -> Self {
+        self.signed = true;
+        self
+    }
+}
+
+/// Everything a request presents for verification, owned: its one
+/// [`Credential`] and its [`RequestFacts`]. `Send + Sync + 'static`, so an
+/// adapter can move it into a future, a task or a thread. `Debug` prints no
+/// value.
+#[derive(Debug)]
+#[non_exhaustive]
+pub struct Presented {
+    /// The credential.
+    pub credential: Credential,
+    /// Origin, Referer and the client address.
+    pub facts: RequestFacts,
+}
+
+impl Presented {
+    /// Reads the credential ([`Credential::from_headers`]) and the facts
+    /// ([`RequestFacts::from_headers`]) of a request. `method` and `target`
+    /// (the request target exactly as the client sent it, path and query —
+    /// behind a router that strips a prefix, the original one) matter only
+    /// for a signed request in the replay-protected mode; `peer` is the TCP
+    /// peer's address.
+    ///
+    /// # Errors
+    ///
+    /// The credential's refusals (401/400), then
+    /// [`Refusal::Forwarding`] (400).
+    pub fn from_headers<H: Headers + ?Sized>(
+        headers: &H,
+        method: &str,
+        target: &str,
+        peer: Option<IpAddr>,
+        proxies: &TrustedProxies,
+    ) -> Result<Self, Refusal> {
+        let credential = Credential::from_headers(headers, method, target)?;
+        let facts = RequestFacts::from_headers(headers, peer, proxies)?;
+        Ok(Self { credential, facts })
+    }
+
+    /// Whether the body is needed: a signed request. Buffer it with a
+    /// [`BodyBuffer`](super::BodyBuffer) before verifying (not needed, and
+    /// better not read, when the route requires a signature and the
+    /// credential is a bearer token: [`verify`](Self::verify) refuses it
+    /// without the body).
+    #[must_use]
+    pub fn needs_body(&self) -> bool {
+        matches!(self.credential, Credential::Signed(_))
+    }
+
+    /// Verifies against a synchronous store.
+    ///
+    /// `body` is the exact raw body for a signed request
+    /// ([`needs_body`](Self::needs_body)), ignored otherwise.
+    ///
+    /// # Errors
+    ///
+    /// [`Refusal::SignatureRequired`] for a bearer token on a signed-only
+    /// route; [`Refusal::Rejected`] when the key is refused;
+    /// [`Refusal::Failed`] when the service cannot decide.
+    pub fn verify<S: KeyStore>(
+        &self,
+        keys: &KeyManager<S>,
+        requirements: &Requirements<'_>,
+        body: &[u8],
+    ) -> Result<VerifiedKey, Refusal> {
+        let context = self.facts.context(requirements);
+        match &self.credential {
+            Credential::Bearer { .. } if requirements.signed => Err(Refusal::SignatureRequired),
+            Credential::Bearer { token, .. } => Ok(keys.verify(token.expose_secret(), &context)?),
+            Credential::Signed(signed) => Ok(keys.verify_signed(&signed.request(body), &context)?),
+        }
+    }
+
+    /// Verifies against an asynchronous store: as [`verify`](Self::verify).
+    ///
+    /// # Errors
+    ///
+    /// As [`verify`](Self::verify).
+    pub async fn verify_async<S: AsyncKeyStore>(
+        &self,
+        keys: &KeyManager<S>,
+        requirements: &Requirements<'_>,
+        body: &[u8],
+    ) -> Result<VerifiedKey, Refusal> {
+        let context = self.facts.context(requirements);
+        match &self.credential {
+            Credential::Bearer { .. } if requirements.signed => Err(Refusal::SignatureRequired),
+            Credential::Bearer { token, .. } => {
+                Ok(keys.verify_async(token.expose_secret(), &context).await?)
+            }
+            Credential::Signed(signed) => Ok(keys
+                .verify_signed_async(&signed.request(body), &context)
+                .await?),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used, reason = "tests")]
+    use super::*;
+    use crate::error::Rejection;
+    use crate::record::{Actor, OwnerId, Scopes};
+    use crate::store::MemoryKeyStore;
+    use crate::{IpAllowList, NewKey};
+
+    fn assert_send_static<T: Send + Sync + 'static>() {}
+
+    #[test]
+    fn presented_moves_between_threads() {
+        assert_send_static::<Presented>();
+        assert_send_static::<Refusal>();
+    }
+
+    fn keys() -> KeyManager<MemoryKeyStore> {
+        KeyManager::new(MemoryKeyStore::new())
+    }
+
+    fn present(pairs: &[(&str, &str)]) -> Presented {
+        let peer: IpAddr = "192.0.2.1".parse().unwrap();
+        Presented::from_headers(pairs, "GET", "/", Some(peer), &TrustedProxies::none()).unwrap()
+    }
+
+    #[test]
+    fn bearer_tokens_from_either_header_and_requirements() {
+        let keys = keys();
+        let owner = OwnerId::new("acct").unwrap();
+        let token = keys
+            .create(
+                &Actor::system(),
+                NewKey::secret(owner, "k")
+                    .scopes(Scopes::new(["read"]).unwrap())
+                    .allowed_ips(IpAllowList::parse("192.0.2.0/24").unwrap()),
+            )
+            .unwrap()
+            .token;
+        let auth = format!("Bearer {}", token.expose_secret());
+        for presented in [
+            present(&[("Authorization", &auth)]),
+            present(&[("X-Api-Key", token.expose_secret())]),
+        ] {
+            assert!(!presented.needs_body());
+            let key = presented.verify(&keys, &Requirements::new(), b"").unwrap();
+            assert!(!key.is_signed());
+            let scoped = Requirements::new().scopes(&["read"]);
+            assert!(presented.verify(&keys, &scoped, b"").is_ok());
+            let missing = presented
+                .verify(&keys, &Requirements::new().scopes(&["write"]), b"")
+                .unwrap_err();
+            assert_eq!(missing.rejection(), Some(Rejection::MissingScope));
+            let env = presented
+                .verify(
+                    &keys,
+                    &Requirements::new().environment(Environment::Test),
+                    b"",
+                )
+                .unwrap_err();
+            assert_eq!(env.rejection(), Some(Rejection::WrongEnvironment));
+            let kind = presented
+                .verify(&keys, &Requirements::new().kind(KeyKind::Publishable), b"")
+                .unwrap_err();
+            assert_eq!(kind.rejection(), Some(Rejection::WrongKind));
+            let signed = presented
+                .verify(&keys, &Requirements::new().signed(), b"")
+                .unwrap_err();
+            assert_eq!(signed.reason(), "signature_required");
+        }
+        // The client address counts.
+        let elsewhere = Presented::from_headers(
+            &[("Authorization", auth.as_str())][..],
+            "GET",
+            "/",
+            Some("198.51.100.1".parse().unwrap()),
+            &TrustedProxies::none(),
+        )
+        .unwrap();
+        let refused = elsewhere
+            .verify(&keys, &Requirements::new(), b"")
+            .unwrap_err();
+        assert_eq!(refused.rejection(), Some(Rejection::IpNotAllowed));
+    }
+
+    #[test]
+    fn signed_requests_need_their_body() {
+        use crate::{KeyFormat, RequestSigner, SealingKey, SealingKeyRing};
+        let keys = KeyManager::builder(MemoryKeyStore::new())
+            .sealing_keys(SealingKeyRing::new(SealingKey::new(1, &[5; 32]).unwrap()))
+            .build()
+            .unwrap();
+        let owner = OwnerId::new("acct").unwrap();
+        let token = keys
+            .create(&Actor::system(), NewKey::secret(owner, "s").signing())
+            .unwrap()
+            .token;
+        let signer =
+            RequestSigner::for_token(&KeyFormat::default(), token.expose_secret()).unwrap();
+        let headers = signer.sign(b"{}");
+        let presented = present(&[
+            ("X-Processing-Key", &headers.key),
+            ("X-Processing-Signature", &headers.signature),
+        ]);
+        assert!(presented.needs_body());
+        let key = presented
+            .verify(&keys, &Requirements::new().signed(), b"{}")
+            .unwrap();
+        assert!(key.is_signed());
+        let tampered = presented
+            .verify(&keys, &Requirements::new(), b"{ }")
+            .unwrap_err();
+        assert_eq!(tampered.rejection(), Some(Rejection::BadSignature));
+        assert_eq!(tampered.status(), 401);
+    }
+
+    #[test]
+    fn requirements_builders_set_their_field() {
+        let r = Requirements::new();
+        assert_eq!(r, Requirements::default());
+        assert_eq!(r.scopes(&["a"]).scopes, ["a"]);
+        assert_eq!(
+            r.environment(Environment::Test).environment,
+            Some(Environment::Test)
+        );
+        assert_eq!(r.kind(KeyKind::Secret).kind, Some(KeyKind::Secret));
+        assert!(r.signed().signed);
+    }
+}
