@@ -8,8 +8,8 @@
 
 use api_keys::signing::{ReplayConfig, ReplayRequest};
 use api_keys::{
-    Actor, KeyFormat, KeyManager, MemoryKeyStore, NewKey, OwnerId, Policy, RequestContext,
-    RequestSigner, RollOptions, SealingKey, SealingKeyRing, SignatureConfig, SignedRequest,
+    Actor, KeyManager, MemoryKeyStore, NewKey, OwnerId, Policy, RequestContext, RequestSigner,
+    RollOptions, SealingKey, SealingKeyRing, SignatureConfig, SignedRequest,
 };
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
@@ -36,7 +36,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
 
     // Client side: sign the exact bytes that will be sent.
     let body = br#"{"currency":"BTC","foreign_id":"123456"}"#;
-    let client = RequestSigner::for_token(&KeyFormat::default(), secret.expose_secret())?;
+    let client = RequestSigner::for_token(secret.expose_secret())?;
     let headers = client.sign(body);
     println!("\nPOST /v2/withdrawal/crypto");
     for (name, value) in headers.pairs() {
@@ -79,7 +79,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
 
     // Rolling: both secrets verify during the grace window, each under its own id.
     let rolled = server.roll(&admin, &created.record.id, RollOptions::default())?;
-    let new_client = RequestSigner::for_token(&KeyFormat::default(), rolled.token.expose_secret())?;
+    let new_client = RequestSigner::for_token(rolled.token.expose_secret())?;
     let new_headers = new_client.sign(body);
     println!(
         "\nafter roll, old key: {}",
@@ -105,7 +105,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         })
         .build()?;
     let key = strict.create(&admin, NewKey::secret(merchant, "strict").signing())?;
-    let client = RequestSigner::for_token(&KeyFormat::default(), key.token.expose_secret())?;
+    let client = RequestSigner::for_token(key.token.expose_secret())?;
     let signed = client.sign_replay_protected(
         &ReplayRequest {
             timestamp: strict.now(),

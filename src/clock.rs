@@ -190,11 +190,13 @@ pub(crate) fn elapsed_seconds(earlier: UtcDateTime, later: UtcDateTime) -> Optio
 /// ```
 #[cfg(any(test, feature = "test-util"))]
 #[derive(Debug)]
+#[cfg_attr(docsrs, doc(auto_cfg = false), doc(cfg(feature = "test-util")))]
 pub struct ManualClock {
     now: std::sync::Mutex<UtcDateTime>,
 }
 
 #[cfg(any(test, feature = "test-util"))]
+#[cfg_attr(docsrs, doc(auto_cfg = false), doc(cfg(feature = "test-util")))]
 impl ManualClock {
     /// A clock showing `start`.
     #[must_use]
@@ -224,6 +226,7 @@ impl ManualClock {
 }
 
 #[cfg(any(test, feature = "test-util"))]
+#[cfg_attr(docsrs, doc(auto_cfg = false), doc(cfg(feature = "test-util")))]
 impl Clock for ManualClock {
     fn now(&self) -> UtcDateTime {
         *self.lock()
@@ -231,6 +234,7 @@ impl Clock for ManualClock {
 }
 
 #[cfg(any(test, feature = "test-util"))]
+#[cfg_attr(docsrs, doc(auto_cfg = false), doc(cfg(feature = "test-util")))]
 impl Clock for std::sync::Arc<ManualClock> {
     fn now(&self) -> UtcDateTime {
         ManualClock::now(self)

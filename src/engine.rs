@@ -35,7 +35,8 @@ pub struct NewKey {
     pub(crate) name: String,
     pub(crate) note: Option<String>,
     pub(crate) description: Option<String>,
-    pub(crate) scopes: Scopes,
+    /// As given: validated when the key is planned.
+    pub(crate) scopes: Vec<String>,
     pub(crate) allowed_domains: DomainAllowList,
     pub(crate) allowed_ips: IpAllowList,
     pub(crate) expires_at: Option<UtcDateTime>,
@@ -66,7 +67,7 @@ impl NewKey {
             name: name.into(),
             note: None,
             description: None,
-            scopes: Scopes::default(),
+            scopes: Vec::new(),
             allowed_domains: DomainAllowList::default(),
             allowed_ips: IpAllowList::default(),
             expires_at: None,
@@ -96,10 +97,25 @@ impl NewKey {
         self
     }
 
-    /// Scopes (a restricted key).
+    /// Scopes (a restricted key): names, or a prebuilt [`Scopes`]. Each
+    /// name is validated when the key is created (1–128 of `A-Za-z0-9`
+    /// and `:._/-`; a bad one fails the call with [`Error::Invalid`] and
+    /// [`Field::Scope`]); duplicates are merged.
+    ///
+    /// ```
+    /// # use api_keys::{NewKey, OwnerId};
+    /// # let owner = OwnerId::new("acct_1").unwrap();
+    /// let from_config: Vec<String> = vec!["charges:read".into()];
+    /// let spec = NewKey::secret(owner, "reporting").scopes(from_config);
+    /// # let _ = spec.scopes(["charges:read", "refunds:read"]);
+    /// ```
     #[must_use]
-    pub fn scopes(mut self, scopes: Scopes) -> Self {
-        self.scopes = scopes;
+    pub fn scopes<I>(mut self, scopes: I) -> Self
+    where
+        I: IntoIterator,
+        I::Item: Into<String>,
+    {
+        self.scopes = scopes.into_iter().map(Into::into).collect();
         self
     }
 
@@ -147,7 +163,8 @@ pub struct KeyUpdate {
     pub(crate) name: Option<String>,
     pub(crate) note: Option<Option<String>>,
     pub(crate) description: Option<Option<String>>,
-    pub(crate) scopes: Option<Scopes>,
+    /// As given: validated when the update is planned.
+    pub(crate) scopes: Option<Vec<String>>,
     pub(crate) allowed_domains: Option<DomainAllowList>,
     pub(crate) allowed_ips: Option<IpAllowList>,
     pub(crate) expires_at: Option<Option<UtcDateTime>>,
@@ -189,10 +206,16 @@ impl KeyUpdate {
         self.description = Some(None);
         self
     }
-    /// Replace the scopes.
+    /// Replace the scopes (as [`NewKey::scopes`]: names or a prebuilt
+    /// [`Scopes`], validated when the update is applied; an empty list
+    /// removes every restriction from a secret key).
     #[must_use]
-    pub fn scopes(mut self, scopes: Scopes) -> Self {
-        self.scopes = Some(scopes);
+    pub fn scopes<I>(mut self, scopes: I) -> Self
+    where
+        I: IntoIterator,
+        I::Item: Into<String>,
+    {
+        self.scopes = Some(scopes.into_iter().map(Into::into).collect());
         self
     }
     /// Replace the domain allow-list.
@@ -223,26 +246,68 @@ impl KeyUpdate {
     }
 }
 
-/// Options of a roll.
+/// Options of a roll, built like [`NewKey`]: `RollOptions::new()` (or
+/// `default()`) keeps the policy's grace and the predecessor's expiry.
+///
+/// ```
+/// use api_keys::RollOptions;
+/// use api_keys::time::{Duration, UtcDateTime};
+/// # let in_a_year = UtcDateTime::now() + Duration::days(365);
+/// let options = RollOptions::new()
+///     .grace(Duration::hours(1))              // the old key works one more hour
+///     .successor_expires_at(in_a_year);       // the new key gets its own expiry
+/// # let _ = options;
+/// ```
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct RollOptions {
-    /// How long the old key keeps working; `None` = the policy's default
-    /// (12 hours); zero = it stops now. Capped at the policy's `max_grace`;
-    /// never extends the old key's own expiry.
-    pub grace: Option<Duration>,
-    /// The successor's expiry: `None` = inherit the predecessor's expiry
-    /// instant; `Some(None)` = no expiry; `Some(Some(t))` = `t`.
-    pub successor_expires_at: Option<Option<UtcDateTime>>,
+    pub(crate) grace: Option<Duration>,
+    pub(crate) successor_expires_at: Option<Option<UtcDateTime>>,
 }
 
 impl RollOptions {
-    /// A roll with this grace period.
+    /// The defaults: the policy's [`default_grace`](Policy::default_grace)
+    /// (12 hours unless changed), and the successor inherits the
+    /// predecessor's expiry instant.
+    #[must_use]
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// A roll with this grace period: shorthand for
+    /// `RollOptions::new().grace(grace)`.
     #[must_use]
     pub fn with_grace(grace: Duration) -> Self {
-        Self {
-            grace: Some(grace),
-            successor_expires_at: None,
-        }
+        Self::new().grace(grace)
+    }
+
+    /// How long the old key keeps working; zero = it stops now. A negative
+    /// grace fails the roll ([`Error::Invalid`], [`Field::Grace`]).
+    ///
+    /// **Capped, by design**: a grace longer than the policy's
+    /// [`max_grace`](Policy::max_grace) is cut to it (the roll does not
+    /// fail), and the grace never outlives the old key's own expiry. The
+    /// grace end actually applied is the predecessor's
+    /// [`grace_ends_at`](crate::KeyRecord#structfield.grace_ends_at) in the returned
+    /// [`RolledKey`](crate::RolledKey).
+    #[must_use]
+    pub fn grace(mut self, grace: Duration) -> Self {
+        self.grace = Some(grace);
+        self
+    }
+
+    /// The successor expires at `at` (must be in the future) instead of
+    /// inheriting the predecessor's expiry.
+    #[must_use]
+    pub fn successor_expires_at(mut self, at: UtcDateTime) -> Self {
+        self.successor_expires_at = Some(Some(at));
+        self
+    }
+
+    /// The successor never expires, whatever the predecessor's expiry.
+    #[must_use]
+    pub fn successor_without_expiry(mut self) -> Self {
+        self.successor_expires_at = Some(None);
+        self
     }
 }
 
@@ -307,6 +372,11 @@ impl Engine {
     #[must_use]
     pub fn policy(&self) -> &Policy {
         &self.policy
+    }
+
+    /// The current pepper's version, if any.
+    pub(crate) fn pepper_version(&self) -> Option<u32> {
+        self.hasher.current_version()
     }
 
     pub(crate) fn sealing(&self) -> Option<&SealingKeyRing> {
@@ -510,7 +580,7 @@ impl Engine {
         if request.kind.is_some_and(|k| k != record.kind()) {
             return Err(Rejection::WrongKind);
         }
-        for scope in request.scopes {
+        for scope in request.scopes.iter() {
             if !self.grants_to(record.kind(), record.scopes(), scope) {
                 return Err(Rejection::MissingScope);
             }
@@ -617,7 +687,8 @@ impl Engine {
             spec.note.as_deref(),
             spec.description.as_deref(),
         )?;
-        self.validate_scopes(spec.kind, &spec.scopes)?;
+        let scopes = Scopes::new(spec.scopes.iter().map(String::as_str))?;
+        self.validate_scopes(spec.kind, &scopes)?;
         Self::validate_expiry(spec.expires_at, now)?;
         if spec.signing && self.sealing.is_none() {
             return Err(Error::NoSealingKeys);
@@ -625,7 +696,7 @@ impl Engine {
         let fresh = self
             .format
             .generate_with_rng(spec.kind, spec.environment, rng)?;
-        let record = self.new_record(spec, &fresh, now, None);
+        let record = self.new_record(spec, scopes, &fresh, now, None);
         let record = self.seal_if(spec.signing, record, &fresh.token, rng)?;
         Ok((record, fresh.token))
     }
@@ -634,6 +705,7 @@ impl Engine {
     fn new_record(
         &self,
         spec: &NewKey,
+        scopes: Scopes,
         fresh: &NewToken,
         now: UtcDateTime,
         predecessor: Option<KeyId>,
@@ -646,7 +718,7 @@ impl Engine {
             name: spec.name.clone(),
             note: spec.note.clone(),
             description: spec.description.clone(),
-            scopes: spec.scopes.clone(),
+            scopes,
             allowed_domains: spec.allowed_domains.clone(),
             allowed_ips: spec.allowed_ips.clone(),
             status: if spec.active {
@@ -683,8 +755,11 @@ impl Engine {
     ) -> Result<KeyRecord, Error> {
         if signing {
             let ring = self.sealing.as_ref().ok_or(Error::NoSealingKeys)?;
-            record.sealed_secret =
-                Some(ring.seal(record.id.as_bytes(), token.expose_secret().as_bytes(), rng)?);
+            record.sealed_secret = Some(ring.seal_with_rng(
+                record.id.as_bytes(),
+                token.expose_secret().as_bytes(),
+                rng,
+            )?);
         }
         Ok(record)
     }
@@ -768,8 +843,9 @@ impl Engine {
             next.description.as_deref(),
         )?;
         if let Some(s) = &update.scopes {
-            self.validate_scopes(next.kind, s)?;
-            next.scopes = s.clone();
+            let scopes = Scopes::new(s.iter().map(String::as_str))?;
+            self.validate_scopes(next.kind, &scopes)?;
+            next.scopes = scopes;
         }
         if let Some(d) = &update.allowed_domains {
             next.allowed_domains = d.clone();
@@ -845,6 +921,9 @@ impl Engine {
                 reason: "must not be negative",
             });
         }
+        // Capped by design (documented on `RollOptions::grace`): the
+        // policy's `max_grace` bounds how long a replaced secret lives, and
+        // the effective end is the predecessor's `grace_ends_at`.
         let grace = grace.min(self.policy.max_grace);
         let grace_end = now.checked_add(grace).ok_or(Error::Invalid {
             field: Field::Grace,
@@ -864,14 +943,20 @@ impl Engine {
             name: current.name.clone(),
             note: current.note.clone(),
             description: current.description.clone(),
-            scopes: current.scopes.clone(),
+            scopes: Vec::new(),
             allowed_domains: current.allowed_domains.clone(),
             allowed_ips: current.allowed_ips.clone(),
             expires_at: successor_expiry,
             active: true,
             signing: current.is_signing_key(),
         };
-        let successor = self.new_record(&settings, &fresh, now, Some(current.id));
+        let successor = self.new_record(
+            &settings,
+            current.scopes.clone(),
+            &fresh,
+            now,
+            Some(current.id),
+        );
         let successor = self.seal_if(current.is_signing_key(), successor, &fresh.token, rng)?;
         let mut predecessor = current.clone();
         predecessor.successor = Some(successor.id);

@@ -7,8 +7,6 @@ use core::fmt;
 /// `…_live_…`) and into the record, so the key itself decides the mode
 /// (SignatureAPI), and test and live keys are always separate (Moov).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
-#[cfg_attr(feature = "serde", serde(rename_all = "lowercase"))]
 pub enum Environment {
     /// Test mode: build and try an integration without real effects.
     Test,
@@ -65,8 +63,6 @@ impl core::str::FromStr for Environment {
 
 /// What a key may be trusted with.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
-#[cfg_attr(feature = "serde", serde(rename_all = "lowercase"))]
 pub enum KeyKind {
     /// Full power, kept on the holder's servers (default prefix `sk`).
     Secret,

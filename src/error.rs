@@ -47,7 +47,11 @@ pub enum Rejection {
     /// [`detail`](Self::detail); the HTTP mapping and
     /// [`as_str`](Self::as_str) are the same whatever the reason.
     OriginNotAllowed(OriginRefusal),
-    /// The request's address is not in the key's IP allow-list.
+    /// The request's address is not in the key's IP allow-list — or the
+    /// host passed no address at all
+    /// ([`RequestContext::peer_ip`](crate::RequestContext::peer_ip) is
+    /// `None`, e.g. axum served without `ConnectInfo`), which refuses every
+    /// key that has a list.
     IpNotAllowed,
     /// A signing key was presented as a bearer token; its secret must never
     /// travel on the wire.
@@ -204,6 +208,11 @@ pub enum StoreErrorKind {
     ActiveKeyExists,
     /// The backend failed (I/O, connection, driver, timeout, …).
     Backend,
+    /// The store's tables do not exist: the schema was never applied. Call
+    /// the store's `migrate()` at start (or apply its migration files by
+    /// hand). The driver's error is the
+    /// [`source`](std::error::Error::source).
+    SchemaMissing,
 }
 
 /// A failure of the persistence layer. Opaque: a [`kind`](Self::kind) and,
@@ -234,6 +243,20 @@ impl StoreError {
         }
     }
 
+    /// An error of `kind` that keeps its cause (e.g.
+    /// [`StoreErrorKind::SchemaMissing`] with the driver's error). The
+    /// cause must not carry secrets (records never hold any; a connection
+    /// URL may hold a password: never put one in).
+    pub fn with_source(
+        kind: StoreErrorKind,
+        source: impl Into<Box<dyn std::error::Error + Send + Sync + 'static>>,
+    ) -> Self {
+        Self {
+            kind,
+            source: Some(source.into()),
+        }
+    }
+
     /// The kind of failure.
     #[must_use]
     pub fn kind(&self) -> StoreErrorKind {
@@ -248,7 +271,11 @@ impl fmt::Display for StoreError {
             StoreErrorKind::Conflict => "key store: version conflict",
             StoreErrorKind::NotFound => "key store: no such key",
             StoreErrorKind::ActiveKeyExists => "key store: owner already has an active key",
-            StoreErrorKind::Backend => "key store: backend failure",
+            StoreErrorKind::Backend => "key store: backend failure (see the error's source)",
+            StoreErrorKind::SchemaMissing => {
+                "key store: the schema is missing: call the store's `migrate()` at start \
+                 (or apply its migration files by hand)"
+            }
         })
     }
 }
@@ -281,6 +308,12 @@ pub enum ConfigError {
     /// A pepper shorter than 32 bytes.
     #[error("a pepper must be at least 32 bytes")]
     PepperLength,
+    /// A pepper given as text ([`Pepper::from_hex`](crate::Pepper::from_hex))
+    /// is not an even number of hex digits. The text is not repeated.
+    #[error(
+        "a pepper in hex must be hex digits only, an even number of them (`openssl rand -hex 32`)"
+    )]
+    PepperHex,
     /// Two peppers share a version.
     #[error("pepper version {0} is configured twice")]
     DuplicatePepperVersion(u32),
@@ -388,8 +421,12 @@ pub enum Error {
     #[error(transparent)]
     Sealing(#[from] crate::sealing::SealingError),
     /// Signing keys need sealing keys: configure a
-    /// [`SealingKeyRing`](crate::SealingKeyRing).
-    #[error("signing keys need a sealing key ring")]
+    /// [`SealingKeyRing`](crate::SealingKeyRing) with
+    /// [`KeyManagerBuilder::sealing_keys`](crate::KeyManagerBuilder::sealing_keys).
+    #[error(
+        "signing keys need sealing keys: build the manager with \
+         `KeyManager::builder(store).sealing_keys(SealingKeyRing::new(..))`"
+    )]
     NoSealingKeys,
     /// The replay cache could not check or record a nonce (fail closed).
     #[error(transparent)]

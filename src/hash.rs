@@ -114,11 +114,50 @@ impl Pepper {
         })
     }
 
+    /// A pepper from hex text, e.g. an environment variable filled with
+    /// `openssl rand -hex 32` (32 random bytes, 64 hex digits). Upper- or
+    /// lower-case; surrounding whitespace (a trailing newline) is ignored.
+    /// The decoded bytes are wiped when the pepper is dropped; the caller
+    /// wipes its copy of the text.
+    ///
+    /// ```
+    /// use api_keys::Pepper;
+    /// let hex = "4f".repeat(32);           // std::env::var("API_KEYS_PEPPER")?
+    /// let pepper = Pepper::from_hex(1, &hex)?;
+    /// assert_eq!(pepper.version(), 1);
+    /// assert!(Pepper::from_hex(1, "not hex").is_err());
+    /// # Ok::<(), api_keys::ConfigError>(())
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// [`ConfigError::PepperHex`](crate::ConfigError::PepperHex) when the
+    /// text is not an even number of hex digits (the error does not repeat
+    /// it); [`ConfigError::PepperLength`](crate::ConfigError::PepperLength)
+    /// when it decodes to fewer than 32 bytes.
+    pub fn from_hex(version: u32, hex: &str) -> Result<Self, crate::ConfigError> {
+        let key = decode_hex_key(hex).ok_or(crate::ConfigError::PepperHex)?;
+        Self::new(version, &key)
+    }
+
     /// The version recorded with hashes made under this pepper.
     #[must_use]
     pub fn version(&self) -> u32 {
         self.version
     }
+}
+
+/// Key material from hex text (surrounding ASCII whitespace ignored, either
+/// case), decoded in constant time into memory wiped on drop. `None` for
+/// anything but an even number of hex digits.
+pub(crate) fn decode_hex_key(hex: &str) -> Option<Zeroizing<Vec<u8>>> {
+    let hex = hex.trim_ascii();
+    if hex.is_empty() || !hex.len().is_multiple_of(2) {
+        return None;
+    }
+    let mut key = Zeroizing::new(vec![0u8; hex.len() / 2]);
+    base16ct::mixed::decode(hex, &mut key).ok()?;
+    Some(key)
 }
 
 impl fmt::Debug for Pepper {
@@ -177,6 +216,11 @@ impl KeyHasher {
             current,
             previous: prev,
         })
+    }
+
+    /// The current pepper's version, if new keys are peppered.
+    pub(crate) fn current_version(&self) -> Option<u32> {
+        self.current.as_ref().map(|c| c.0)
     }
 
     /// Hashes under the current scheme (for new keys).
@@ -336,6 +380,40 @@ impl fmt::Debug for MessageBlock {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn keys_from_hex_text() {
+        let hex = "0123456789abcdefABCDEF0123456789".repeat(2);
+        let key = decode_hex_key(&format!("  {hex}\n")).unwrap();
+        assert_eq!(key.len(), 32);
+        assert_eq!(key.first(), Some(&0x01));
+        assert_eq!(key.get(5), Some(&0xab));
+        for bad in ["", "\n", "abc", "zz", "0x00", "00 00", "é0"] {
+            assert!(decode_hex_key(bad).is_none(), "{bad:?}");
+        }
+        // Peppers: at least 32 bytes, and the text never comes back.
+        let pepper = Pepper::from_hex(3, &hex).unwrap();
+        assert_eq!(pepper.version(), 3);
+        assert_eq!(
+            Pepper::from_hex(1, &"ab".repeat(31)).unwrap_err(),
+            crate::ConfigError::PepperLength
+        );
+        let secretish = "s3cr3t-n0t-h3x-".repeat(5);
+        let err = Pepper::from_hex(1, &secretish).unwrap_err();
+        assert_eq!(err, crate::ConfigError::PepperHex);
+        assert!(!err.to_string().contains("s3cr3t"));
+        assert!(!format!("{err:?}").contains("s3cr3t"));
+        // Sealing keys: exactly 32 bytes.
+        let sealing = crate::SealingKey::from_hex(2, &hex).unwrap();
+        assert_eq!(sealing.version(), 2);
+        assert!(matches!(
+            crate::SealingKey::from_hex(1, &"ab".repeat(33)),
+            Err(crate::SealingError::KeyLength)
+        ));
+        let err = crate::SealingKey::from_hex(1, &secretish).unwrap_err();
+        assert!(matches!(err, crate::SealingError::KeyHex));
+        assert!(!err.to_string().contains("s3cr3t"));
+    }
 
     fn id() -> KeyId {
         KeyId::from_bytes([7; 16])

@@ -3,6 +3,7 @@
 
 mod base62;
 #[cfg(feature = "cache")]
+#[cfg_attr(docsrs, doc(cfg(feature = "cache")))]
 pub mod cache;
 mod clock;
 mod engine;
@@ -30,6 +31,7 @@ mod store;
 #[cfg(feature = "serde")]
 mod stored;
 #[cfg(feature = "test-util")]
+#[cfg_attr(docsrs, doc(cfg(feature = "test-util")))]
 pub mod testing;
 mod token;
 mod wait;
@@ -38,6 +40,7 @@ pub mod write_behind;
 // The public interface, in one place.
 pub use clock::{Clock, CoarseClock, MonotonicClock, SystemClock, SystemMonotonicClock};
 #[cfg(any(test, feature = "test-util"))]
+#[cfg_attr(docsrs, doc(cfg(feature = "test-util")))]
 pub use clock::{ManualClock, ManualMonotonicClock};
 pub use engine::{DEFAULT_KEY_NAME, Engine, KeyUpdate, NewKey, RollOptions};
 pub use environment::{Environment, KeyKind, ParseNameError};
@@ -64,20 +67,36 @@ pub use signing::{
     SignatureConfig, SignedHeaders, SigningKey, TIMESTAMP_HEADER,
 };
 #[cfg(feature = "mysql")]
+#[cfg_attr(docsrs, doc(cfg(feature = "mysql")))]
 pub use store::MySqlKeyStore;
 #[cfg(feature = "sqlite")]
+#[cfg_attr(docsrs, doc(cfg(feature = "sqlite")))]
 pub use store::SqliteKeyStore;
 pub use store::{
     AsyncKeyAudit, AsyncKeyStore, KeyAudit, KeyFilter, KeyPage, KeyStore, MemoryKeyStore, RollPlan,
     WriteCondition,
 };
 #[cfg(feature = "postgres")]
+#[cfg_attr(docsrs, doc(cfg(feature = "postgres")))]
 pub use store::{PgChangeListener, PostgresKeyStore};
 #[cfg(feature = "serde")]
+#[cfg_attr(docsrs, doc(cfg(feature = "serde")))]
 pub use stored::RECORD_FORMAT;
 /// The `time` crate, re-exported: [`UtcDateTime`](time::UtcDateTime) and
 /// [`Duration`](time::Duration) are part of this crate's API.
 pub use time;
+
+/// The `sqlx` crate (0.8) the SQL stores are built on, re-exported: build
+/// the pool for `from_pool` with `api_keys::sqlx` and its version always
+/// matches. A host with its own `sqlx` dependency must use 0.8 too (cargo
+/// unifies the two; another major version is a different crate and its
+/// pools are not accepted). TLS is a feature of the host's `sqlx`.
+#[cfg(any(feature = "postgres", feature = "sqlite", feature = "mysql"))]
+#[cfg_attr(
+    docsrs,
+    doc(cfg(any(feature = "postgres", feature = "sqlite", feature = "mysql")))
+)]
+pub use sqlx;
 pub use token::{
     CHECKSUM_CHARS, KEY_ID_BYTES, KEY_ID_CHARS, KeyFormat, KeyFormatBuilder, KeyId, MAX_PREFIX_LEN,
     NewToken, PresentedKey,

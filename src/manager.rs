@@ -52,7 +52,11 @@ pub struct CreatedKey {
 #[derive(Debug)]
 #[non_exhaustive]
 pub struct RolledKey {
-    /// The old key, now limited to its grace window.
+    /// The old key, now limited to its grace window: its
+    /// [`grace_ends_at`](crate::KeyRecord#structfield.grace_ends_at) is the end actually
+    /// applied (the requested grace capped at
+    /// [`Policy::max_grace`](crate::Policy::max_grace) and at the key's own
+    /// expiry).
     pub predecessor: KeyRecord,
     /// The new key.
     pub successor: KeyRecord,
@@ -74,10 +78,30 @@ pub struct KeyManager<S> {
 }
 
 impl<S> core::fmt::Debug for KeyManager<S> {
+    /// A summary: the token prefixes, the policy's main settings, the
+    /// clock, and whether peppers, sealing keys and an event sink are
+    /// configured. Never key material.
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        let format = self.engine.format();
+        let policy = self.engine.policy();
         f.debug_struct("KeyManager")
-            .field("engine", &self.engine)
+            .field(
+                "prefixes",
+                &format_args!(
+                    "{}/{}",
+                    format.prefix(crate::KeyKind::Secret),
+                    format.prefix(crate::KeyKind::Publishable)
+                ),
+            )
+            .field("default_grace", &format_args!("{}", policy.default_grace))
+            .field("one_active_key_per_owner", &policy.one_active_key_per_owner)
+            .field("replay_protected", &policy.signatures.replay.is_some())
             .field("clock", &self.clock)
+            .field("pepper_version", &self.engine.pepper_version())
+            .field(
+                "sealing_key_version",
+                &self.engine.sealing().map(SealingKeyRing::current_version),
+            )
             .field("events", &self.events.is_some())
             .finish_non_exhaustive()
     }
@@ -433,6 +457,10 @@ impl<S> KeyManager<S> {
         let now = self.clock.now();
         let current = self.get_in(store, id).await?;
         if current.version != expected_version {
+            // Nothing changes a revoked key: say so rather than "retry".
+            if current.status == crate::record::KeyStatus::Revoked {
+                return Err(Error::Revoked(*id));
+            }
             return Err(Error::Conflict(*id));
         }
         let next = self.engine.plan_update(&current, update, now)?;
@@ -559,8 +587,7 @@ impl<S> KeyManager<S> {
                 return Err(Error::Revoked(*id));
             }
             let mut next = (*current).clone();
-            next.sealed_secret =
-                Some(ring.reseal(id.as_bytes(), sealed, &mut rand::rngs::SysRng)?);
+            next.sealed_secret = Some(ring.reseal(id.as_bytes(), sealed)?);
             next.version = current.version.checked_add(1).ok_or(Error::Conflict(*id))?;
             let write = store
                 .update(&next, current.version, WriteCondition::Always)
@@ -689,17 +716,24 @@ macro_rules! both {
         fn $name:ident / $async_name:ident
             ($($arg:ident : $ty:ty),*) -> $out:ty => $impl:ident($($call:expr),*);
     ) => {
-        impl<S: $sync> KeyManager<S> {
+        // Bounds on the methods, not the impl blocks: a call on the wrong
+        // kind of store then reports the traits' `on_unimplemented` notes.
+        impl<S> KeyManager<S> {
             $(#[$doc])*
-            pub fn $name(&self, $($arg: $ty),*) -> $out {
+            pub fn $name(&self, $($arg: $ty),*) -> $out
+            where
+                S: $sync,
+            {
                 sync(complete_now(self.$impl(&Ready(&self.store), $($call),*)))
             }
-        }
-        impl<S: $async> KeyManager<S> {
+
             $(#[$doc])*
             ///
             #[doc = concat!("(Asynchronous variant, for [`", stringify!($async), "`]s.)")]
-            pub async fn $async_name(&self, $($arg: $ty),*) -> $out {
+            pub async fn $async_name(&self, $($arg: $ty),*) -> $out
+            where
+                S: $async,
+            {
                 self.$impl(&self.store, $($call),*).await
             }
         }
@@ -873,8 +907,9 @@ both! {
     ///
     /// # Errors
     ///
+    /// [`Error::Revoked`] when the key is revoked (whatever the version),
     /// [`Error::Conflict`] when the key changed since it was read,
-    /// [`Error::Revoked`], [`Error::Invalid`], [`Error::InvalidState`] for
+    /// [`Error::Invalid`], [`Error::InvalidState`] for
     /// an expiry change on a key that has ended, [`Error::AnotherKeyActive`],
     /// [`Error::NotFound`], [`Error::Store`].
     fn update / update_async(actor: &Actor, id: &KeyId, expected_version: u64, update: &KeyUpdate)
@@ -898,7 +933,7 @@ both! {
         => roll_in(actor, id, options, &mut rand::rngs::SysRng);
 }
 
-impl<S: KeyStore> KeyManager<S> {
+impl<S> KeyManager<S> {
     /// Verifies a bearer token for a request: offline checks, one store
     /// lookup, a constant-time secret check, then status, time,
     /// environment, kind, scopes, IP and origin. Writes `last_used_at` at
@@ -916,7 +951,10 @@ impl<S: KeyStore> KeyManager<S> {
         &self,
         token: &str,
         request: &RequestContext<'_>,
-    ) -> Result<VerifiedKey, VerifyError> {
+    ) -> Result<VerifiedKey, VerifyError>
+    where
+        S: KeyStore,
+    {
         // Offline checks first: a malformed token costs no clock read.
         let presented = self.engine.precheck(token, request)?;
         let now = self.clock.now();
@@ -934,7 +972,7 @@ impl<S: KeyStore> KeyManager<S> {
     }
 }
 
-impl<S: AsyncKeyStore> KeyManager<S> {
+impl<S> KeyManager<S> {
     /// Verifies a bearer token for a request: offline checks, one store
     /// lookup, a constant-time secret check, then status, time,
     /// environment, kind, scopes, IP and origin. Writes `last_used_at` at
@@ -951,12 +989,15 @@ impl<S: AsyncKeyStore> KeyManager<S> {
         &self,
         token: &str,
         request: &RequestContext<'_>,
-    ) -> Result<VerifiedKey, VerifyError> {
+    ) -> Result<VerifiedKey, VerifyError>
+    where
+        S: AsyncKeyStore,
+    {
         self.verify_in(&self.store, token, request).await
     }
 }
 
-impl<S: KeyStore> KeyManager<S> {
+impl<S> KeyManager<S> {
     /// [`create`](Self::create) with the caller's CSPRNG (deterministic
     /// tests and vectors; never store or reuse a seeded generator in
     /// production).
@@ -969,7 +1010,10 @@ impl<S: KeyStore> KeyManager<S> {
         actor: &Actor,
         spec: NewKey,
         rng: &mut R,
-    ) -> Result<CreatedKey, Error> {
+    ) -> Result<CreatedKey, Error>
+    where
+        S: KeyStore,
+    {
         sync(complete_now(self.create_in(
             &Ready(&self.store),
             actor,
@@ -989,7 +1033,10 @@ impl<S: KeyStore> KeyManager<S> {
         id: &KeyId,
         options: RollOptions,
         rng: &mut R,
-    ) -> Result<RolledKey, Error> {
+    ) -> Result<RolledKey, Error>
+    where
+        S: KeyStore,
+    {
         sync(complete_now(self.roll_in(
             &Ready(&self.store),
             actor,
@@ -1000,7 +1047,7 @@ impl<S: KeyStore> KeyManager<S> {
     }
 }
 
-impl<S: AsyncKeyStore> KeyManager<S> {
+impl<S> KeyManager<S> {
     /// [`create_async`](Self::create_async) with the caller's CSPRNG.
     ///
     /// # Errors
@@ -1011,7 +1058,10 @@ impl<S: AsyncKeyStore> KeyManager<S> {
         actor: &Actor,
         spec: NewKey,
         rng: &mut R,
-    ) -> Result<CreatedKey, Error> {
+    ) -> Result<CreatedKey, Error>
+    where
+        S: AsyncKeyStore,
+    {
         self.create_in(&self.store, actor, spec, rng).await
     }
 
@@ -1026,7 +1076,10 @@ impl<S: AsyncKeyStore> KeyManager<S> {
         id: &KeyId,
         options: RollOptions,
         rng: &mut R,
-    ) -> Result<RolledKey, Error> {
+    ) -> Result<RolledKey, Error>
+    where
+        S: AsyncKeyStore,
+    {
         self.roll_in(&self.store, actor, id, options, rng).await
     }
 }

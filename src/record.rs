@@ -74,8 +74,6 @@ fn validate_id(text: &str, field: Field) -> Result<(), Error> {
 
 /// The account, organisation or merchant that owns keys (the host's id).
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
-#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
-#[cfg_attr(feature = "serde", serde(try_from = "String", into = "String"))]
 pub struct OwnerId(Box<str>);
 
 impl OwnerId {
@@ -158,8 +156,6 @@ impl fmt::Display for Actor {
 /// Where a key is in its life. Expiry is not a status: it is a time
 /// predicate checked against `now`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
-#[cfg_attr(feature = "serde", serde(rename_all = "lowercase"))]
 pub enum KeyStatus {
     /// Accepted (subject to expiry and the other checks).
     Active,
@@ -220,6 +216,8 @@ pub(crate) fn validate_scope(scope: &str) -> Result<(), Error> {
     }
 }
 
+static NO_SCOPES: Scopes = Scopes::EMPTY;
+
 /// A sorted, de-duplicated set of scope names.
 ///
 /// An empty set on a **secret** key means unrestricted (a standard secret
@@ -227,16 +225,17 @@ pub(crate) fn validate_scope(scope: &str) -> Result<(), Error> {
 /// scopes. A non-empty set grants exactly its members (a restricted key) —
 /// on a publishable key, only those the policy in force still allows.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Hash)]
-#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
-#[cfg_attr(
-    feature = "serde",
-    serde(try_from = "Vec<String>", into = "Vec<String>")
-)]
 pub struct Scopes(Vec<String>);
 
 impl Scopes {
     /// No scopes (see [`Scopes`] for what empty means).
     pub(crate) const EMPTY: Self = Self(Vec::new());
+
+    /// The empty set, borrowed for as long as needed (what a
+    /// [`RequestContext`](crate::RequestContext) requires by default).
+    pub(crate) const fn none() -> &'static Scopes {
+        &NO_SCOPES
+    }
 
     /// Validates, sorts and de-duplicates scope names.
     ///
@@ -281,6 +280,24 @@ impl Scopes {
     #[must_use]
     pub fn is_subset(&self, other: &Scopes) -> bool {
         self.iter().all(|s| other.contains(s))
+    }
+}
+
+impl IntoIterator for Scopes {
+    type Item = String;
+    type IntoIter = std::vec::IntoIter<String>;
+    /// The names, sorted: so a prebuilt set can be passed wherever names
+    /// are taken ([`NewKey::scopes`](crate::NewKey::scopes)).
+    fn into_iter(self) -> Self::IntoIter {
+        self.0.into_iter()
+    }
+}
+
+impl<'a> IntoIterator for &'a Scopes {
+    type Item = &'a str;
+    type IntoIter = core::iter::Map<core::slice::Iter<'a, String>, fn(&String) -> &str>;
+    fn into_iter(self) -> Self::IntoIter {
+        self.0.iter().map(String::as_str)
     }
 }
 

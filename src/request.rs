@@ -15,12 +15,14 @@ use std::sync::{Arc, OnceLock};
 /// (present-but-empty and sent-more-than-once included).
 ///
 /// ```
-/// use api_keys::{HeaderField, RequestContext};
+/// use api_keys::{HeaderField, RequestContext, Scopes};
+/// let needed = Scopes::new(["charges:write"])?;      // once, e.g. at start
 /// let ctx = RequestContext::new()
 ///     .origin(HeaderField::Single(b"https://shop.example.com"))
-///     .peer_ip("203.0.113.7".parse().unwrap())
-///     .require_scopes(&["charges:write"]);
+///     .peer_ip("203.0.113.7".parse()?)
+///     .require_scopes(&needed);
 /// # let _ = ctx;
+/// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
 #[derive(Debug, Clone, Copy)]
 pub struct RequestContext<'a> {
@@ -36,7 +38,8 @@ pub struct RequestContext<'a> {
     /// The kind the endpoint requires, if any (e.g. secret keys only).
     pub kind: Option<KeyKind>,
     /// Scopes the endpoint requires; the key must grant all of them.
-    pub scopes: &'a [&'a str],
+    /// Default: none.
+    pub scopes: &'a Scopes,
 }
 
 impl Default for RequestContext<'_> {
@@ -55,7 +58,7 @@ impl<'a> RequestContext<'a> {
             peer_ip: None,
             environment: None,
             kind: None,
-            scopes: &[],
+            scopes: Scopes::none(),
         }
     }
 
@@ -94,9 +97,10 @@ impl<'a> RequestContext<'a> {
         self
     }
 
-    /// Requires scopes.
+    /// Requires every scope of `scopes` (the same spelling as
+    /// [`http::Requirements::require_scopes`](crate::http::Requirements::require_scopes)).
     #[must_use]
-    pub const fn require_scopes(mut self, scopes: &'a [&'a str]) -> Self {
+    pub const fn require_scopes(mut self, scopes: &'a Scopes) -> Self {
         self.scopes = scopes;
         self
     }

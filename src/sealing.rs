@@ -34,12 +34,13 @@
 //! ```
 //! use api_keys::sealing::{SealingKey, SealingKeyRing};
 //!
-//! // In production: 32 bytes from the environment or a KMS, never from the store.
-//! let key_material = [7u8; 32];
-//! let ring = SealingKeyRing::new(SealingKey::new(1, &key_material)?);
+//! // In production: from the environment or a KMS, never from the store.
+//! // Make one with `openssl rand -hex 32`.
+//! let hex = "07".repeat(32);                 // std::env::var("API_KEYS_SEALING_KEY")?
+//! let ring = SealingKeyRing::new(SealingKey::from_hex(1, &hex)?);
 //!
 //! let key_id = b"key_01HZX3";
-//! let sealed = ring.seal(key_id, b"sk_live_secret", &mut rand::rngs::SysRng)?;
+//! let sealed = ring.seal(key_id, b"sk_live_secret")?;
 //! let secret = ring.unseal(key_id, &sealed)?;
 //! assert_eq!(secret.as_slice(), b"sk_live_secret");
 //!
@@ -81,9 +82,9 @@ pub struct SealingKey {
 impl SealingKey {
     /// Creates a sealing key from exactly [`SEALING_KEY_LEN`] (32) bytes of key material.
     ///
-    /// The material should come from a CSPRNG (for example 32 random bytes, base64 in an
-    /// environment variable). The caller remains responsible for wiping its own copy of
-    /// `key`.
+    /// The material should come from a CSPRNG (`openssl rand -hex 32`, then
+    /// [`from_hex`](Self::from_hex)). The caller remains responsible for wiping its own
+    /// copy of `key`.
     ///
     /// # Errors
     ///
@@ -96,6 +97,31 @@ impl SealingKey {
         }
         let cipher = XChaCha20Poly1305::new_from_slice(key).map_err(|_| SealingError::KeyLength)?;
         Ok(Self { version, cipher })
+    }
+
+    /// A sealing key from hex text: exactly 64 hex digits (32 bytes), e.g.
+    /// an environment variable filled with `openssl rand -hex 32`. Upper-
+    /// or lower-case; surrounding whitespace (a trailing newline) is
+    /// ignored. The decoded bytes are wiped; the caller wipes its copy of
+    /// the text.
+    ///
+    /// ```
+    /// use api_keys::{SealingKey, SealingKeyRing};
+    /// let hex = "5a".repeat(32);            // std::env::var("API_KEYS_SEALING_KEY")?
+    /// let ring = SealingKeyRing::new(SealingKey::from_hex(1, &hex)?);
+    /// assert_eq!(ring.current_version(), 1);
+    /// assert!(SealingKey::from_hex(1, "5a5a").is_err());      // 2 bytes, not 32
+    /// # Ok::<(), api_keys::SealingError>(())
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// [`SealingError::KeyHex`] when the text is not hex digits, and
+    /// [`SealingError::KeyLength`] when it does not decode to exactly 32
+    /// bytes. Neither repeats the text.
+    pub fn from_hex(version: u32, hex: &str) -> Result<Self, SealingError> {
+        let key = crate::hash::decode_hex_key(hex).ok_or(SealingError::KeyHex)?;
+        Self::new(version, &key)
     }
 
     /// The version number recorded in every secret this key seals.
@@ -177,17 +203,25 @@ impl SealingKeyRing {
             .map(SealingKey::version)
     }
 
-    /// Seals `secret` under the current key, bound to `aad` (the record's key id).
-    ///
-    /// The 24-byte nonce is drawn from `rng` (use `rand::rngs::SysRng` in production, a
-    /// seeded generator in tests).
+    /// Seals `secret` under the current key, bound to `aad` (the record's key id), with
+    /// a 24-byte nonce from the operating system's CSPRNG.
     ///
     /// # Errors
     ///
     /// * [`SealingError::EmptySecret`] when `secret` is empty;
-    /// * [`SealingError::Randomness`] when `rng` fails (never a panic);
+    /// * [`SealingError::Randomness`] when the OS generator fails (never a panic);
     /// * [`SealingError::Seal`] when the secret is too long for the cipher (over 256 GiB).
-    pub fn seal<R: rand::TryCryptoRng + ?Sized>(
+    pub fn seal(&self, aad: &[u8], secret: &[u8]) -> Result<SealedSecret, SealingError> {
+        self.seal_with_rng(aad, secret, &mut rand::rngs::SysRng)
+    }
+
+    /// [`seal`](Self::seal) with the nonce drawn from `rng` (a seeded generator in
+    /// tests).
+    ///
+    /// # Errors
+    ///
+    /// As [`seal`](Self::seal); [`SealingError::Randomness`] when `rng` fails.
+    pub fn seal_with_rng<R: rand::TryCryptoRng + ?Sized>(
         &self,
         aad: &[u8],
         secret: &[u8],
@@ -252,19 +286,28 @@ impl SealingKeyRing {
     }
 
     /// Unseals `sealed` and seals the secret again under the current key with a fresh
-    /// nonce. The plaintext is wiped before returning.
+    /// nonce from the OS CSPRNG. The plaintext is wiped before returning.
     ///
     /// # Errors
     ///
     /// Those of [`unseal`](Self::unseal) and [`seal`](Self::seal).
-    pub fn reseal<R: rand::TryCryptoRng + ?Sized>(
+    pub fn reseal(&self, aad: &[u8], sealed: &SealedSecret) -> Result<SealedSecret, SealingError> {
+        self.reseal_with_rng(aad, sealed, &mut rand::rngs::SysRng)
+    }
+
+    /// [`reseal`](Self::reseal) with the nonce drawn from `rng`.
+    ///
+    /// # Errors
+    ///
+    /// Those of [`unseal`](Self::unseal) and [`seal_with_rng`](Self::seal_with_rng).
+    pub fn reseal_with_rng<R: rand::TryCryptoRng + ?Sized>(
         &self,
         aad: &[u8],
         sealed: &SealedSecret,
         rng: &mut R,
     ) -> Result<SealedSecret, SealingError> {
         let secret = self.unseal(aad, sealed)?;
-        self.seal(aad, &secret, rng)
+        self.seal_with_rng(aad, &secret, rng)
     }
 
     fn key(&self, version: u32) -> Option<&SealingKey> {
@@ -322,8 +365,12 @@ impl fmt::Debug for SealedSecret {
 #[non_exhaustive]
 pub enum SealingError {
     /// The sealing key is not exactly 32 bytes.
-    #[error("sealing key must be exactly 32 bytes")]
+    #[error("sealing key must be exactly 32 bytes (`openssl rand -hex 32` makes one)")]
     KeyLength,
+    /// A sealing key given as text ([`SealingKey::from_hex`]) is not an
+    /// even number of hex digits. The text is not repeated.
+    #[error("a sealing key in hex must be 64 hex digits (`openssl rand -hex 32`)")]
+    KeyHex,
     /// The key ring already has a key with this version.
     #[error("sealing key version {0} is already in the key ring")]
     DuplicateVersion(u32),
@@ -392,10 +439,22 @@ mod tests {
     impl rand::TryCryptoRng for CountingRng {}
 
     #[test]
+    fn seal_draws_its_nonce_from_the_os() {
+        let ring = ring_v1();
+        let a = ring.seal(KEY_ID, SECRET).unwrap();
+        let b = ring.seal(KEY_ID, SECRET).unwrap();
+        assert_ne!(a.nonce, b.nonce);
+        assert_eq!(ring.unseal(KEY_ID, &a).unwrap().as_slice(), SECRET);
+        let again = ring.reseal(KEY_ID, &a).unwrap();
+        assert_ne!(again.nonce, a.nonce);
+        assert_eq!(ring.unseal(KEY_ID, &again).unwrap().as_slice(), SECRET);
+    }
+
+    #[test]
     fn round_trip() {
         let ring = ring_v1();
         let sealed = ring
-            .seal(KEY_ID, SECRET, &mut StdRng::seed_from_u64(1))
+            .seal_with_rng(KEY_ID, SECRET, &mut StdRng::seed_from_u64(1))
             .unwrap();
         assert_eq!(sealed.key_version, 1);
         assert_eq!(sealed.ciphertext.len(), SECRET.len() + SEALED_TAG_LEN);
@@ -414,7 +473,9 @@ mod tests {
         const EXPECTED: &str = "e8718d1e8b5a3908dd4d200f51415b9578d50f9d611d10f1863a6fe6b8246de7\
                                 3b838b917a6f23c5d09f3fe196316c38";
         let ring = ring_v1();
-        let sealed = ring.seal(KEY_ID, SECRET, &mut CountingRng(0)).unwrap();
+        let sealed = ring
+            .seal_with_rng(KEY_ID, SECRET, &mut CountingRng(0))
+            .unwrap();
         let nonce: Vec<u8> = (0..24).collect();
         assert_eq!(sealed.nonce.as_slice(), nonce.as_slice());
         let mut hex = [0u8; 2 * (32 + SEALED_TAG_LEN)];
@@ -427,7 +488,7 @@ mod tests {
         // Independent reconstruction of the documented associated data.
         let ring = ring_v1();
         let sealed = ring
-            .seal(KEY_ID, SECRET, &mut StdRng::seed_from_u64(2))
+            .seal_with_rng(KEY_ID, SECRET, &mut StdRng::seed_from_u64(2))
             .unwrap();
         let mut aad = b"api-keys sealed secret v1\0".to_vec();
         aad.extend_from_slice(&[0, 0, 0, 1]);
@@ -449,7 +510,7 @@ mod tests {
     fn wrong_aad_fails() {
         let ring = ring_v1();
         let sealed = ring
-            .seal(KEY_ID, SECRET, &mut StdRng::seed_from_u64(3))
+            .seal_with_rng(KEY_ID, SECRET, &mut StdRng::seed_from_u64(3))
             .unwrap();
         for other in [&b"key_01HZX3K8"[..], b"", b"key_01HZX3K", b"key_01HZX3K7\0"] {
             assert!(matches!(
@@ -465,7 +526,7 @@ mod tests {
             .with_previous(SealingKey::new(2, &KEY_1).unwrap())
             .unwrap();
         let sealed = ring
-            .seal(KEY_ID, SECRET, &mut StdRng::seed_from_u64(4))
+            .seal_with_rng(KEY_ID, SECRET, &mut StdRng::seed_from_u64(4))
             .unwrap();
 
         for i in 0..sealed.ciphertext.len() {
@@ -507,7 +568,7 @@ mod tests {
     fn rotation() {
         let old_ring = ring_v1();
         let old = old_ring
-            .seal(KEY_ID, SECRET, &mut StdRng::seed_from_u64(5))
+            .seal_with_rng(KEY_ID, SECRET, &mut StdRng::seed_from_u64(5))
             .unwrap();
 
         let ring = SealingKeyRing::new(SealingKey::new(2, &KEY_2).unwrap())
@@ -519,7 +580,7 @@ mod tests {
         assert_eq!(ring.unseal(KEY_ID, &old).unwrap().as_slice(), SECRET);
 
         let new = ring
-            .reseal(KEY_ID, &old, &mut StdRng::seed_from_u64(6))
+            .reseal_with_rng(KEY_ID, &old, &mut StdRng::seed_from_u64(6))
             .unwrap();
         assert_eq!(new.key_version, 2);
         assert!(!ring.needs_reseal(&new));
@@ -572,21 +633,21 @@ mod tests {
     fn deterministic_with_seeded_rng() {
         let ring = ring_v1();
         let a = ring
-            .seal(KEY_ID, SECRET, &mut StdRng::seed_from_u64(42))
+            .seal_with_rng(KEY_ID, SECRET, &mut StdRng::seed_from_u64(42))
             .unwrap();
         let b = ring
-            .seal(KEY_ID, SECRET, &mut StdRng::seed_from_u64(42))
+            .seal_with_rng(KEY_ID, SECRET, &mut StdRng::seed_from_u64(42))
             .unwrap();
         let c = ring
-            .seal(KEY_ID, SECRET, &mut StdRng::seed_from_u64(43))
+            .seal_with_rng(KEY_ID, SECRET, &mut StdRng::seed_from_u64(43))
             .unwrap();
         assert_eq!(a, b);
         assert_ne!(a.nonce, c.nonce);
         assert_ne!(a.ciphertext, c.ciphertext);
         // One generator, two seals: different nonces.
         let mut rng = StdRng::seed_from_u64(42);
-        let d = ring.seal(KEY_ID, SECRET, &mut rng).unwrap();
-        let e = ring.seal(KEY_ID, SECRET, &mut rng).unwrap();
+        let d = ring.seal_with_rng(KEY_ID, SECRET, &mut rng).unwrap();
+        let e = ring.seal_with_rng(KEY_ID, SECRET, &mut rng).unwrap();
         assert_eq!(a, d);
         assert_ne!(d.nonce, e.nonce);
     }
@@ -595,14 +656,14 @@ mod tests {
     fn failing_rng_is_an_error() {
         let ring = ring_v1();
         assert!(matches!(
-            ring.seal(KEY_ID, SECRET, &mut FailingRng),
+            ring.seal_with_rng(KEY_ID, SECRET, &mut FailingRng),
             Err(SealingError::Randomness)
         ));
         let sealed = ring
-            .seal(KEY_ID, SECRET, &mut StdRng::seed_from_u64(7))
+            .seal_with_rng(KEY_ID, SECRET, &mut StdRng::seed_from_u64(7))
             .unwrap();
         assert!(matches!(
-            ring.reseal(KEY_ID, &sealed, &mut FailingRng),
+            ring.reseal_with_rng(KEY_ID, &sealed, &mut FailingRng),
             Err(SealingError::Randomness)
         ));
     }
@@ -610,7 +671,7 @@ mod tests {
     #[test]
     fn empty_secret_refused() {
         assert!(matches!(
-            ring_v1().seal(KEY_ID, b"", &mut StdRng::seed_from_u64(8)),
+            ring_v1().seal_with_rng(KEY_ID, b"", &mut StdRng::seed_from_u64(8)),
             Err(SealingError::EmptySecret)
         ));
     }
@@ -628,7 +689,7 @@ mod tests {
             "SealingKeyRing { current: 3, previous: [1] }"
         );
         let sealed = ring
-            .seal(KEY_ID, SECRET, &mut StdRng::seed_from_u64(9))
+            .seal_with_rng(KEY_ID, SECRET, &mut StdRng::seed_from_u64(9))
             .unwrap();
         assert_eq!(
             format!("{sealed:?}"),

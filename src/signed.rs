@@ -82,16 +82,28 @@ impl core::fmt::Debug for SignedRequest<'_> {
 }
 
 impl RequestSigner {
-    /// A client-side signer for a token issued by this crate: the key id
-    /// (for `X-Processing-Key`) is read from the token, and the token's
-    /// text is the HMAC key, exactly as a CoinsPaid-style client uses its
-    /// secret string.
+    /// A client-side signer for a token issued by this crate with the
+    /// default [`KeyFormat`] (`sk_…`/`pk_…`): the key id (for
+    /// `X-Processing-Key`) is read from the token, and the token's text is
+    /// the HMAC key, exactly as a CoinsPaid-style client uses its secret
+    /// string. For a server with its own prefixes use
+    /// [`for_token_with_format`](Self::for_token_with_format).
     ///
     /// # Errors
     ///
     /// [`SignatureError::MalformedToken`] when `token` is not a token of
-    /// `format` (the same error type as [`RequestSigner::new`]).
-    pub fn for_token(format: &KeyFormat, token: &str) -> Result<Self, SignatureError> {
+    /// the default format (the same error type as [`RequestSigner::new`]).
+    pub fn for_token(token: &str) -> Result<Self, SignatureError> {
+        Self::for_token_with_format(&KeyFormat::default(), token)
+    }
+
+    /// [`for_token`](Self::for_token) for a token of `format`.
+    ///
+    /// # Errors
+    ///
+    /// [`SignatureError::MalformedToken`] when `token` is not a token of
+    /// `format`.
+    pub fn for_token_with_format(format: &KeyFormat, token: &str) -> Result<Self, SignatureError> {
         let id = format
             .parse(token)
             .map_err(|_| SignatureError::MalformedToken)?

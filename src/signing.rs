@@ -92,13 +92,13 @@
 //! and the token's text is the HMAC key.
 //!
 //! ```
-//! use api_keys::{KeyFormat, RequestSigner};
+//! use api_keys::RequestSigner;
 //!
 //! # fn token_from_env() -> String { api_keys::KeyFormat::default()
 //! #     .generate(api_keys::KeyKind::Secret, api_keys::Environment::Live).unwrap()
 //! #     .token.expose_secret().to_owned() }
 //! let token: String = token_from_env(); // e.g. std::env::var("PAYMENTS_API_KEY")
-//! let signer = RequestSigner::for_token(&KeyFormat::default(), &token)?;
+//! let signer = RequestSigner::for_token(&token)?;
 //! let headers = signer.sign(br#"{"currency":"BTC"}"#);
 //! assert_eq!(headers.signature.len(), 128);
 //! # Ok::<(), api_keys::signing::SignatureError>(())

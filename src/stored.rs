@@ -79,6 +79,7 @@ use time::format_description::well_known::Rfc3339;
 /// The version of the record's serde form this crate writes (and the
 /// newest it reads). See the [`KeyRecord`] serde documentation in the
 /// README ("The record codec").
+#[cfg_attr(docsrs, doc(cfg(feature = "serde")))]
 pub const RECORD_FORMAT: u32 = 1;
 
 // ---- instants -------------------------------------------------------------------
@@ -147,6 +148,63 @@ mod hex {
     }
 }
 
+// ---- names, owner ids and scopes -------------------------------------------------
+//
+// Written by hand rather than derived, so each impl carries its feature badge in
+// the docs. Enums are their stable lower-case names; an owner id its text;
+// scopes a list of names. Reading validates like the constructors, and an
+// error never repeats the value.
+
+/// Serialized as the stable name (`Display`), read back with `FromStr`.
+macro_rules! serde_as_name {
+    ($($ty:ty),*) => {$(
+        #[cfg_attr(docsrs, doc(cfg(feature = "serde")))]
+        impl Serialize for $ty {
+            fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+                s.serialize_str(self.as_str())
+            }
+        }
+
+        #[cfg_attr(docsrs, doc(cfg(feature = "serde")))]
+        impl<'de> Deserialize<'de> for $ty {
+            fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+                let text = <std::borrow::Cow<'de, str>>::deserialize(d)?;
+                text.parse().map_err(D::Error::custom)
+            }
+        }
+    )*};
+}
+
+serde_as_name!(Environment, KeyKind, KeyStatus);
+
+#[cfg_attr(docsrs, doc(cfg(feature = "serde")))]
+impl Serialize for OwnerId {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(self.as_str())
+    }
+}
+
+#[cfg_attr(docsrs, doc(cfg(feature = "serde")))]
+impl<'de> Deserialize<'de> for OwnerId {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        OwnerId::new(String::deserialize(d)?).map_err(D::Error::custom)
+    }
+}
+
+#[cfg_attr(docsrs, doc(cfg(feature = "serde")))]
+impl Serialize for Scopes {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_seq(self.iter())
+    }
+}
+
+#[cfg_attr(docsrs, doc(cfg(feature = "serde")))]
+impl<'de> Deserialize<'de> for Scopes {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        Scopes::new(Vec::<String>::deserialize(d)?).map_err(D::Error::custom)
+    }
+}
+
 // ---- the digest and the sealed secret --------------------------------------------
 
 #[derive(Serialize)]
@@ -164,6 +222,7 @@ struct HashIn {
 }
 
 /// `{"pepper_version": 1 | null, "digest": "<64 hex digits>"}`.
+#[cfg_attr(docsrs, doc(cfg(feature = "serde")))]
 impl Serialize for SecretHash {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         HashOut {
@@ -174,6 +233,7 @@ impl Serialize for SecretHash {
     }
 }
 
+#[cfg_attr(docsrs, doc(cfg(feature = "serde")))]
 impl<'de> Deserialize<'de> for SecretHash {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         let h = HashIn::deserialize(d)?;
@@ -203,6 +263,7 @@ struct SealedIn {
 }
 
 /// `{"key_version": 1, "nonce": "<48 hex digits>", "ciphertext": "<hex>"}`.
+#[cfg_attr(docsrs, doc(cfg(feature = "serde")))]
 impl Serialize for SealedSecret {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         SealedOut {
@@ -214,6 +275,7 @@ impl Serialize for SealedSecret {
     }
 }
 
+#[cfg_attr(docsrs, doc(cfg(feature = "serde")))]
 impl<'de> Deserialize<'de> for SealedSecret {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         let s = SealedIn::deserialize(d)?;
@@ -304,6 +366,7 @@ struct RecordIn {
 
 /// The storage form described in the README ("The record codec"): format
 /// 1, RFC 3339 instants, hex bytes.
+#[cfg_attr(docsrs, doc(cfg(feature = "serde")))]
 impl Serialize for KeyRecord {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         RecordOut {
@@ -336,6 +399,7 @@ impl Serialize for KeyRecord {
     }
 }
 
+#[cfg_attr(docsrs, doc(cfg(feature = "serde")))]
 impl<'de> Deserialize<'de> for KeyRecord {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         let r = RecordIn::deserialize(d)?;

@@ -145,7 +145,7 @@ impl Key {
         self.id.to_string()
     }
     fn sign(&self, body: &[u8]) -> String {
-        RequestSigner::for_token(&KeyFormat::default(), &self.token)
+        RequestSigner::for_token(&self.token)
             .unwrap()
             .sign(body)
             .signature
@@ -381,7 +381,7 @@ fn replay_mode_table() {
     let at = |offset: i64| T0 + Duration::seconds(offset);
 
     // The raw helper agrees with the crate's client for canonical input.
-    let signer = RequestSigner::for_token(&KeyFormat::default(), &ks[0].token).unwrap();
+    let signer = RequestSigner::for_token(&ks[0].token).unwrap();
     let headers = signer
         .sign_replay_protected(
             &ReplayRequest {

@@ -44,7 +44,8 @@ fn verify_does_not_allocate() {
         .create(&Actor::system(), NewKey::secret(owner, "k"))
         .unwrap()
         .token;
-    let ctx = RequestContext::new().require_scopes(&["a"]);
+    let need = api_keys::Scopes::new(["a"]).unwrap();
+    let ctx = RequestContext::new().require_scopes(&need);
     // Warm up: first use writes last_used_at.
     keys.verify(token.expose_secret(), &ctx).unwrap();
     let mut bad = token.expose_secret().to_owned();

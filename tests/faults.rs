@@ -276,7 +276,7 @@ impl Fx {
         self.events.lock().unwrap().clone()
     }
     fn signed(&self, k: &Keys) -> Result<KeyId, VerifyError> {
-        let headers = RequestSigner::for_token(&KeyFormat::default(), &k.signing_token)
+        let headers = RequestSigner::for_token(&k.signing_token)
             .unwrap()
             .sign(BODY);
         self.keys
@@ -908,7 +908,7 @@ fn signed_verification_refuses_records_with_another_environment_kind_or_hash() {
             })),
         ),
     ];
-    let headers = RequestSigner::for_token(&KeyFormat::default(), &k.signing_token)
+    let headers = RequestSigner::for_token(&k.signing_token)
         .unwrap()
         .sign(BODY);
     let request = SignedRequest::new(headers.key.as_bytes(), headers.signature.as_bytes(), BODY);

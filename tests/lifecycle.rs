@@ -503,13 +503,13 @@ fn update_is_compare_and_swap() {
         2,
         "refused updates change nothing"
     );
-    let scoped = ["read"];
+    let scoped = Scopes::new(["read"]).unwrap();
     let v = f
         .keys
         .verify(token.expose_secret(), &ctx().require_scopes(&scoped))
         .unwrap();
     assert!(v.scopes().contains("read"));
-    let w = ["write"];
+    let w = Scopes::new(["write"]).unwrap();
     assert_eq!(
         f.keys
             .verify(token.expose_secret(), &ctx().require_scopes(&w))
@@ -1169,4 +1169,202 @@ fn grace_end_never_outlives_the_expiry() {
     assert_eq!(later.effective_end(), Some(T0 + Duration::minutes(30)));
     f.at(T0 + Duration::minutes(30));
     assert_eq!(f.check(&old), Err(Rejection::GraceEnded));
+}
+
+// ---- setters and messages from the new-user trial ---------------------------
+
+#[test]
+fn scopes_are_names_validated_when_the_key_is_written() {
+    let f = fx();
+    // Names as loaded from configuration, a literal array, or a prebuilt set.
+    let from_config: Vec<String> = vec!["b:read".into(), "a:write".into(), "b:read".into()];
+    let (rec, _) = f.create(NewKey::secret(f.owner.clone(), "cfg").scopes(from_config));
+    assert_eq!(rec.scopes.iter().collect::<Vec<_>>(), ["a:write", "b:read"]);
+    let (rec, _) = f.create(NewKey::secret(f.owner.clone(), "lit").scopes(["x"]));
+    assert!(rec.scopes.contains("x"));
+    let prebuilt = Scopes::new(["y"]).unwrap();
+    let (rec, _) = f.create(NewKey::secret(f.owner.clone(), "set").scopes(prebuilt.clone()));
+    assert_eq!(rec.scopes, prebuilt);
+
+    // A bad name fails the call, nothing is stored.
+    let before = f.keys.list(&f.owner).unwrap().len();
+    let bad = f
+        .keys
+        .create(
+            &f.admin,
+            NewKey::secret(f.owner.clone(), "bad").scopes(["ok", "not ok"]),
+        )
+        .unwrap_err();
+    assert!(
+        matches!(
+            bad,
+            Error::Invalid {
+                field: api_keys::Field::Scope,
+                ..
+            }
+        ),
+        "{bad:?}"
+    );
+    assert_eq!(f.keys.list(&f.owner).unwrap().len(), before);
+
+    // Updates take names too, validated the same way.
+    let updated = f
+        .keys
+        .update(
+            &f.admin,
+            &rec.id,
+            rec.version,
+            &KeyUpdate::new().scopes(vec![String::from("z")]),
+        )
+        .unwrap();
+    assert_eq!(updated.scopes.iter().collect::<Vec<_>>(), ["z"]);
+    let bad = f
+        .keys
+        .update(
+            &f.admin,
+            &rec.id,
+            updated.version,
+            &KeyUpdate::new().scopes([""]),
+        )
+        .unwrap_err();
+    assert!(matches!(bad, Error::Invalid { .. }), "{bad:?}");
+    assert_eq!(f.keys.get(&rec.id).unwrap().scopes, updated.scopes);
+}
+
+#[test]
+fn roll_options_setters_have_their_effect() {
+    let f = fx();
+    let end = T0 + Duration::days(30);
+    let later = T0 + Duration::days(90);
+    let spec = || NewKey::secret(f.owner.clone(), "k").expires_at(end);
+
+    // Defaults: the policy's grace, the predecessor's expiry.
+    let (a, _) = f.create(spec());
+    let rolled = f.keys.roll(&f.admin, &a.id, RollOptions::new()).unwrap();
+    assert_eq!(
+        rolled.predecessor.grace_ends_at,
+        Some(T0 + Duration::hours(12))
+    );
+    assert_eq!(rolled.successor.expires_at, Some(end));
+
+    // grace(..)
+    let (b, _) = f.create(spec());
+    let rolled = f
+        .keys
+        .roll(
+            &f.admin,
+            &b.id,
+            RollOptions::new().grace(Duration::hours(2)),
+        )
+        .unwrap();
+    assert_eq!(
+        rolled.predecessor.grace_ends_at,
+        Some(T0 + Duration::hours(2))
+    );
+
+    // Capped at the policy's max_grace, without failing: the applied end is
+    // the predecessor's grace_ends_at.
+    let (c, _) = f.create(spec());
+    let rolled = f
+        .keys
+        .roll(
+            &f.admin,
+            &c.id,
+            RollOptions::new().grace(Duration::days(365)),
+        )
+        .unwrap();
+    let cap = Policy::default().max_grace;
+    assert_eq!(rolled.predecessor.grace_ends_at, Some(T0 + cap));
+
+    // successor_expires_at(..) and successor_without_expiry()
+    let (d, _) = f.create(spec());
+    let rolled = f
+        .keys
+        .roll(
+            &f.admin,
+            &d.id,
+            RollOptions::new().successor_expires_at(later),
+        )
+        .unwrap();
+    assert_eq!(rolled.successor.expires_at, Some(later));
+    let (e, _) = f.create(spec());
+    let rolled = f
+        .keys
+        .roll(
+            &f.admin,
+            &e.id,
+            RollOptions::new().successor_without_expiry(),
+        )
+        .unwrap();
+    assert_eq!(rolled.successor.expires_at, None);
+    assert_eq!(
+        RollOptions::with_grace(Duration::hours(1)),
+        RollOptions::new().grace(Duration::hours(1))
+    );
+}
+
+#[test]
+fn a_stale_update_of_a_revoked_key_says_revoked() {
+    let f = fx();
+    let (rec, _) = f.create(NewKey::secret(f.owner.clone(), "k"));
+    f.keys.revoke(&f.admin, &rec.id).unwrap();
+    // The caller still holds version 1; the key is revoked meanwhile.
+    let err = f
+        .keys
+        .update(&f.admin, &rec.id, rec.version, &KeyUpdate::new().name("x"))
+        .unwrap_err();
+    assert!(matches!(err, Error::Revoked(id) if id == rec.id), "{err:?}");
+    // A stale version on a live key is still a conflict.
+    let (live, _) = f.create(NewKey::secret(f.owner.clone(), "live"));
+    f.keys
+        .update(
+            &f.admin,
+            &live.id,
+            live.version,
+            &KeyUpdate::new().name("y"),
+        )
+        .unwrap();
+    let err = f
+        .keys
+        .update(
+            &f.admin,
+            &live.id,
+            live.version,
+            &KeyUpdate::new().name("z"),
+        )
+        .unwrap_err();
+    assert!(matches!(err, Error::Conflict(_)), "{err:?}");
+}
+
+#[test]
+fn a_signing_key_without_sealing_keys_names_the_builder_setting() {
+    let f = fx();
+    let err = f
+        .keys
+        .create(&f.admin, NewKey::secret(f.owner.clone(), "s").signing())
+        .unwrap_err();
+    assert!(matches!(err, Error::NoSealingKeys), "{err:?}");
+    assert!(err.to_string().contains(".sealing_keys("), "{err}");
+}
+
+#[test]
+fn the_manager_debug_is_a_summary() {
+    let f = fx();
+    let text = format!("{:?}", f.keys);
+    for field in [
+        "prefixes: sk/pk",
+        "default_grace: 12h",
+        "one_active_key_per_owner: false",
+        "replay_protected: false",
+        "clock:",
+        "pepper_version: None",
+        "sealing_key_version: None",
+        "events: true",
+    ] {
+        assert!(text.contains(field), "{field} missing in {text}");
+    }
+    // Not the policy's every field, nor the engine's internals.
+    for noise in ["publishable_scopes", "touch_interval", "hasher", "Lengths"] {
+        assert!(!text.contains(noise), "{noise} in {text}");
+    }
 }

@@ -308,11 +308,13 @@ fn nothing_formatted_contains_a_secret() {
     );
 
     // ---- verify: accepted
+    let charges_write = Scopes::new(["charges:write"]).unwrap();
+    let refunds_write = Scopes::new(["refunds:write"]).unwrap();
     let good_ctx = RequestContext::new()
         .origin(HeaderField::Single(ORIGIN_OK.as_bytes()))
         .referer(HeaderField::Single(REFERER_OK.as_bytes()))
         .peer_ip("198.51.100.7".parse().unwrap())
-        .require_scopes(&["charges:write"]);
+        .require_scopes(&charges_write);
     shown.debug("RequestContext", &good_ctx);
     shown.debug("HeaderField", &good_ctx.origin);
     shown.debug("HeaderField referer", &good_ctx.referer);
@@ -368,7 +370,7 @@ fn nothing_formatted_contains_a_secret() {
         (
             "scope",
             t_secret.to_owned(),
-            good_ctx.require_scopes(&["refunds:write"]),
+            good_ctx.require_scopes(&refunds_write),
         ),
         (
             "environment",
@@ -383,7 +385,7 @@ fn nothing_formatted_contains_a_secret() {
         (
             "publishable scope",
             publishable.token.expose_secret().to_owned(),
-            RequestContext::new().require_scopes(&["charges:write"]),
+            RequestContext::new().require_scopes(&charges_write),
         ),
         (
             "inactive",
@@ -416,7 +418,7 @@ fn nothing_formatted_contains_a_secret() {
     shown.both("VerifyError expired", &e);
 
     // ---- signed requests
-    let signer = RequestSigner::for_token(&format, t_signing).unwrap();
+    let signer = RequestSigner::for_token_with_format(&format, t_signing).unwrap();
     shown.debug("RequestSigner", &signer);
     let headers = signer.sign(BODY);
     secrets.signature("vendor", &headers.signature);
@@ -447,7 +449,7 @@ fn nothing_formatted_contains_a_secret() {
     shown.debug("VerifiedKey signed", &ok);
     let other_sig = signer.sign(b"another body").signature;
     secrets.signature("other body", &other_sig);
-    let bearer_sig = RequestSigner::for_token(&format, t_secret)
+    let bearer_sig = RequestSigner::for_token_with_format(&format, t_secret)
         .unwrap()
         .sign(BODY)
         .signature;

@@ -13,8 +13,8 @@ use api_keys::replay::{MemoryReplayCache, ReplayCache, ReplayCacheError};
 use api_keys::signing::{ReplayConfig, ReplayRequest};
 use api_keys::testing::ManualClock;
 use api_keys::{
-    Actor, Clock, IpAllowList, KeyFormat, KeyId, KeyManager, KeyRecord, KeyStore, MemoryKeyStore,
-    NewKey, OwnerId, Policy, Rejection, RequestContext, RequestSigner, RollPlan, SealingKey,
+    Actor, Clock, IpAllowList, KeyId, KeyManager, KeyRecord, KeyStore, MemoryKeyStore, NewKey,
+    OwnerId, Policy, Rejection, RequestContext, RequestSigner, RollPlan, SealingKey,
     SealingKeyRing, SignatureConfig, SignedRequest, StoreError, Token, VerifiedKey, VerifyError,
     WriteCondition,
 };
@@ -129,8 +129,7 @@ impl Fx {
         nonce: &str,
         context: &RequestContext<'_>,
     ) -> Result<VerifiedKey, VerifyError> {
-        let signer =
-            RequestSigner::for_token(&KeyFormat::default(), token.expose_secret()).unwrap();
+        let signer = RequestSigner::for_token(token.expose_secret()).unwrap();
         let h = signer
             .sign_replay_protected(
                 &ReplayRequest {

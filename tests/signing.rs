@@ -12,8 +12,8 @@ use api_keys::replay::MemoryReplayCache;
 use api_keys::signing::{ReplayConfig, ReplayRequest};
 use api_keys::testing::ManualClock;
 use api_keys::{
-    Actor, Environment, Error, KeyFormat, KeyManager, KeyStore, MemoryKeyStore, NewKey, OwnerId,
-    Policy, Rejection, RequestContext, RequestSigner, RollOptions, SealingKey, SealingKeyRing,
+    Actor, Environment, Error, KeyManager, KeyStore, MemoryKeyStore, NewKey, OwnerId, Policy,
+    Rejection, RequestContext, RequestSigner, RollOptions, SealingKey, SealingKeyRing,
     SignatureConfig, SignedRequest, VerifyError, WriteCondition,
 };
 use std::sync::Arc;
@@ -86,7 +86,7 @@ impl Fx {
 }
 
 fn signer(token: &api_keys::Token) -> RequestSigner {
-    RequestSigner::for_token(&KeyFormat::default(), token.expose_secret()).unwrap()
+    RequestSigner::for_token(token.expose_secret()).unwrap()
 }
 
 #[test]
@@ -487,7 +487,7 @@ fn replay_protected_mode() {
 #[test]
 fn for_token_fails_like_new_without_echoing_the_input() {
     let not_a_token = "sk_live_definitely-not-a-valid-token-value";
-    let err = RequestSigner::for_token(&KeyFormat::default(), not_a_token).unwrap_err();
+    let err = RequestSigner::for_token(not_a_token).unwrap_err();
     assert!(matches!(
         err,
         api_keys::signing::SignatureError::MalformedToken

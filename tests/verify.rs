@@ -250,36 +250,48 @@ fn kinds_and_scopes() {
         NewKey::secret(f.owner.clone(), "restricted")
             .scopes(Scopes::new(["refunds:write"]).unwrap()),
     );
-    let need = |s: &'static [&'static str]| RequestContext::new().require_scopes(s);
+    let need = |s: &[&str]| Scopes::new(s.iter().copied()).unwrap();
     // Publishable keys: only publishable-safe scopes.
     assert_eq!(
         f.rejection(
             pk.expose_secret(),
-            &need(&["catalog:read", "checkout:create"])
+            &RequestContext::new().require_scopes(&need(&["catalog:read", "checkout:create"]))
         ),
         None
     );
     assert_eq!(
-        f.rejection(pk.expose_secret(), &need(&["refunds:write"])),
+        f.rejection(
+            pk.expose_secret(),
+            &RequestContext::new().require_scopes(&need(&["refunds:write"]))
+        ),
         Some(Rejection::MissingScope)
     );
     assert_eq!(
-        f.rejection(narrow_pk.expose_secret(), &need(&["checkout:create"])),
+        f.rejection(
+            narrow_pk.expose_secret(),
+            &RequestContext::new().require_scopes(&need(&["checkout:create"]))
+        ),
         Some(Rejection::MissingScope)
     );
     // A secret key without scopes is unrestricted; a restricted one is not.
     assert_eq!(
-        f.rejection(sk.expose_secret(), &need(&["refunds:write", "anything"])),
-        None
-    );
-    assert_eq!(
-        f.rejection(restricted.expose_secret(), &need(&["refunds:write"])),
+        f.rejection(
+            sk.expose_secret(),
+            &RequestContext::new().require_scopes(&need(&["refunds:write", "anything"]))
+        ),
         None
     );
     assert_eq!(
         f.rejection(
             restricted.expose_secret(),
-            &need(&["refunds:write", "charges:write"])
+            &RequestContext::new().require_scopes(&need(&["refunds:write"]))
+        ),
+        None
+    );
+    assert_eq!(
+        f.rejection(
+            restricted.expose_secret(),
+            &RequestContext::new().require_scopes(&need(&["refunds:write", "charges:write"]))
         ),
         Some(Rejection::MissingScope)
     );
@@ -392,9 +404,10 @@ fn refused_requests_write_nothing_and_touch_is_rate_limited() {
     );
     let writes = f.writes();
     let outside = RequestContext::new().peer_ip("10.0.0.2".parse().unwrap());
+    let b = Scopes::new(["b"]).unwrap();
     let scope = RequestContext::new()
         .peer_ip("10.0.0.1".parse().unwrap())
-        .require_scopes(&["b"]);
+        .require_scopes(&b);
     for _ in 0..3 {
         assert!(f.keys.verify(t.expose_secret(), &outside).is_err());
         assert!(f.keys.verify(t.expose_secret(), &scope).is_err());
@@ -482,8 +495,8 @@ fn narrowing_publishable_scopes_applies_to_existing_keys() {
     let default_scoped = wide
         .create(&Actor::system(), NewKey::publishable(owner, "default"))
         .unwrap();
-    let write = ["checkout:write"];
-    let read = ["checkout:read"];
+    let write = Scopes::new(["checkout:write"]).unwrap();
+    let read = Scopes::new(["checkout:read"]).unwrap();
     for key in [&restricted, &default_scoped] {
         wide.verify(
             key.token.expose_secret(),

@@ -7,7 +7,7 @@
 //! ```no_run
 //! use std::sync::Arc;
 //! use actix_web::{App, HttpServer, web};
-//! use api_keys::{KeyKind, KeyManager, MemoryKeyStore, VerifiedKey};
+//! use api_keys::{KeyKind, KeyManager, MemoryKeyStore, Scopes, VerifiedKey};
 //! use api_keys_actix::ApiKeyMiddleware;
 //!
 //! async fn whoami(key: web::ReqData<VerifiedKey>) -> String {
@@ -21,7 +21,8 @@
 //!     App::new()
 //!         .service(web::resource("/v1/whoami").wrap(auth.clone()).route(web::get().to(whoami)))
 //!         .service(web::resource("/v1/charges")
-//!             .wrap(auth.require_kind(KeyKind::Secret).require_scopes(&["charges:write"]))
+//!             .wrap(auth.require_kind(KeyKind::Secret)
+//!                 .require_scopes(Scopes::new(["charges:write"]).unwrap()))
 //!             .route(web::post().to(whoami)))
 //! })
 //! .bind(("127.0.0.1", 8080))?
@@ -41,7 +42,9 @@ use api_keys::http::{
     WWW_AUTHENTICATE,
 };
 use api_keys::ip::TrustedProxies;
-use api_keys::{AsyncKeyStore, Environment, HeaderField, KeyKind, KeyManager, VerifiedKey};
+use api_keys::{
+    AsyncKeyStore, Environment, HeaderField, KeyId, KeyKind, KeyManager, Scopes, VerifiedKey,
+};
 use futures_util::StreamExt;
 use std::fmt;
 use std::future::{Future, Ready, ready};
@@ -82,6 +85,11 @@ pub struct RefusedRequest<'a> {
     pub method: &'a Method,
     /// The request path, without the query string.
     pub path: &'a str,
+    /// The public key id the request named, when well formed.
+    pub key_id: Option<KeyId>,
+    /// Whether the peer address was known (without it, keys with an IP
+    /// allow-list are refused as `ip_not_allowed`).
+    pub peer_known: bool,
 }
 
 type RefusalHook = Arc<dyn Fn(&RefusedRequest<'_>) + Send + Sync>;
@@ -90,7 +98,7 @@ type RefusalHook = Arc<dyn Fn(&RefusedRequest<'_>) + Send + Sync>;
 /// [`VerifiedKey`] is then in the request extensions (`web::ReqData`).
 pub struct ApiKeyMiddleware<S> {
     keys: Arc<KeyManager<S>>,
-    requirements: Requirements<'static>,
+    requirements: Requirements,
     proxies: TrustedProxies,
     on_refusal: Option<RefusalHook>,
 }
@@ -99,7 +107,7 @@ impl<S> Clone for ApiKeyMiddleware<S> {
     fn clone(&self) -> Self {
         Self {
             keys: Arc::clone(&self.keys),
-            requirements: self.requirements,
+            requirements: self.requirements.clone(),
             proxies: self.proxies.clone(),
             on_refusal: self.on_refusal.clone(),
         }
@@ -129,36 +137,36 @@ impl<S: AsyncKeyStore> ApiKeyMiddleware<S> {
 
     /// Replaces all the requirements at once.
     #[must_use]
-    pub fn requirements(mut self, requirements: Requirements<'static>) -> Self {
+    pub fn requirements(mut self, requirements: Requirements) -> Self {
         self.requirements = requirements;
         self
     }
 
     /// The key must grant all of these scopes.
     #[must_use]
-    pub fn require_scopes(mut self, scopes: &'static [&'static str]) -> Self {
-        self.requirements = self.requirements.scopes(scopes);
+    pub fn require_scopes(mut self, scopes: Scopes) -> Self {
+        self.requirements = self.requirements.require_scopes(scopes);
         self
     }
 
     /// The key must be of this environment.
     #[must_use]
     pub fn require_environment(mut self, environment: Environment) -> Self {
-        self.requirements = self.requirements.environment(environment);
+        self.requirements = self.requirements.require_environment(environment);
         self
     }
 
     /// The key must be of this kind.
     #[must_use]
     pub fn require_kind(mut self, kind: KeyKind) -> Self {
-        self.requirements = self.requirements.kind(kind);
+        self.requirements = self.requirements.require_kind(kind);
         self
     }
 
     /// Only signed requests are accepted.
     #[must_use]
     pub fn require_signed(mut self) -> Self {
-        self.requirements = self.requirements.signed();
+        self.requirements = self.requirements.require_signed();
         self
     }
 
@@ -235,12 +243,14 @@ where
                     request.extensions_mut().insert(key);
                     Ok(service.call(request).await?.map_into_left_body())
                 }
-                Err(refusal) => {
+                Err((refusal, key_id)) => {
                     if let Some(hook) = &settings.on_refusal {
                         hook(&RefusedRequest {
                             refusal: &refusal,
                             method: request.method(),
                             path: request.path(),
+                            key_id,
+                            peer_known: request.peer_addr().is_some(),
                         });
                     }
                     let response = to_response(refusal.response());
@@ -252,10 +262,11 @@ where
 }
 
 /// Translates the request for [`api_keys::http`]; puts a signed body back.
+/// On refusal, the key id the request named (for the hook).
 async fn authenticate<S: AsyncKeyStore>(
     settings: &ApiKeyMiddleware<S>,
     request: &mut ServiceRequest,
-) -> Result<VerifiedKey, Refusal> {
+) -> Result<VerifiedKey, (Refusal, Option<KeyId>)> {
     let headers = ActixHeaders(request.headers());
     let target = request.uri().path_and_query().map_or("/", |p| p.as_str());
     let presented = Presented::from_headers(
@@ -264,22 +275,31 @@ async fn authenticate<S: AsyncKeyStore>(
         target,
         request.peer_addr().map(|addr| addr.ip()),
         &settings.proxies,
-    )?;
+    )
+    .map_err(|refusal| (refusal, None))?;
     let keys = &settings.keys;
+    let named = |refusal: Refusal| {
+        let key_id = presented.key_id(keys.engine().format());
+        (refusal, key_id)
+    };
     if !presented.needs_body() {
         return presented
             .verify_async(keys, &settings.requirements, b"")
-            .await;
+            .await
+            .map_err(named);
     }
-    let mut buffer = BodyBuffer::for_request(&headers, keys.max_signed_body_len())?;
+    let mut buffer =
+        BodyBuffer::for_request(&headers, keys.max_signed_body_len()).map_err(named)?;
     let mut payload = request.take_payload();
     while let Some(chunk) = payload.next().await {
-        buffer.push(&chunk.map_err(|_| Refusal::UnreadableBody)?)?;
+        let chunk = chunk.map_err(|_| named(Refusal::UnreadableBody))?;
+        buffer.push(&chunk).map_err(named)?;
     }
     let body = Bytes::from(buffer.into_vec());
     let key = presented
         .verify_async(keys, &settings.requirements, &body)
-        .await?;
+        .await
+        .map_err(named)?;
     request.set_payload(Payload::from(body));
     Ok(key)
 }

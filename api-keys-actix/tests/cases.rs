@@ -13,7 +13,7 @@ use actix_web::web::{self, Bytes};
 use actix_web::{App, HttpServer};
 use api_keys::VerifiedKey;
 use api_keys_actix::ApiKeyMiddleware;
-use api_keys_http_cases::{Fixture, ROUTES, run, success_body, trusted_proxies};
+use api_keys_http_cases::{Fixture, routes, run, success_body, trusted_proxies};
 use std::sync::Arc;
 
 async fn handler(key: web::ReqData<VerifiedKey>, body: Bytes) -> String {
@@ -26,7 +26,7 @@ async fn the_shared_case_table_passes_on_actix() {
     let app_fixture = Arc::clone(&fixture);
     let server = HttpServer::new(move || {
         let mut app = App::new();
-        for route in ROUTES {
+        for route in routes() {
             let recorder = Arc::clone(&app_fixture);
             let auth = ApiKeyMiddleware::new(Arc::clone(&app_fixture.keys))
                 .requirements(route.requirements)

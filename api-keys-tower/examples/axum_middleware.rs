@@ -14,8 +14,8 @@
 pub mod axum_app;
 
 use api_keys::{
-    Actor, Environment, KeyFormat, KeyManager, MemoryKeyStore, NewKey, OwnerId, RequestSigner,
-    SealingKey, SealingKeyRing, Token,
+    Actor, Environment, KeyManager, MemoryKeyStore, NewKey, OwnerId, RequestSigner, SealingKey,
+    SealingKeyRing, Token,
 };
 use rand::TryRng;
 use std::net::SocketAddr;
@@ -67,15 +67,22 @@ async fn main() -> Result<(), BoxError> {
         .token;
 
     let app = axum_app::app_with_refusal_hook(Arc::clone(&keys), |refusal| {
-        // Reasons, never header values: safe to log.
+        // Reasons and public key ids, never header values: safe to log.
         eprintln!(
-            "refused {} {} -> {} ({})",
+            "refused {} {} -> {} ({}) key {:?}",
             refusal.method,
             refusal.path,
             refusal.refusal.status(),
-            refusal.refusal.reason()
+            refusal.refusal.reason(),
+            refusal.key_id.map(|id| id.to_string()),
         );
-    });
+        // A 500: the store's cause is in the error's source() chain.
+        let mut cause = refusal.refusal.error().map(|e| e as &dyn std::error::Error);
+        while let Some(e) = cause {
+            eprintln!("  caused by: {e}");
+            cause = e.source();
+        }
+    })?;
     let listener = TcpListener::bind(("127.0.0.1", 0)).await?;
     let base = format!("http://{}", listener.local_addr()?);
     let (stop, stopped) = oneshot::channel::<()>();
@@ -90,7 +97,7 @@ async fn main() -> Result<(), BoxError> {
         .await
     });
 
-    let signer = RequestSigner::for_token(&KeyFormat::default(), signing.expose_secret())?;
+    let signer = RequestSigner::for_token(signing.expose_secret())?;
     let signed = signer.sign(WITHDRAWAL.as_bytes());
     println!("Listening on {base}. Try:");
     println!(

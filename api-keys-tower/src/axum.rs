@@ -14,6 +14,7 @@ use http::request::Parts;
 /// and the client gets 500 `internal_error` (a wiring mistake fails
 /// closed, never open).
 #[derive(Debug, Clone)]
+#[cfg_attr(docsrs, doc(cfg(feature = "axum")))]
 pub struct ApiKey(pub VerifiedKey);
 
 impl<State: Send + Sync> FromRequestParts<State> for ApiKey {
@@ -32,6 +33,7 @@ impl<State: Send + Sync> FromRequestParts<State> for ApiKey {
 /// [`Error::http_status`](api_keys::Error::http_status) and
 /// `{"error":"<public code>"}`, never the error's message.
 #[derive(Debug)]
+#[cfg_attr(docsrs, doc(cfg(feature = "axum")))]
 pub struct ManagementError(pub api_keys::Error);
 
 impl From<api_keys::Error> for ManagementError {

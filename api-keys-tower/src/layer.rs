@@ -2,7 +2,7 @@
 
 use api_keys::http::{BodyBuffer, Presented, Refusal, Requirements};
 use api_keys::ip::TrustedProxies;
-use api_keys::{AsyncKeyStore, Environment, KeyKind, KeyManager, VerifiedKey};
+use api_keys::{AsyncKeyStore, Environment, KeyId, KeyKind, KeyManager, Scopes, VerifiedKey};
 use bytes::{Buf, Bytes};
 use http::request::Parts;
 use http::{Method, Request, Response};
@@ -32,12 +32,22 @@ pub struct PeerAddr(pub SocketAddr);
 pub struct RefusedRequest<'a> {
     /// Why: [`Refusal::reason`] is precise (the
     /// [`Rejection`](api_keys::Rejection) when the key was refused),
-    /// [`Refusal::error`] the service failure behind a 500.
+    /// [`Refusal::error`] the service failure behind a 500 (log its
+    /// `source()` chain: the store's cause is there).
     pub refusal: &'a Refusal,
     /// The request method.
     pub method: &'a Method,
     /// The request path, without the query string.
     pub path: &'a str,
+    /// The public key id the request named, when its credential was well
+    /// formed (a bearer token that passed its offline checks, or an
+    /// `X-Processing-Key`): which key was refused. Never the secret.
+    pub key_id: Option<KeyId>,
+    /// Whether the layer knew the TCP peer's address ([`PeerAddr`], or
+    /// axum's `ConnectInfo`). When it did not, every key with an IP
+    /// allow-list is refused as `ip_not_allowed`: serve axum with
+    /// `into_make_service_with_connect_info::<SocketAddr>()`.
+    pub peer_known: bool,
 }
 
 /// What the layer calls for every refused request.
@@ -46,7 +56,7 @@ type RefusalHook = Arc<dyn Fn(&RefusedRequest<'_>) + Send + Sync>;
 /// The requirements and settings of the routes a layer protects.
 #[derive(Clone)]
 struct Settings {
-    requirements: Requirements<'static>,
+    requirements: Requirements,
     proxies: TrustedProxies,
     on_refusal: Option<RefusalHook>,
 }
@@ -83,38 +93,40 @@ impl<S: AsyncKeyStore> ApiKeyLayer<S> {
 impl<S> ApiKeyLayer<S> {
     /// Replaces all the requirements at once.
     #[must_use]
-    pub fn requirements(mut self, requirements: Requirements<'static>) -> Self {
+    pub fn requirements(mut self, requirements: Requirements) -> Self {
         self.settings.requirements = requirements;
         self
     }
 
-    /// The key must grant all of these scopes (403 otherwise).
+    /// The key must grant all of these scopes (403 otherwise). Owned, so
+    /// scopes read from configuration need no `'static` borrow:
+    /// `.require_scopes(Scopes::new(config.scopes)?)`.
     #[must_use]
-    pub fn require_scopes(mut self, scopes: &'static [&'static str]) -> Self {
-        self.settings.requirements = self.settings.requirements.scopes(scopes);
+    pub fn require_scopes(mut self, scopes: Scopes) -> Self {
+        self.settings.requirements = self.settings.requirements.require_scopes(scopes);
         self
     }
 
     /// The key must be of this environment (403 otherwise).
     #[must_use]
     pub fn require_environment(mut self, environment: Environment) -> Self {
-        self.settings.requirements = self.settings.requirements.environment(environment);
+        self.settings.requirements = self.settings.requirements.require_environment(environment);
         self
     }
 
     /// The key must be of this kind, e.g. secret keys only (403 otherwise).
     #[must_use]
     pub fn require_kind(mut self, kind: KeyKind) -> Self {
-        self.settings.requirements = self.settings.requirements.kind(kind);
+        self.settings.requirements = self.settings.requirements.require_kind(kind);
         self
     }
 
-    /// Only signed requests are accepted (a bearer token gets 401). The
-    /// body is buffered up to
+    /// Only signed requests are accepted (a bearer token gets 401
+    /// `signature_required`). The body is buffered up to
     /// [`KeyManager::max_signed_body_len`] (413 past it).
     #[must_use]
     pub fn require_signed(mut self) -> Self {
-        self.settings.requirements = self.settings.requirements.signed();
+        self.settings.requirements = self.settings.requirements.require_signed();
         self
     }
 
@@ -128,7 +140,9 @@ impl<S> ApiKeyLayer<S> {
     }
 
     /// Called for every refused request, e.g. to log or count it. It gets
-    /// the precise reason, never a header value.
+    /// the precise reason, the key id when one was presented and whether
+    /// the peer address was known ([`RefusedRequest`]), never a header
+    /// value.
     #[must_use]
     pub fn on_refusal(
         mut self,
@@ -140,7 +154,7 @@ impl<S> ApiKeyLayer<S> {
 
     /// The requirements in effect.
     #[must_use]
-    pub fn current_requirements(&self) -> &Requirements<'static> {
+    pub fn current_requirements(&self) -> &Requirements {
         &self.settings.requirements
     }
 }
@@ -235,12 +249,14 @@ where
                     parts.extensions.insert(key);
                     inner.call(Request::from_parts(parts, body)).await
                 }
-                Err(refusal) => {
+                Err((refusal, key_id)) => {
                     if let Some(hook) = &settings.on_refusal {
                         hook(&RefusedRequest {
                             refusal: &refusal,
                             method: &parts.method,
                             path: parts.uri.path(),
+                            key_id,
+                            peer_known: peer_ip(&parts).is_some(),
                         });
                     }
                     Ok(refusal.response().to_http())
@@ -251,13 +267,14 @@ where
 }
 
 /// Translates the request for [`api_keys::http`] and back: the key, and the
-/// body to hand on (the same bytes for a signed request).
+/// body to hand on (the same bytes for a signed request); on refusal, the
+/// refusal and the key id the request named (for the hook).
 async fn authenticate<S, B>(
     keys: &KeyManager<S>,
     settings: &Settings,
     parts: &Parts,
     body: B,
-) -> Result<(VerifiedKey, B), Refusal>
+) -> Result<(VerifiedKey, B), (Refusal, Option<KeyId>)>
 where
     S: AsyncKeyStore,
     B: Body + From<Bytes> + Send,
@@ -269,15 +286,28 @@ where
         request_target(parts),
         peer_ip(parts),
         &settings.proxies,
-    )?;
+    )
+    .map_err(|refusal| (refusal, None))?;
+    let named = |refusal: Refusal| {
+        let key_id = presented.key_id(keys.engine().format());
+        (refusal, key_id)
+    };
     let requirements = &settings.requirements;
     if presented.needs_body() {
         // Boxed: the bearer path's future stays small.
-        let bytes = Box::pin(read_body(parts, body, keys.max_signed_body_len())).await?;
-        let key = presented.verify_async(keys, requirements, &bytes).await?;
+        let bytes = Box::pin(read_body(parts, body, keys.max_signed_body_len()))
+            .await
+            .map_err(named)?;
+        let key = presented
+            .verify_async(keys, requirements, &bytes)
+            .await
+            .map_err(named)?;
         Ok((key, B::from(bytes)))
     } else {
-        let key = presented.verify_async(keys, requirements, b"").await?;
+        let key = presented
+            .verify_async(keys, requirements, b"")
+            .await
+            .map_err(named)?;
         Ok((key, body))
     }
 }

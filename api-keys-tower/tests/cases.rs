@@ -8,7 +8,7 @@
     reason = "test code: a failed expectation should panic"
 )]
 
-use api_keys_http_cases::{Fixture, ROUTES, run, success_body, trusted_proxies};
+use api_keys_http_cases::{Fixture, routes, run, success_body, trusted_proxies};
 use api_keys_tower::{ApiKey, ApiKeyLayer};
 use axum::Router;
 use axum::body::Bytes;
@@ -25,7 +25,7 @@ async fn handler(ApiKey(key): ApiKey, body: Bytes) -> String {
 async fn the_shared_case_table_passes_on_tower() {
     let fixture = Arc::new(Fixture::new());
     let mut app = Router::new();
-    for route in ROUTES {
+    for route in routes() {
         let recorder = Arc::clone(&fixture);
         let layer = ApiKeyLayer::new(Arc::clone(&fixture.keys))
             .requirements(route.requirements)

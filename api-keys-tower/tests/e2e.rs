@@ -20,10 +20,9 @@ use api_keys::ip::TrustedProxies;
 use api_keys::signing::{ReplayConfig, ReplayRequest, SignedHeaders};
 use api_keys::testing::ManualClock;
 use api_keys::{
-    Actor, CHECKSUM_CHARS, DomainAllowList, Environment, IpAllowList, KEY_ID_CHARS, KeyFormat,
-    KeyManager, KeyRecord, KeyStore, MemoryKeyStore, NewKey, OwnerId, Policy, RequestSigner,
-    RollOptions, Scopes, SealingKey, SealingKeyRing, SignatureConfig, Token, VerifiedKey,
-    WriteCondition,
+    Actor, CHECKSUM_CHARS, DomainAllowList, Environment, IpAllowList, KEY_ID_CHARS, KeyManager,
+    KeyRecord, KeyStore, MemoryKeyStore, NewKey, OwnerId, Policy, RequestSigner, RollOptions,
+    Scopes, SealingKey, SealingKeyRing, SignatureConfig, Token, VerifiedKey, WriteCondition,
 };
 use api_keys_tower::ApiKeyLayer;
 use axum::routing::get;
@@ -144,7 +143,8 @@ impl Fx {
                 r.refusal.reason(),
                 r.refusal.error()
             ));
-        });
+        })
+        .unwrap();
         Self::with_router(keys, clock, log, app).await
     }
 
@@ -191,8 +191,7 @@ impl Fx {
     /// Signs `body` with a signing key's token; the signature is forbidden
     /// in responses from now on.
     fn sign(&self, token: &Token, body: &[u8]) -> SignedHeaders {
-        let signer =
-            RequestSigner::for_token(&KeyFormat::default(), token.expose_secret()).unwrap();
+        let signer = RequestSigner::for_token(token.expose_secret()).unwrap();
         let headers = signer.sign(body);
         self.secrets.lock().unwrap().push(headers.signature.clone());
         headers
@@ -696,7 +695,7 @@ async fn signed_requests_over_the_raw_body() {
         .post("/v1/withdrawals")
         .bearer_auth(bearer.expose_secret())
         .body(BODY);
-    assert_refused(&fx.send(bearer_on_signed).await, 401, "invalid_api_key");
+    assert_refused(&fx.send(bearer_on_signed).await, 401, "signature_required");
     // A signed request also works on a route that does not require one.
     let empty = fx.sign(&token, b"");
     let whoami = fx
@@ -758,7 +757,7 @@ async fn replay_protected_mode_binds_method_and_path() {
     };
     let fx = Fx::start_with(policy).await;
     let (_, token) = fx.key(fx.secret_key().signing()).await;
-    let signer = RequestSigner::for_token(&KeyFormat::default(), token.expose_secret()).unwrap();
+    let signer = RequestSigner::for_token(token.expose_secret()).unwrap();
     let sign = |nonce: &str, path: &str| {
         let headers = signer
             .sign_replay_protected(
@@ -818,10 +817,10 @@ async fn replay_protected_mode_inside_a_nested_router_binds_the_full_path() {
         ..Policy::default()
     };
     let (keys, clock) = manager(policy);
-    let router = Router::new().nest("/api", axum_app::app(Arc::clone(&keys)));
+    let router = Router::new().nest("/api", axum_app::app(Arc::clone(&keys)).unwrap());
     let fx = Fx::with_router(keys, clock, Arc::default(), router).await;
     let (_, token) = fx.key(fx.secret_key().signing()).await;
-    let signer = RequestSigner::for_token(&KeyFormat::default(), token.expose_secret()).unwrap();
+    let signer = RequestSigner::for_token(token.expose_secret()).unwrap();
     let sign = |nonce: &str, path: &str| {
         let request = ReplayRequest {
             timestamp: T0,
@@ -886,7 +885,8 @@ async fn a_service_failure_is_500_and_fails_closed() {
             r.refusal.reason(),
             r.refusal.error()
         ));
-    });
+    })
+    .unwrap();
     let fx = Fx::with_router(keys, clock, log, app).await;
     fx.forbid_token(created.token.expose_secret());
 
@@ -904,7 +904,7 @@ async fn a_service_failure_is_500_and_fails_closed() {
 #[tokio::test]
 async fn the_plain_app_serves_without_a_hook() {
     let (keys, clock) = manager(Policy::default());
-    let app = axum_app::app(Arc::clone(&keys));
+    let app = axum_app::app(Arc::clone(&keys)).unwrap();
     let fx = Fx::with_router(keys, clock, Arc::default(), app).await;
     let (_, token) = fx.key(fx.secret_key()).await;
     let ok = fx
@@ -978,15 +978,21 @@ async fn plain_tower_with_a_peer_addr_extension() {
 
     let (keys, _) = manager(Policy::default());
     let owner = OwnerId::new("merchant_1").unwrap();
-    let token = keys
+    let created = keys
         .create(
             &Actor::new("ops").unwrap(),
             NewKey::secret(owner, "x").allowed_ips(IpAllowList::parse("192.0.2.0/24").unwrap()),
         )
-        .unwrap()
-        .token;
+        .unwrap();
+    let token = created.token;
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let sink = Arc::clone(&seen);
     let service = ServiceBuilder::new()
-        .layer(ApiKeyLayer::new(Arc::clone(&keys)))
+        .layer(ApiKeyLayer::new(Arc::clone(&keys)).on_refusal(move |r| {
+            sink.lock()
+                .unwrap()
+                .push((r.refusal.reason(), r.key_id, r.peer_known));
+        }))
         .service_fn(|request: http::Request<Body>| async move {
             let key = request.extensions().get::<VerifiedKey>().cloned();
             Ok::<_, std::convert::Infallible>(http::Response::new(Body::from(
@@ -1009,4 +1015,28 @@ async fn plain_tower_with_a_peer_addr_extension() {
     assert_eq!(call(Some("198.51.100.7:4000")).await.unwrap().status(), 403);
     // No peer known: an IP-restricted key cannot be checked, so it is refused.
     assert_eq!(call(None).await.unwrap().status(), 403);
+    // The hook says which key was refused and whether the peer was known,
+    // so "no ConnectInfo" is told apart from "not on the list".
+    let id = Some(created.record.id);
+    assert_eq!(
+        *seen.lock().unwrap(),
+        [("ip_not_allowed", id, true), ("ip_not_allowed", id, false)]
+    );
+    // No credential, or a malformed one: no key id.
+    let anonymous = http::Request::get("/").body(Body::empty()).unwrap();
+    assert_eq!(
+        service.clone().oneshot(anonymous).await.unwrap().status(),
+        401
+    );
+    let garbled = http::Request::get("/")
+        .header("x-api-key", "sk_live_not-a-token")
+        .body(Body::empty())
+        .unwrap();
+    assert_eq!(
+        service.clone().oneshot(garbled).await.unwrap().status(),
+        401
+    );
+    let seen = seen.lock().unwrap();
+    assert_eq!(seen[2], ("missing_credentials", None, false));
+    assert_eq!(seen[3].1, None);
 }

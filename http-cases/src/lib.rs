@@ -2,7 +2,7 @@
 //! adapter built on `api_keys::http` (the tower layer and the actix-web
 //! adapter), so they cannot drift apart.
 //!
-//! An adapter's test starts a [`Fixture`], serves the [`ROUTES`] on
+//! An adapter's test starts a [`Fixture`], serves the [`routes`] on
 //! 127.0.0.1 with the fixture's key manager ([`trusted_proxies`] on the
 //! routes [`behind_proxy`](Route::behind_proxy); handlers answer
 //! [`success_body`]; the refusal hook passes [`Refusal::reason`] to
@@ -24,9 +24,9 @@ use api_keys::ip::TrustedProxies;
 use api_keys::signing::{ReplayConfig, ReplayRequest, SignedHeaders};
 use api_keys::testing::ManualClock;
 use api_keys::{
-    Actor, CHECKSUM_CHARS, DomainAllowList, Environment, IpAllowList, KEY_ID_CHARS, KeyFormat,
-    KeyKind, KeyManager, MemoryKeyStore, NewKey, OwnerId, Policy, RequestSigner, RollOptions,
-    Scopes, SealingKey, SealingKeyRing, SignatureConfig, Token, VerifiedKey,
+    Actor, CHECKSUM_CHARS, DomainAllowList, Environment, IpAllowList, KEY_ID_CHARS, KeyKind,
+    KeyManager, MemoryKeyStore, NewKey, OwnerId, Policy, RequestSigner, RollOptions, Scopes,
+    SealingKey, SealingKeyRing, SignatureConfig, Token, VerifiedKey,
 };
 use std::sync::{Arc, Mutex};
 use time::macros::utc_datetime;
@@ -39,14 +39,14 @@ pub const T0: UtcDateTime = utc_datetime!(2026-07-01 10:00);
 pub const MAX_BODY: usize = 1024;
 
 /// A route every adapter under test serves.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub struct Route {
     /// `GET` or `POST`.
     pub method: &'static str,
     /// The path.
     pub path: &'static str,
     /// What the route requires of a key.
-    pub requirements: Requirements<'static>,
+    pub requirements: Requirements,
     /// Whether the peer (the table's client, 127.0.0.1) is a trusted proxy
     /// on this route: serve it with [`trusted_proxies`] when set.
     pub behind_proxy: bool,
@@ -59,40 +59,44 @@ pub fn trusted_proxies() -> TrustedProxies {
 }
 
 /// The routes, each answering [`success_body`] once the key is verified.
-pub const ROUTES: [Route; 5] = [
-    Route {
-        method: "GET",
-        path: "/any",
-        requirements: Requirements::new(),
-        behind_proxy: false,
-    },
-    Route {
-        method: "GET",
-        path: "/scoped",
-        requirements: Requirements::new().scopes(&["charges:write"]),
-        behind_proxy: false,
-    },
-    Route {
-        method: "GET",
-        path: "/live",
-        requirements: Requirements::new()
-            .environment(Environment::Live)
-            .kind(KeyKind::Secret),
-        behind_proxy: false,
-    },
-    Route {
-        method: "POST",
-        path: "/signed",
-        requirements: Requirements::new().signed(),
-        behind_proxy: false,
-    },
-    Route {
-        method: "GET",
-        path: "/proxied",
-        requirements: Requirements::new(),
-        behind_proxy: true,
-    },
-];
+#[must_use]
+pub fn routes() -> Vec<Route> {
+    vec![
+        Route {
+            method: "GET",
+            path: "/any",
+            requirements: Requirements::new(),
+            behind_proxy: false,
+        },
+        Route {
+            method: "GET",
+            path: "/scoped",
+            requirements: Requirements::new()
+                .require_scopes(Scopes::new(["charges:write"]).unwrap()),
+            behind_proxy: false,
+        },
+        Route {
+            method: "GET",
+            path: "/live",
+            requirements: Requirements::new()
+                .require_environment(Environment::Live)
+                .require_kind(KeyKind::Secret),
+            behind_proxy: false,
+        },
+        Route {
+            method: "POST",
+            path: "/signed",
+            requirements: Requirements::new().require_signed(),
+            behind_proxy: false,
+        },
+        Route {
+            method: "GET",
+            path: "/proxied",
+            requirements: Requirements::new(),
+            behind_proxy: true,
+        },
+    ]
+}
 
 /// What every route answers on success: the verified key's id, whether it
 /// is in its grace window, and the body it was handed (length and text), so
@@ -245,8 +249,7 @@ impl Fixture {
     }
 
     fn sign(&self, nonce: &str, timestamp: UtcDateTime, body: &[u8]) -> SignedHeaders {
-        let signer =
-            RequestSigner::for_token(&KeyFormat::default(), self.signing.expose_secret()).unwrap();
+        let signer = RequestSigner::for_token(self.signing.expose_secret()).unwrap();
         let request = ReplayRequest {
             timestamp,
             nonce,
@@ -264,7 +267,7 @@ impl Fixture {
 pub struct Request {
     /// `GET` or `POST`.
     pub method: &'static str,
-    /// A path of [`ROUTES`].
+    /// A path of [`routes`].
     pub path: &'static str,
     /// Headers in order (a name may repeat).
     pub headers: Vec<(String, String)>,
@@ -600,7 +603,12 @@ pub const CASES: &[Case] = &[
             request.method = "POST";
             request
         },
-        expect: &[invalid_key("signature_required")],
+        expect: &[refused(
+            401,
+            "signature_required",
+            INVALID_TOKEN,
+            "signature_required",
+        )],
     },
 ];
 

@@ -7,6 +7,7 @@ use super::headers::{
 use super::refusal::Refusal;
 use crate::origin::HeaderField;
 use crate::signed::SignedRequest;
+use crate::token::{KeyFormat, KeyId};
 use core::fmt;
 use zeroize::Zeroizing;
 
@@ -169,6 +170,21 @@ impl Credential {
         }
     }
 
+    /// The public key id the credential names, for logs: from a bearer
+    /// token of `format` that passes its offline checks (layout, alphabet,
+    /// checksum), or from a well-formed `X-Processing-Key`. `None` for
+    /// anything else: nothing unchecked from the request comes back.
+    #[must_use]
+    pub fn key_id(&self, format: &KeyFormat) -> Option<KeyId> {
+        match self {
+            Credential::Bearer { token, .. } => format
+                .parse(token.expose_secret())
+                .ok()
+                .map(|presented| presented.id()),
+            Credential::Signed(signed) => KeyId::parse_bytes(&signed.key).ok(),
+        }
+    }
+
     /// Where the credential was found.
     #[must_use]
     pub fn source(&self) -> CredentialSource {
@@ -271,6 +287,29 @@ mod tests {
 
     fn classify(pairs: &[(&str, &str)]) -> Result<Credential, Refusal> {
         Credential::from_headers(pairs, "POST", "/p?q=1")
+    }
+
+    #[test]
+    fn key_ids_only_from_well_formed_credentials() {
+        let format = KeyFormat::default();
+        let fresh = format
+            .generate(crate::KeyKind::Secret, crate::Environment::Live)
+            .unwrap();
+        let bearer = classify(&[("X-Api-Key", fresh.token.expose_secret())]).unwrap();
+        assert_eq!(bearer.key_id(&format), Some(fresh.id));
+        // Another format's prefixes: not a token of this server.
+        let other = KeyFormat::builder().secret_prefix("key").build().unwrap();
+        assert_eq!(bearer.key_id(&other), None);
+        let garbled = classify(&[("X-Api-Key", "sk_live_abc")]).unwrap();
+        assert_eq!(garbled.key_id(&format), None);
+        let id = fresh.id.to_string();
+        let signed = classify(&[("X-Processing-Key", &id), ("X-Processing-Signature", "00")]);
+        assert_eq!(signed.unwrap().key_id(&format), Some(fresh.id));
+        let signed = classify(&[
+            ("X-Processing-Key", "nope"),
+            ("X-Processing-Signature", "00"),
+        ]);
+        assert_eq!(signed.unwrap().key_id(&format), None);
     }
 
     fn bearer_of(pairs: &[(&str, &str)]) -> String {

@@ -53,7 +53,7 @@ impl OwnedField {
 /// ```
 /// use api_keys::http::{RequestFacts, Requirements};
 /// use api_keys::ip::TrustedProxies;
-/// use api_keys::{HeaderField, IpAllowList};
+/// use api_keys::{HeaderField, IpAllowList, Scopes};
 ///
 /// let headers = [("Origin", "https://shop.example"), ("X-Forwarded-For", "198.51.100.4")];
 /// let proxy = "10.0.0.2".parse()?;
@@ -62,9 +62,10 @@ impl OwnedField {
 /// assert_eq!(facts.client_ip(), Some("198.51.100.4".parse()?));
 ///
 /// let facts = std::thread::spawn(move || facts).join().unwrap(); // owned
-/// let context = facts.context(&Requirements::new().scopes(&["charges:read"]));
+/// let route = Requirements::new().require_scopes(Scopes::new(["charges:read"])?);
+/// let context = facts.context(&route);
 /// assert_eq!(context.origin, HeaderField::Single(b"https://shop.example"));
-/// assert_eq!(context.scopes, ["charges:read"]);
+/// assert!(context.scopes.contains("charges:read"));
 /// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
 #[derive(Clone, PartialEq, Eq)]
@@ -133,11 +134,11 @@ impl RequestFacts {
     /// The context the verifier checks: these facts and the route's
     /// requirements. Borrows; copies nothing.
     #[must_use]
-    pub fn context<'a>(&'a self, requirements: &Requirements<'a>) -> RequestContext<'a> {
+    pub fn context<'a>(&'a self, requirements: &'a Requirements) -> RequestContext<'a> {
         let mut context = RequestContext::new()
             .origin(self.origin.get())
             .referer(self.referer.get())
-            .require_scopes(requirements.scopes);
+            .require_scopes(&requirements.scopes);
         context.peer_ip = self.client_ip;
         context.environment = requirements.environment;
         context.kind = requirements.kind;
@@ -159,8 +160,8 @@ impl fmt::Debug for RequestFacts {
 mod tests {
     #![allow(clippy::unwrap_used, clippy::indexing_slicing, reason = "tests")]
     use super::*;
-    use crate::IpAllowList;
     use crate::environment::{Environment, KeyKind};
+    use crate::{IpAllowList, Scopes};
 
     fn proxies() -> TrustedProxies {
         TrustedProxies::new(IpAllowList::parse("10.0.0.0/8").unwrap())
@@ -207,14 +208,14 @@ mod tests {
         let peer: IpAddr = "192.0.2.1".parse().unwrap();
         let facts = RequestFacts::from_headers(headers, Some(peer), &proxies()).unwrap();
         let requirements = Requirements::new()
-            .scopes(&["a", "b"])
-            .environment(Environment::Live)
-            .kind(KeyKind::Secret);
+            .require_scopes(Scopes::new(["a", "b"]).unwrap())
+            .require_environment(Environment::Live)
+            .require_kind(KeyKind::Secret);
         let context = facts.context(&requirements);
         assert_eq!(context.origin, HeaderField::Single(b"https://a.example"));
         assert_eq!(context.referer, HeaderField::Absent);
         assert_eq!(context.peer_ip, Some(peer));
-        assert_eq!(context.scopes, ["a", "b"]);
+        assert_eq!(context.scopes.iter().collect::<Vec<_>>(), ["a", "b"]);
         assert_eq!(context.environment, Some(Environment::Live));
         assert_eq!(context.kind, Some(KeyKind::Secret));
     }

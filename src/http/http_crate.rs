@@ -1,11 +1,15 @@
 //! The `http` crate's types (shared by hyper, axum, tonic and reqwest):
-//! [`Headers`] for its request types, and [`ErrorResponse::to_http`].
+//! [`Headers`] for its request types, [`ErrorResponse::to_http`] and
+//! [`SignedHeaders::apply_to`].
 
 use super::headers::{CONTENT_TYPE, Headers, JSON, WWW_AUTHENTICATE};
 use super::refusal::ErrorResponse;
 use crate::origin::HeaderField;
+use crate::signing::SignedHeaders;
+use ::http::header::InvalidHeaderValue;
 use ::http::{HeaderMap, HeaderName, HeaderValue, Request, Response, StatusCode};
 
+#[cfg_attr(docsrs, doc(cfg(feature = "http")))]
 impl Headers for HeaderMap {
     fn field(&self, name: &str) -> HeaderField<'_> {
         // The names this module asks for, pre-parsed: a lookup by
@@ -36,18 +40,21 @@ impl Headers for HeaderMap {
     }
 }
 
+#[cfg_attr(docsrs, doc(cfg(feature = "http")))]
 impl Headers for ::http::request::Parts {
     fn field(&self, name: &str) -> HeaderField<'_> {
         self.headers.field(name)
     }
 }
 
+#[cfg_attr(docsrs, doc(cfg(feature = "http")))]
 impl<B> Headers for Request<B> {
     fn field(&self, name: &str) -> HeaderField<'_> {
         self.headers().field(name)
     }
 }
 
+#[cfg_attr(docsrs, doc(cfg(feature = "http")))]
 impl ErrorResponse {
     /// This answer as an `http::Response` with a body built from the JSON
     /// text (`axum::body::Body`, `String`, `http_body_util::Full<Bytes>`,
@@ -78,6 +85,57 @@ impl ErrorResponse {
             );
         }
         response
+    }
+}
+
+#[cfg_attr(docsrs, doc(cfg(feature = "http")))]
+impl SignedHeaders {
+    /// Sets the signed-request headers on an `http` request's header map
+    /// (reqwest, hyper, …): `X-Processing-Key`, `X-Processing-Signature` and,
+    /// in the replay-protected mode, `X-Processing-Timestamp` and
+    /// `X-Processing-Nonce`, replacing any already there. The signature is
+    /// marked sensitive (kept out of HTTP/2 header compression tables).
+    ///
+    /// ```
+    /// use api_keys::RequestSigner;
+    /// # let token = api_keys::KeyFormat::default()
+    /// #     .generate(api_keys::KeyKind::Secret, api_keys::Environment::Live)?.token;
+    /// let signer = RequestSigner::for_token(token.expose_secret())?;
+    /// let body = br#"{"currency":"BTC"}"#;
+    /// let mut request = http::Request::post("/v2/withdrawal/crypto").body(body.to_vec())?;
+    /// signer.sign(body).apply_to(request.headers_mut())?;
+    /// assert_eq!(request.headers()["x-processing-signature"].len(), 128);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// [`InvalidHeaderValue`] when a field holds a byte a header value cannot
+    /// carry: never for headers made by [`RequestSigner`](crate::RequestSigner),
+    /// only for hand-edited ones. The map is then left unchanged.
+    pub fn apply_to(&self, headers: &mut HeaderMap) -> Result<(), InvalidHeaderValue> {
+        let mut values = Vec::with_capacity(4);
+        for (name, value) in self.pairs() {
+            let mut value = HeaderValue::from_str(value)?;
+            if name == crate::signing::SIGNATURE_HEADER {
+                value.set_sensitive(true);
+            }
+            values.push((HeaderName::from_static(lower(name)), value));
+        }
+        for (name, value) in values {
+            headers.insert(name, value);
+        }
+        Ok(())
+    }
+}
+
+/// The lower-case spelling of a signing header name (`HeaderName` wants it).
+fn lower(name: &'static str) -> &'static str {
+    match name {
+        crate::signing::KEY_HEADER => super::PROCESSING_KEY,
+        crate::signing::SIGNATURE_HEADER => super::PROCESSING_SIGNATURE,
+        crate::signing::TIMESTAMP_HEADER => super::PROCESSING_TIMESTAMP,
+        _ => super::PROCESSING_NONCE,
     }
 }
 
@@ -139,6 +197,37 @@ mod tests {
         let presented =
             Presented::from_headers(&parts, "GET", "/", None, &TrustedProxies::none()).unwrap();
         assert!(!presented.needs_body());
+    }
+
+    #[test]
+    fn signed_headers_apply_to_a_header_map() {
+        let signer = crate::RequestSigner::new("4oqXG47O0q0hcARxIYNCAG", b"secret").unwrap();
+        let mut map = HeaderMap::new();
+        map.insert("x-processing-key", HeaderValue::from_static("stale"));
+        let headers = signer.sign(b"{}");
+        headers.apply_to(&mut map).unwrap();
+        assert_eq!(map.len(), 2);
+        assert_eq!(map["x-processing-key"], "4oqXG47O0q0hcARxIYNCAG");
+        assert_eq!(map["x-processing-signature"], headers.signature.as_str());
+        assert!(map["x-processing-signature"].is_sensitive());
+        // The replay-protected mode adds its two headers.
+        let replay = crate::signing::ReplayRequest {
+            timestamp: time::UtcDateTime::from_unix_timestamp(1_700_000_000).unwrap(),
+            nonce: "3f9a1c0e5b7d4a2f8e6c1b0a9d8e7f6c",
+            method: "POST",
+            path: "/x",
+        };
+        let headers = signer.sign_replay_protected(&replay, b"{}").unwrap();
+        headers.apply_to(&mut map).unwrap();
+        assert_eq!(map.len(), 4);
+        assert_eq!(map["x-processing-timestamp"], "1700000000");
+        assert_eq!(map["x-processing-nonce"], replay.nonce);
+        // A hand-edited value that no header can carry changes nothing.
+        let mut bad = headers.clone();
+        bad.key = "line\nbreak".into();
+        let mut fresh = HeaderMap::new();
+        assert!(bad.apply_to(&mut fresh).is_err());
+        assert!(fresh.is_empty());
     }
 
     #[test]

@@ -91,7 +91,8 @@
 //! |---|---|---|---|
 //! | no credential, another scheme | 401 | `Bearer` | `invalid_api_key` |
 //! | two credentials, a repeated or malformed credential header | 400 | `Bearer error="invalid_request"` | `invalid_request` |
-//! | key refused ([`Rejection`](crate::Rejection) with status 401), bearer key on a signed-only route | 401 | `Bearer error="invalid_token"` | `invalid_api_key` |
+//! | key refused ([`Rejection`](crate::Rejection) with status 401) | 401 | `Bearer error="invalid_token"` | `invalid_api_key` |
+//! | a bearer key on a signed-only route ([`SignatureRequired`](Refusal::SignatureRequired)) | 401 | `Bearer error="invalid_token"` | `signature_required` |
 //! | [`Rejection::MissingScope`](crate::Rejection::MissingScope) | 403 | `Bearer error="insufficient_scope"` | `forbidden` |
 //! | other 403 rejections (environment, kind, origin, IP) | 403 | — | `forbidden` |
 //! | [`Rejection::BodyTooLarge`](crate::Rejection::BodyTooLarge) | 413 | — | `payload_too_large` |

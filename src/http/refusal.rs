@@ -23,7 +23,9 @@ pub enum Refusal {
     /// A `Bearer` or `X-Api-Key` value that breaks the grammar (see the
     /// [module documentation](super#credentials)).
     MalformedCredentials,
-    /// A bearer token on a route that accepts only signed requests.
+    /// A bearer token on a route that accepts only signed requests: 401
+    /// with the public code `signature_required` (the key itself may be
+    /// valid; it was not checked).
     SignatureRequired,
     /// The peer is a trusted proxy and its forwarding header is unusable.
     Forwarding(ForwardedError),
@@ -95,8 +97,10 @@ impl Refusal {
             | Refusal::MalformedCredentials => {
                 ErrorResponse::new(400, Some(INVALID_REQUEST_CHALLENGE), INVALID_REQUEST)
             }
+            // The key may well be valid: say what is missing instead of
+            // "invalid_api_key", so a client knows to sign.
             Refusal::SignatureRequired => {
-                ErrorResponse::new(401, Some(INVALID_TOKEN_CHALLENGE), INVALID_API_KEY)
+                ErrorResponse::new(401, Some(INVALID_TOKEN_CHALLENGE), SIGNATURE_REQUIRED)
             }
             Refusal::Forwarding(_) | Refusal::UnreadableBody => {
                 ErrorResponse::new(400, None, INVALID_REQUEST)
@@ -162,6 +166,7 @@ const INSUFFICIENT_SCOPE_CHALLENGE: &str = r#"Bearer error="insufficient_scope""
 
 const INVALID_API_KEY: &str = "invalid_api_key";
 const INVALID_REQUEST: &str = "invalid_request";
+const SIGNATURE_REQUIRED: &str = "signature_required";
 const INTERNAL_ERROR: &str = "internal_error";
 
 fn rejection_response(r: Rejection) -> ErrorResponse {
@@ -180,6 +185,7 @@ fn body_for(code: &str) -> Option<&'static str> {
     Some(match code {
         "invalid_api_key" => r#"{"error":"invalid_api_key"}"#,
         "invalid_request" => r#"{"error":"invalid_request"}"#,
+        "signature_required" => r#"{"error":"signature_required"}"#,
         "forbidden" => r#"{"error":"forbidden"}"#,
         "payload_too_large" => r#"{"error":"payload_too_large"}"#,
         "too_many_requests" => r#"{"error":"too_many_requests"}"#,
@@ -323,7 +329,7 @@ mod tests {
                 Refusal::SignatureRequired,
                 401,
                 Some(r#"Bearer error="invalid_token""#),
-                "invalid_api_key",
+                "signature_required",
             ),
             (
                 Refusal::Forwarding(ForwardedError::Malformed),

@@ -8,28 +8,32 @@ use super::refusal::Refusal;
 use crate::environment::{Environment, KeyKind};
 use crate::ip::TrustedProxies;
 use crate::manager::KeyManager;
+use crate::record::Scopes;
 use crate::request::VerifiedKey;
 use crate::store::{AsyncKeyStore, KeyStore};
+use crate::token::{KeyFormat, KeyId};
 use std::net::IpAddr;
 
 /// What a route requires of a key, besides being valid. The default
-/// requires nothing.
+/// requires nothing. Owned (scopes loaded from configuration need no
+/// `'static` borrow): build it once per route and keep it.
 ///
 /// ```
 /// use api_keys::http::Requirements;
-/// use api_keys::{Environment, KeyKind};
-/// const WITHDRAW: Requirements<'static> = Requirements::new()
-///     .scopes(&["withdrawals:write"])
-///     .environment(Environment::Live)
-///     .kind(KeyKind::Secret)
-///     .signed();
-/// # let _ = WITHDRAW;
+/// use api_keys::{Environment, KeyKind, Scopes};
+/// let withdraw = Requirements::new()
+///     .require_scopes(Scopes::new(["withdrawals:write"])?)
+///     .require_environment(Environment::Live)
+///     .require_kind(KeyKind::Secret)
+///     .require_signed();
+/// # let _ = withdraw;
+/// # Ok::<(), api_keys::Error>(())
 /// ```
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 #[non_exhaustive]
-pub struct Requirements<'a> {
+pub struct Requirements {
     /// Scopes the key must all grant (403 otherwise). Default: none.
-    pub scopes: &'a [&'a str],
+    pub scopes: Scopes,
     /// The environment the key must be of (403 otherwise). Default: any.
     pub environment: Option<Environment>,
     /// The kind the key must be of, e.g. secret keys only (403 otherwise).
@@ -40,42 +44,38 @@ pub struct Requirements<'a> {
     pub signed: bool,
 }
 
-impl<'a> Requirements<'a> {
+impl Requirements {
     /// Requires nothing.
     #[must_use]
-    pub const fn new() -> Self {
-        Self {
-            scopes: &[],
-            environment: None,
-            kind: None,
-            signed: false,
-        }
+    pub fn new() -> Self {
+        Self::default()
     }
 
-    /// Requires all of `scopes`.
+    /// Requires all of `scopes` (the same spelling as
+    /// [`RequestContext::require_scopes`](crate::RequestContext::require_scopes)).
     #[must_use]
-    pub const fn scopes(mut self, scopes: &'a [&'a str]) -> Self {
+    pub fn require_scopes(mut self, scopes: Scopes) -> Self {
         self.scopes = scopes;
         self
     }
 
     /// Requires an environment.
     #[must_use]
-    pub const fn environment(mut self, environment: Environment) -> Self {
+    pub fn require_environment(mut self, environment: Environment) -> Self {
         self.environment = Some(environment);
         self
     }
 
     /// Requires a kind.
     #[must_use]
-    pub const fn kind(mut self, kind: KeyKind) -> Self {
+    pub fn require_kind(mut self, kind: KeyKind) -> Self {
         self.kind = Some(kind);
         self
     }
 
     /// Requires a signed request.
     #[must_use]
-    pub const fn signed(mut self) -> Self {
+    pub fn require_signed(mut self) -> Self {
         self.signed = true;
         self
     }
@@ -118,6 +118,14 @@ impl Presented {
         Ok(Self { credential, facts })
     }
 
+    /// The public key id the credential names, when it is well formed (see
+    /// [`Credential::key_id`]): for refusal logs. Pass the manager's
+    /// format (`keys.engine().format()`).
+    #[must_use]
+    pub fn key_id(&self, format: &KeyFormat) -> Option<KeyId> {
+        self.credential.key_id(format)
+    }
+
     /// Whether the body is needed: a signed request. Buffer it with a
     /// [`BodyBuffer`](super::BodyBuffer) before verifying (not needed, and
     /// better not read, when the route requires a signature and the
@@ -141,7 +149,7 @@ impl Presented {
     pub fn verify<S: KeyStore>(
         &self,
         keys: &KeyManager<S>,
-        requirements: &Requirements<'_>,
+        requirements: &Requirements,
         body: &[u8],
     ) -> Result<VerifiedKey, Refusal> {
         let context = self.facts.context(requirements);
@@ -160,7 +168,7 @@ impl Presented {
     pub async fn verify_async<S: AsyncKeyStore>(
         &self,
         keys: &KeyManager<S>,
-        requirements: &Requirements<'_>,
+        requirements: &Requirements,
         body: &[u8],
     ) -> Result<VerifiedKey, Refusal> {
         let context = self.facts.context(requirements);
@@ -223,26 +231,34 @@ mod tests {
             assert!(!presented.needs_body());
             let key = presented.verify(&keys, &Requirements::new(), b"").unwrap();
             assert!(!key.is_signed());
-            let scoped = Requirements::new().scopes(&["read"]);
+            let scoped = Requirements::new().require_scopes(Scopes::new(["read"]).unwrap());
             assert!(presented.verify(&keys, &scoped, b"").is_ok());
             let missing = presented
-                .verify(&keys, &Requirements::new().scopes(&["write"]), b"")
+                .verify(
+                    &keys,
+                    &Requirements::new().require_scopes(Scopes::new(["write"]).unwrap()),
+                    b"",
+                )
                 .unwrap_err();
             assert_eq!(missing.rejection(), Some(Rejection::MissingScope));
             let env = presented
                 .verify(
                     &keys,
-                    &Requirements::new().environment(Environment::Test),
+                    &Requirements::new().require_environment(Environment::Test),
                     b"",
                 )
                 .unwrap_err();
             assert_eq!(env.rejection(), Some(Rejection::WrongEnvironment));
             let kind = presented
-                .verify(&keys, &Requirements::new().kind(KeyKind::Publishable), b"")
+                .verify(
+                    &keys,
+                    &Requirements::new().require_kind(KeyKind::Publishable),
+                    b"",
+                )
                 .unwrap_err();
             assert_eq!(kind.rejection(), Some(Rejection::WrongKind));
             let signed = presented
-                .verify(&keys, &Requirements::new().signed(), b"")
+                .verify(&keys, &Requirements::new().require_signed(), b"")
                 .unwrap_err();
             assert_eq!(signed.reason(), "signature_required");
         }
@@ -263,7 +279,7 @@ mod tests {
 
     #[test]
     fn signed_requests_need_their_body() {
-        use crate::{KeyFormat, RequestSigner, SealingKey, SealingKeyRing};
+        use crate::{RequestSigner, SealingKey, SealingKeyRing};
         let keys = KeyManager::builder(MemoryKeyStore::new())
             .sealing_keys(SealingKeyRing::new(SealingKey::new(1, &[5; 32]).unwrap()))
             .build()
@@ -273,8 +289,7 @@ mod tests {
             .create(&Actor::system(), NewKey::secret(owner, "s").signing())
             .unwrap()
             .token;
-        let signer =
-            RequestSigner::for_token(&KeyFormat::default(), token.expose_secret()).unwrap();
+        let signer = RequestSigner::for_token(token.expose_secret()).unwrap();
         let headers = signer.sign(b"{}");
         let presented = present(&[
             ("X-Processing-Key", &headers.key),
@@ -282,7 +297,7 @@ mod tests {
         ]);
         assert!(presented.needs_body());
         let key = presented
-            .verify(&keys, &Requirements::new().signed(), b"{}")
+            .verify(&keys, &Requirements::new().require_signed(), b"{}")
             .unwrap();
         assert!(key.is_signed());
         let tampered = presented
@@ -296,12 +311,16 @@ mod tests {
     fn requirements_builders_set_their_field() {
         let r = Requirements::new();
         assert_eq!(r, Requirements::default());
-        assert_eq!(r.scopes(&["a"]).scopes, ["a"]);
+        let scopes = Scopes::new(["a"]).unwrap();
+        assert_eq!(r.clone().require_scopes(scopes.clone()).scopes, scopes);
         assert_eq!(
-            r.environment(Environment::Test).environment,
+            r.clone().require_environment(Environment::Test).environment,
             Some(Environment::Test)
         );
-        assert_eq!(r.kind(KeyKind::Secret).kind, Some(KeyKind::Secret));
-        assert!(r.signed().signed);
+        assert_eq!(
+            r.clone().require_kind(KeyKind::Secret).kind,
+            Some(KeyKind::Secret)
+        );
+        assert!(r.require_signed().signed);
     }
 }

@@ -112,6 +112,10 @@ pub struct KeyPage {
 ///     }
 /// }
 /// ```
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` does not answer synchronous audit queries (`KeyAudit`)",
+    note = "SQL stores are async: call the `*_async` methods of KeyManager (`list_all_async`, …); a host store implements `KeyAudit::scan`"
+)]
 pub trait KeyAudit: Send + Sync {
     /// Up to `limit` records that pass `filter` and whose id is greater
     /// than `after` (all of them when `after` is `None`), in ascending
@@ -135,6 +139,10 @@ pub trait KeyAudit: Send + Sync {
 }
 
 /// [`KeyAudit`] for stores that do I/O; the same contract.
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` does not answer asynchronous audit queries (`AsyncKeyAudit`)",
+    note = "a store that only implements `KeyAudit` is queried through the sync methods (`list_all`, …); a host store implements `AsyncKeyAudit::scan`"
+)]
 pub trait AsyncKeyAudit: Send + Sync {
     /// See [`KeyAudit::scan`].
     fn scan(

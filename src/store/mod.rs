@@ -205,6 +205,11 @@ pub struct RollPlan {
 ///     Ok(())
 /// }
 /// ```
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` is not a synchronous key store (`KeyStore`)",
+    label = "a sync `KeyManager` method needs a `KeyStore`",
+    note = "SQL stores are async: call the `*_async` methods of KeyManager (`verify_async`, `create_async`, …)"
+)]
 pub trait KeyStore: Send + Sync {
     /// Inserts a new record.
     ///
@@ -296,6 +301,11 @@ pub trait KeyStore: Send + Sync {
 /// store chooses which it is (or, like [`MemoryKeyStore`], both).
 ///
 /// The contract is [`KeyStore`]'s, method for method.
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` is not an asynchronous key store (`AsyncKeyStore`)",
+    label = "a `*_async` `KeyManager` method needs an `AsyncKeyStore`",
+    note = "a store that only implements `KeyStore` is used through the sync methods (`verify`, `create`, …); `MemoryKeyStore` implements both"
+)]
 pub trait AsyncKeyStore: Send + Sync {
     /// See [`KeyStore::insert`].
     fn insert(

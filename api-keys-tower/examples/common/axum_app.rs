@@ -10,7 +10,7 @@
 //! | `GET /v1/live/balance` | a live secret key |
 //! | `POST /v1/withdrawals` | a signed request, scope `withdrawals:write` |
 
-use api_keys::{Environment, KeyKind, KeyManager, MemoryKeyStore};
+use api_keys::{Environment, Error, KeyKind, KeyManager, MemoryKeyStore, Scopes};
 use api_keys_tower::{ApiKey, ApiKeyLayer, RefusedRequest};
 use axum::body::Bytes;
 use axum::http::StatusCode;
@@ -20,31 +20,41 @@ use serde_json::{Value, json};
 use std::sync::Arc;
 
 /// The demo API, refusals unreported.
-pub fn app(keys: Arc<KeyManager<MemoryKeyStore>>) -> Router {
+///
+/// # Errors
+///
+/// Only for a malformed scope name (scopes are validated when the routes
+/// are built).
+pub fn app(keys: Arc<KeyManager<MemoryKeyStore>>) -> Result<Router, Error> {
     routes(ApiKeyLayer::new(keys))
 }
 
 /// The demo API, every refusal reported to `on_refusal` (e.g. a logger).
+///
+/// # Errors
+///
+/// As [`app`].
 pub fn app_with_refusal_hook(
     keys: Arc<KeyManager<MemoryKeyStore>>,
     on_refusal: impl Fn(&RefusedRequest<'_>) + Send + Sync + 'static,
-) -> Router {
+) -> Result<Router, Error> {
     routes(ApiKeyLayer::new(keys).on_refusal(on_refusal))
 }
 
-fn routes(auth: ApiKeyLayer<MemoryKeyStore>) -> Router {
-    Router::new()
+fn routes(auth: ApiKeyLayer<MemoryKeyStore>) -> Result<Router, Error> {
+    Ok(Router::new()
         .route("/v1/whoami", get(whoami).route_layer(auth.clone()))
         .route(
             "/v1/charges",
-            get(list_charges).route_layer(auth.clone().require_scopes(&["charges:read"])),
+            get(list_charges)
+                .route_layer(auth.clone().require_scopes(Scopes::new(["charges:read"])?)),
         )
         .route(
             "/v1/charges",
             post(create_charge).route_layer(
                 auth.clone()
                     .require_kind(KeyKind::Secret)
-                    .require_scopes(&["charges:write"]),
+                    .require_scopes(Scopes::new(["charges:write"])?),
             ),
         )
         .route(
@@ -57,9 +67,11 @@ fn routes(auth: ApiKeyLayer<MemoryKeyStore>) -> Router {
         )
         .route(
             "/v1/withdrawals",
-            post(withdraw)
-                .route_layer(auth.require_signed().require_scopes(&["withdrawals:write"])),
-        )
+            post(withdraw).route_layer(
+                auth.require_signed()
+                    .require_scopes(Scopes::new(["withdrawals:write"])?),
+            ),
+        ))
 }
 
 /// Who is calling: the key the layer verified.

@@ -140,8 +140,43 @@ pub(crate) trait Engine: Send + Sync + 'static {
     fn is_transient(e: &(dyn sqlx::error::DatabaseError + 'static)) -> bool;
 }
 
+/// `connect`'s first connection, made directly (not through the pool) so
+/// its error is the driver's own, within [`ACQUIRE_TIMEOUT`]. Closed
+/// again: the pool opens its connections as they are needed.
+#[cfg(any(feature = "postgres", feature = "mysql"))]
+async fn first_connection<C: sqlx::Connection>(options: &C::Options) -> Result<(), StoreError> {
+    use sqlx::ConnectOptions as _;
+    match tokio::time::timeout(ACQUIRE_TIMEOUT, options.connect()).await {
+        Ok(Ok(connection)) => {
+            // A failure to say goodbye does not make the server unusable.
+            let _ignored = connection.close().await;
+            Ok(())
+        }
+        Ok(Err(e)) => Err(StoreError::backend(e)),
+        Err(_elapsed) => Err(StoreError::backend(std::io::Error::new(
+            std::io::ErrorKind::TimedOut,
+            "no connection to the database within 10 seconds",
+        ))),
+    }
+}
+
 fn db(e: sqlx::Error) -> StoreError {
-    StoreError::backend(e)
+    if missing_table(&e) {
+        StoreError::with_source(StoreErrorKind::SchemaMissing, e)
+    } else {
+        StoreError::backend(e)
+    }
+}
+
+/// Whether a statement failed because a table does not exist — the
+/// schema was never applied (`migrate()` not called): PostgreSQL
+/// `42P01`, MySQL/MariaDB 1146 (`42S02`), SQLite `no such table`.
+fn missing_table(e: &sqlx::Error) -> bool {
+    let Some(e) = e.as_database_error() else {
+        return false;
+    };
+    matches!(e.code().as_deref(), Some("42P01" | "42S02"))
+        || e.message().starts_with("no such table")
 }
 
 /// One write, as the transaction shape runs it.
@@ -814,7 +849,9 @@ macro_rules! sql_store {
         pub struct $name:ident($engine:ty, $pool:ty, $feature:literal);
     ) => {
         $(#[$doc])*
-        #[cfg_attr(docsrs, doc(cfg(feature = $feature)))]
+        // The badge names the store's own feature, not also the private
+        // `sql` module's "any SQL feature".
+        #[cfg_attr(docsrs, doc(auto_cfg = false), doc(cfg(feature = $feature)))]
         #[derive(Clone)]
         pub struct $name {
             inner: $crate::store::sql::SqlStore<$engine>,

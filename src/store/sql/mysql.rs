@@ -91,7 +91,7 @@ sqlx_engine! {
 
 sql_store! {
     /// Keys in MySQL (8.0.16 or later) or MariaDB (10.5 or later), on the
-    /// host's sqlx [`MySqlPool`](sqlx::MySqlPool) (feature `mysql`): for
+    /// host's sqlx [`MySqlPool`](https://docs.rs/sqlx/0.8/sqlx/type.MySqlPool.html) (feature `mysql`): for
     /// application servers that share one database. An
     /// [`AsyncKeyStore`](crate::AsyncKeyStore) and
     /// [`AsyncKeyAudit`](crate::AsyncKeyAudit): call the manager's
@@ -132,11 +132,14 @@ impl MySqlKeyStore {
     /// [`StoreErrorKind::Backend`](crate::StoreErrorKind::Backend) if the
     /// URL does not parse or the first connection fails.
     pub async fn connect(url: &str) -> Result<Self, StoreError> {
+        let options: sqlx::mysql::MySqlConnectOptions = url.parse().map_err(StoreError::backend)?;
+        // One direct connection first: the pool retries a refused
+        // connection until its timeout and then reports only "timed out";
+        // this reports the cause ("connection refused", a bad password).
+        super::first_connection::<sqlx::mysql::MySqlConnection>(&options).await?;
         let pool = sqlx::mysql::MySqlPoolOptions::new()
             .acquire_timeout(ACQUIRE_TIMEOUT)
-            .connect(url)
-            .await
-            .map_err(StoreError::backend)?;
+            .connect_lazy_with(options);
         Ok(Self::from_pool(pool))
     }
 }

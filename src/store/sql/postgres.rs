@@ -76,7 +76,7 @@ sqlx_engine! {
 }
 
 sql_store! {
-    /// Keys in PostgreSQL, on the host's sqlx [`PgPool`](sqlx::PgPool)
+    /// Keys in PostgreSQL, on the host's sqlx [`PgPool`](https://docs.rs/sqlx/0.8/sqlx/type.PgPool.html)
     /// (feature `postgres`): for application servers that share one
     /// database. An [`AsyncKeyStore`](crate::AsyncKeyStore) and
     /// [`AsyncKeyAudit`](crate::AsyncKeyAudit): call the manager's
@@ -124,11 +124,14 @@ impl PostgresKeyStore {
     /// URL does not parse or the first connection fails; the driver's error
     /// is the [`source`](std::error::Error::source).
     pub async fn connect(url: &str) -> Result<Self, StoreError> {
+        let options: sqlx::postgres::PgConnectOptions = url.parse().map_err(StoreError::backend)?;
+        // One direct connection first: the pool retries a refused
+        // connection until its timeout and then reports only "timed out";
+        // this reports the cause ("connection refused", a bad password).
+        super::first_connection::<sqlx::postgres::PgConnection>(&options).await?;
         let pool = sqlx::postgres::PgPoolOptions::new()
             .acquire_timeout(ACQUIRE_TIMEOUT)
-            .connect(url)
-            .await
-            .map_err(StoreError::backend)?;
+            .connect_lazy_with(options);
         Ok(Self::from_pool(pool))
     }
 }

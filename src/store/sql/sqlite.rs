@@ -82,8 +82,8 @@ sqlx_engine! {
 
 sql_store! {
     /// Keys in a SQLite file, on the host's sqlx
-    /// [`SqlitePool`](sqlx::SqlitePool) (feature `sqlite`, SQLite bundled):
-    /// the persistent embedded default for a single-server service. An
+    /// [`SqlitePool`](https://docs.rs/sqlx/0.8/sqlx/type.SqlitePool.html) (feature `sqlite`, SQLite bundled):
+    /// the recommended persistent store for a single-server service. An
     /// [`AsyncKeyStore`](crate::AsyncKeyStore) and
     /// [`AsyncKeyAudit`](crate::AsyncKeyAudit): call the manager's
     /// `*_async` methods from a Tokio runtime.
