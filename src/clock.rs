@@ -241,6 +241,84 @@ impl Clock for std::sync::Arc<ManualClock> {
     }
 }
 
+/// A monotonic clock for the verification cache's staleness bound and the
+/// write-behind buffer's deadlines: how much real time has passed since a
+/// fixed origin. Unlike [`Clock`] it never steps back, so a bound measured
+/// with it holds across wall-clock adjustments.
+pub trait MonotonicClock: Send + Sync + core::fmt::Debug {
+    /// Time elapsed since the clock's origin.
+    fn elapsed(&self) -> std::time::Duration;
+}
+
+/// [`std::time::Instant`]-based [`MonotonicClock`] (the default).
+#[derive(Debug, Clone, Copy)]
+pub struct SystemMonotonicClock {
+    origin: std::time::Instant,
+}
+
+impl SystemMonotonicClock {
+    /// A clock whose origin is now.
+    #[must_use]
+    pub fn new() -> Self {
+        Self {
+            origin: std::time::Instant::now(),
+        }
+    }
+}
+
+impl Default for SystemMonotonicClock {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl MonotonicClock for SystemMonotonicClock {
+    fn elapsed(&self) -> std::time::Duration {
+        self.origin.elapsed()
+    }
+}
+
+/// A [`MonotonicClock`] that only moves when told to, for tests of the
+/// cache's staleness bound: share it (`Arc<ManualMonotonicClock>` is a
+/// clock) and [`advance`](Self::advance) it.
+#[cfg(any(test, feature = "test-util"))]
+#[derive(Debug, Default)]
+pub struct ManualMonotonicClock {
+    nanos: std::sync::atomic::AtomicU64,
+}
+
+#[cfg(any(test, feature = "test-util"))]
+impl ManualMonotonicClock {
+    /// A clock at its origin.
+    #[must_use]
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Moves the clock forward by `by` (saturating).
+    pub fn advance(&self, by: std::time::Duration) {
+        let by = u64::try_from(by.as_nanos()).unwrap_or(u64::MAX);
+        let _ = self.nanos.fetch_update(
+            std::sync::atomic::Ordering::SeqCst,
+            std::sync::atomic::Ordering::SeqCst,
+            |n| Some(n.saturating_add(by)),
+        );
+    }
+}
+
+#[cfg(any(test, feature = "test-util"))]
+impl MonotonicClock for ManualMonotonicClock {
+    fn elapsed(&self) -> std::time::Duration {
+        std::time::Duration::from_nanos(self.nanos.load(std::sync::atomic::Ordering::SeqCst))
+    }
+}
+
+impl<T: MonotonicClock + ?Sized> MonotonicClock for std::sync::Arc<T> {
+    fn elapsed(&self) -> std::time::Duration {
+        (**self).elapsed()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -320,6 +320,9 @@ pub enum ConfigError {
     /// A policy value is out of range.
     #[error("policy: {0}")]
     Policy(&'static str),
+    /// A verification cache setting is out of range.
+    #[error("cache: {0}")]
+    Cache(&'static str),
 }
 
 /// Which input of a management call was refused.

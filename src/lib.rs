@@ -2,6 +2,9 @@
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
 mod base62;
+#[cfg(feature = "cache")]
+#[cfg_attr(docsrs, doc(cfg(feature = "cache")))]
+pub mod cache;
 mod clock;
 mod engine;
 mod environment;
@@ -9,6 +12,7 @@ mod error;
 mod events;
 #[cfg(any(test, feature = "test-util"))]
 mod failing_rng;
+mod feed;
 mod hash;
 pub mod http;
 pub mod ip;
@@ -30,16 +34,19 @@ mod stored;
 #[cfg_attr(docsrs, doc(cfg(feature = "test-util")))]
 pub mod testing;
 mod token;
+mod wait;
+pub mod write_behind;
 
 // The public interface, in one place.
+pub use clock::{Clock, CoarseClock, MonotonicClock, SystemClock, SystemMonotonicClock};
 #[cfg(any(test, feature = "test-util"))]
 #[cfg_attr(docsrs, doc(cfg(feature = "test-util")))]
-pub use clock::ManualClock;
-pub use clock::{Clock, CoarseClock, SystemClock};
+pub use clock::{ManualClock, ManualMonotonicClock};
 pub use engine::{DEFAULT_KEY_NAME, Engine, KeyUpdate, NewKey, RollOptions};
 pub use environment::{Environment, KeyKind, ParseNameError};
 pub use error::{ConfigError, Error, Field, Rejection, StoreError, StoreErrorKind, VerifyError};
 pub use events::{EventKind, EventSink, KeyEvent};
+pub use feed::{Change, ChangeFeed, ChangeNotifications, ChangePage};
 pub use hash::{Pepper, SecretHash};
 pub use ip::{IpAllowList, IpListError};
 pub use lent::StoredRecord;
@@ -62,9 +69,6 @@ pub use signing::{
 #[cfg(feature = "mysql")]
 #[cfg_attr(docsrs, doc(cfg(feature = "mysql")))]
 pub use store::MySqlKeyStore;
-#[cfg(feature = "postgres")]
-#[cfg_attr(docsrs, doc(cfg(feature = "postgres")))]
-pub use store::PostgresKeyStore;
 #[cfg(feature = "sqlite")]
 #[cfg_attr(docsrs, doc(cfg(feature = "sqlite")))]
 pub use store::SqliteKeyStore;
@@ -72,6 +76,9 @@ pub use store::{
     AsyncKeyAudit, AsyncKeyStore, KeyAudit, KeyFilter, KeyPage, KeyStore, MemoryKeyStore, RollPlan,
     WriteCondition,
 };
+#[cfg(feature = "postgres")]
+#[cfg_attr(docsrs, doc(cfg(feature = "postgres")))]
+pub use store::{PgChangeListener, PostgresKeyStore};
 #[cfg(feature = "serde")]
 #[cfg_attr(docsrs, doc(cfg(feature = "serde")))]
 pub use stored::RECORD_FORMAT;
@@ -93,4 +100,7 @@ pub use sqlx;
 pub use token::{
     CHECKSUM_CHARS, KEY_ID_BYTES, KEY_ID_CHARS, KeyFormat, KeyFormatBuilder, KeyId, MAX_PREFIX_LEN,
     NewToken, PresentedKey,
+};
+pub use write_behind::{
+    FlushFailure, Flusher, ShutdownReport, WriteBehindConfig, WriteBehindStats, WriteBehindStore,
 };

@@ -37,6 +37,7 @@
 //! the fields in which two records differ.
 
 pub use crate::clock::ManualClock;
+pub use crate::clock::ManualMonotonicClock;
 pub use crate::failing_rng::{FailingRng, RngDown};
 
 use crate::engine::{Engine, NewKey, RollOptions, Transition};
@@ -567,6 +568,7 @@ pub async fn run_conformance_async<S: AsyncKeyStore + ?Sized>(store: &S) -> Outc
     racing_plans(store).await?;
     list_by_owner(store).await?;
     touch_forward_only(store).await?;
+    touch_many_batches(store).await?;
     one_active_key(store).await?;
     Ok(())
 }
@@ -787,6 +789,32 @@ async fn touch_forward_only<S: AsyncKeyStore + ?Sized>(store: &S) -> Outcome {
         StoreErrorKind::NotFound,
         C,
     )
+}
+
+async fn touch_many_batches<S: AsyncKeyStore + ?Sized>(store: &S) -> Outcome {
+    const C: &str = "touch_many moves forward only and skips unknown ids";
+    let f = Fixture::new("batch")?;
+    let a = f.record(true)?;
+    let b = f.record(true)?;
+    let ghost = f.record(true)?;
+    ok(store.insert(&a, WriteCondition::Always).await, C)?;
+    ok(store.insert(&b, WriteCondition::Always).await, C)?;
+    let later = t0().checked_add(Duration::hours(2)).unwrap_or(t0());
+    ok(store.touch(&a.id, later).await, C)?;
+    let batch = [(a.id, t0()), (ghost.id, later), (b.id, later)];
+    ok(store.touch_many(&batch).await, C)?;
+    for (r, want) in [(&a, later), (&b, later)] {
+        let back = fetch(store, r, C).await?;
+        ensure(back.last_used_at == Some(want), C, || {
+            format!("last_used_at = {:?}, want {want:?}", back.last_used_at)
+        })?;
+        ensure(back.version == r.version, C, || {
+            "touch_many must not change the version".into()
+        })?;
+    }
+    ensure(ok(store.get(&ghost.id).await, C)?.is_none(), C, || {
+        "touch_many must not create a record".into()
+    })
 }
 
 async fn one_active_key<S: AsyncKeyStore + ?Sized>(store: &S) -> Outcome {

@@ -3,11 +3,12 @@
 use super::audit::{AsyncKeyAudit, KeyAudit, KeyFilter};
 use super::{AsyncKeyStore, KeyStore, RollPlan, WriteCondition};
 use crate::error::{StoreError, StoreErrorKind};
+use crate::feed::{Change, ChangeFeed, ChangePage};
 use crate::lent::{CompactRecord, Held, StoredRecord};
 use crate::record::{KeyRecord, KeyStatus, OwnerId};
 use crate::token::KeyId;
 use arc_swap::ArcSwap;
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::future::Future;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering, fence};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
@@ -127,10 +128,64 @@ fn bits_for(keys: usize) -> u32 {
         .clamp(MIN_SHARD_BITS, 20)
 }
 
-/// What the writer lock guards: the owner index.
+/// What the writer lock guards: the owner index and the change feed.
 #[derive(Default)]
 struct Writer {
     owners: HashMap<OwnerId, Vec<KeyId>>,
+    log: ChangeLog,
+}
+
+/// The last changes, numbered in write order (writes append while they hold
+/// the writer lock, after publishing).
+#[derive(Debug)]
+struct ChangeLog {
+    head: u64,
+    pruned_through: u64,
+    retention: usize,
+    changes: VecDeque<Change>,
+}
+
+impl Default for ChangeLog {
+    fn default() -> Self {
+        Self::new(MemoryKeyStore::DEFAULT_CHANGE_RETENTION)
+    }
+}
+
+impl ChangeLog {
+    fn new(retention: usize) -> Self {
+        Self {
+            head: 0,
+            pruned_through: 0,
+            retention,
+            changes: VecDeque::new(),
+        }
+    }
+
+    fn record(&mut self, key_id: KeyId) {
+        self.head = self.head.saturating_add(1);
+        self.changes.push_back(Change {
+            seq: self.head,
+            key_id,
+        });
+        while self.changes.len() > self.retention {
+            if let Some(old) = self.changes.pop_front() {
+                self.pruned_through = old.seq;
+            }
+        }
+    }
+
+    fn since(&self, after: u64, limit: usize) -> ChangePage {
+        // Numbers are contiguous: the first held change is pruned_through + 1.
+        let skip = usize::try_from(after.saturating_sub(self.pruned_through)).unwrap_or(usize::MAX);
+        let changes = self
+            .changes
+            .iter()
+            .skip(skip)
+            .take(limit)
+            .copied()
+            .collect();
+        ChangePage::new(changes, self.pruned_through)
+    }
 }
 
 /// A thread-safe, linearizable in-memory store; the embedded default.
@@ -162,7 +217,11 @@ struct Writer {
 /// the verify path ([`get_for_verify`](KeyStore::get_for_verify)) lends the
 /// compact form and allocates nothing.
 ///
-/// Implements both [`KeyStore`] and [`AsyncKeyStore`].
+/// Implements both [`KeyStore`] and [`AsyncKeyStore`], and
+/// [`ChangeFeed`]: every write is numbered in a log of the last
+/// [`DEFAULT_CHANGE_RETENTION`](Self::DEFAULT_CHANGE_RETENTION) changes
+/// (see [`change_retention`](Self::change_retention)), so verification
+/// caches in the same process can follow a shared store.
 pub struct MemoryKeyStore {
     shards: Shards,
     /// Odd while a write that spans two shards is being published.
@@ -204,6 +263,18 @@ impl MemoryKeyStore {
             writer: Mutex::new(Writer::default()),
             count: AtomicUsize::new(0),
         }
+    }
+
+    /// How many changes the change feed keeps by default.
+    pub const DEFAULT_CHANGE_RETENTION: usize = 65_536;
+
+    /// Keeps the last `changes` changes in the change feed (at least 1).
+    /// A follower that falls further behind drops its whole cache and
+    /// starts again.
+    #[must_use]
+    pub fn change_retention(self, changes: usize) -> Self {
+        self.writer().log.retention = changes.max(1);
+        self
     }
 
     /// The number of records.
@@ -312,6 +383,7 @@ impl MemoryKeyStore {
             .entry(record.owner.clone())
             .or_default()
             .push(record.id);
+        w.log.record(record.id);
         self.count.store(keys, Ordering::Release);
         Ok(())
     }
@@ -322,10 +394,12 @@ impl MemoryKeyStore {
         expected: u64,
         condition: WriteCondition,
     ) -> Result<(), StoreError> {
-        let w = self.writer();
+        let mut w = self.writer();
         let new = self.checked_replacement(record, expected)?;
         self.check_condition(&w, record, condition)?;
-        self.publish(&w, new)
+        self.publish(&w, new)?;
+        w.log.record(record.id);
+        Ok(())
     }
 
     fn roll_now(&self, plan: &RollPlan) -> Result<(), StoreError> {
@@ -361,6 +435,8 @@ impl MemoryKeyStore {
             .entry(plan.successor.owner.clone())
             .or_default()
             .push(plan.successor.id);
+        w.log.record(plan.predecessor.id);
+        w.log.record(plan.successor.id);
         self.count.store(keys, Ordering::Release);
         Ok(())
     }
@@ -571,5 +647,52 @@ mod tests {
         }
         assert!(t.find(key_of(&id(0, 8))).is_none());
         assert!(t.find(key_of(&id(1, 5))).is_none());
+    }
+}
+
+impl ChangeFeed for MemoryKeyStore {
+    fn head(&self) -> impl Future<Output = Result<u64, StoreError>> + Send {
+        core::future::ready(Ok(self.writer().log.head))
+    }
+    fn changes_since(
+        &self,
+        after: u64,
+        limit: usize,
+    ) -> impl Future<Output = Result<ChangePage, StoreError>> + Send {
+        core::future::ready(Ok(self.writer().log.since(after, limit)))
+    }
+}
+
+#[cfg(test)]
+mod change_log_tests {
+    use super::*;
+
+    fn id(n: u8) -> KeyId {
+        KeyId::from_bytes([n; crate::token::KEY_ID_BYTES])
+    }
+
+    #[test]
+    fn change_log_pages_and_prunes() {
+        let mut log = ChangeLog::new(3);
+        for n in 1..=5 {
+            log.record(id(n));
+        }
+        assert_eq!(log.head, 5);
+        assert_eq!(log.pruned_through, 2);
+        let page = log.since(0, 10);
+        assert_eq!(page.pruned_through, 2);
+        assert_eq!(
+            page.changes.iter().map(|c| c.seq).collect::<Vec<_>>(),
+            [3, 4, 5]
+        );
+        let page = log.since(3, 1);
+        assert_eq!(
+            page.changes,
+            [Change {
+                seq: 4,
+                key_id: id(4)
+            }]
+        );
+        assert!(log.since(5, 10).changes.is_empty());
     }
 }

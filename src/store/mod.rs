@@ -25,7 +25,7 @@
 //! [`AsyncKeyAudit`], implemented by every store the crate ships.
 
 mod audit;
-mod memory;
+pub(crate) mod memory;
 #[cfg(any(feature = "postgres", feature = "sqlite", feature = "mysql"))]
 mod sql;
 
@@ -33,10 +33,10 @@ pub use audit::{AsyncKeyAudit, KeyAudit, KeyFilter, KeyPage};
 pub use memory::MemoryKeyStore;
 #[cfg(feature = "mysql")]
 pub use sql::MySqlKeyStore;
-#[cfg(feature = "postgres")]
-pub use sql::PostgresKeyStore;
 #[cfg(feature = "sqlite")]
 pub use sql::SqliteKeyStore;
+#[cfg(feature = "postgres")]
+pub use sql::{PgChangeListener, PostgresKeyStore};
 
 use crate::error::{StoreError, StoreErrorKind};
 use crate::lent::StoredRecord;
@@ -260,6 +260,27 @@ pub trait KeyStore: Send + Sync {
     /// `NotFound`, `Backend`.
     fn touch(&self, id: &KeyId, at: UtcDateTime) -> Result<(), StoreError>;
 
+    /// Moves `last_used_at` forward for many keys: each pair as
+    /// [`touch`](Self::touch), except that an id the store does not hold is
+    /// skipped (a batch is not refused for one key). Never moves a value
+    /// backwards. The default loops over `touch`; a database store should
+    /// override it with one statement per batch (what
+    /// [`WriteBehindStore`](crate::WriteBehindStore) calls).
+    ///
+    /// # Errors
+    ///
+    /// `Backend`. Some pairs may have been written when it fails; writing
+    /// them again is harmless.
+    fn touch_many(&self, touches: &[(KeyId, UtcDateTime)]) -> Result<(), StoreError> {
+        for (id, at) in touches {
+            match self.touch(id, *at) {
+                Err(e) if e.kind() != StoreErrorKind::NotFound => return Err(e),
+                _ => {}
+            }
+        }
+        Ok(())
+    }
+
     /// The record with this id, for a verification: what
     /// [`KeyManager::verify`](crate::KeyManager::verify) reads. The default
     /// wraps [`get`](Self::get); a store that keeps records in another form
@@ -317,6 +338,22 @@ pub trait AsyncKeyStore: Send + Sync {
         id: &KeyId,
         at: UtcDateTime,
     ) -> impl Future<Output = Result<(), StoreError>> + Send;
+    /// See [`KeyStore::touch_many`]; the default awaits `touch` for each
+    /// pair in turn.
+    fn touch_many(
+        &self,
+        touches: &[(KeyId, UtcDateTime)],
+    ) -> impl Future<Output = Result<(), StoreError>> + Send {
+        async move {
+            for (id, at) in touches {
+                match self.touch(id, *at).await {
+                    Err(e) if e.kind() != StoreErrorKind::NotFound => return Err(e),
+                    _ => {}
+                }
+            }
+            Ok(())
+        }
+    }
 
     /// See [`KeyStore::get_for_verify`]; the default wraps
     /// [`get`](Self::get).
@@ -353,6 +390,10 @@ impl<T: KeyStore + ?Sized> KeyStore for Arc<T> {
     fn touch(&self, id: &KeyId, at: UtcDateTime) -> Result<(), StoreError> {
         (**self).touch(id, at)
     }
+    fn touch_many(&self, touches: &[(KeyId, UtcDateTime)]) -> Result<(), StoreError> {
+        (**self).touch_many(touches)
+    }
+
     fn get_for_verify(&self, id: &KeyId) -> Result<Option<StoredRecord>, StoreError> {
         (**self).get_for_verify(id)
     }
@@ -396,6 +437,13 @@ impl<T: AsyncKeyStore + ?Sized> AsyncKeyStore for Arc<T> {
     ) -> impl Future<Output = Result<(), StoreError>> + Send {
         (**self).touch(id, at)
     }
+    fn touch_many(
+        &self,
+        touches: &[(KeyId, UtcDateTime)],
+    ) -> impl Future<Output = Result<(), StoreError>> + Send {
+        (**self).touch_many(touches)
+    }
+
     fn get_for_verify(
         &self,
         id: &KeyId,
@@ -447,6 +495,13 @@ impl<S: KeyStore + ?Sized> AsyncKeyStore for Ready<'_, S> {
     ) -> impl Future<Output = Result<(), StoreError>> + Send {
         core::future::ready(self.0.touch(id, at))
     }
+    fn touch_many(
+        &self,
+        touches: &[(KeyId, UtcDateTime)],
+    ) -> impl Future<Output = Result<(), StoreError>> + Send {
+        core::future::ready(self.0.touch_many(touches))
+    }
+
     fn get_for_verify(
         &self,
         id: &KeyId,

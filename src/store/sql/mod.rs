@@ -27,7 +27,14 @@
 //!    engine's unique violation, reported as `Duplicate`), the condition
 //!    query, the compare-and-swap `UPDATE … WHERE id AND owner AND version
 //!    AND status <> 'revoked'`, the usage row;
-//! 4. commit — or roll back on any error.
+//! 4. the change feed, last: the next change numbers from the counter row
+//!    of `api_key_feed` (`UPDATE … SET seq = seq + n`, which row-locks it
+//!    until commit), one `api_key_changes` row per changed key, and on
+//!    PostgreSQL a `pg_notify` that is delivered at commit. The counter's
+//!    lock orders the commits of writes, and a rolled-back write gives its
+//!    numbers back, so the numbers are visible in order and without gaps.
+//!    The lock order is always owner rows, key rows, counter: no cycles;
+//! 5. commit — or roll back on any error.
 //!
 //! A serialization failure, deadlock or lock timeout (PostgreSQL `40001`,
 //! `40P01`; MySQL 1213, 1205; SQLite busy or locked after its busy timeout)
@@ -47,13 +54,14 @@ mod sqlite;
 #[cfg(feature = "mysql")]
 pub use mysql::MySqlKeyStore;
 #[cfg(feature = "postgres")]
-pub use postgres::PostgresKeyStore;
+pub use postgres::{PgChangeListener, PostgresKeyStore};
 #[cfg(feature = "sqlite")]
 pub use sqlite::SqliteKeyStore;
 
 use super::audit::KeyFilter;
 use super::{RollPlan, WriteCondition};
 use crate::error::{StoreError, StoreErrorKind};
+use crate::feed::{Change, ChangePage};
 use crate::record::{KeyRecord, OwnerId};
 use crate::token::KeyId;
 use codec::{Encoded, SqlRow, bad_value, decode, micros_ceil, micros_floor};
@@ -193,6 +201,14 @@ enum Write<'a> {
 }
 
 impl Write<'_> {
+    /// The keys the write changes, as the change feed records them.
+    fn changed(&self) -> Vec<KeyId> {
+        match self {
+            Write::Insert { record, .. } | Write::Update { record, .. } => vec![record.id],
+            Write::Roll { plan, .. } => vec![plan.predecessor.id, plan.successor.id],
+        }
+    }
+
     /// The owners whose lock rows the write takes, in a fixed order so two
     /// writes never wait on each other in a cycle.
     fn owners(&self) -> Vec<&OwnerId> {
@@ -209,6 +225,8 @@ impl Write<'_> {
 /// The store logic of every SQL engine (see the module docs).
 pub(crate) struct SqlStore<E: Engine> {
     pool: sqlx::Pool<E::Db>,
+    /// Whether writes notify followers (where the engine can).
+    notify: bool,
     engine: PhantomData<fn() -> E>,
 }
 
@@ -216,6 +234,7 @@ impl<E: Engine> Clone for SqlStore<E> {
     fn clone(&self) -> Self {
         Self {
             pool: self.pool.clone(),
+            notify: self.notify,
             engine: PhantomData,
         }
     }
@@ -225,8 +244,13 @@ impl<E: Engine> SqlStore<E> {
     pub(crate) fn new(pool: sqlx::Pool<E::Db>) -> Self {
         Self {
             pool,
+            notify: true,
             engine: PhantomData,
         }
+    }
+
+    pub(crate) fn set_notify(&mut self, notify: bool) {
+        self.notify = notify;
     }
 
     pub(crate) fn pool(&self) -> &sqlx::Pool<E::Db> {
@@ -313,12 +337,53 @@ impl<E: Engine> SqlStore<E> {
             E::run_script(&mut conn, before).await.map_err(db)?;
         }
         let mut tx = conn.begin_with(sql.begin).await.map_err(db)?;
-        let outcome = Self::steps(&mut tx, write).await;
+        let outcome = async {
+            Self::steps(&mut tx, write).await?;
+            Self::record_changes(&mut tx, &write.changed(), self.notify).await
+        }
+        .await;
         finish(tx, outcome).await
     }
 
-    /// The statements of a write, inside its transaction. (A change feed
-    /// would record the change here, once for every kind of write.)
+    /// The change feed's part of a write, its last statements: the next
+    /// numbers from the counter row (locked until commit), one change row
+    /// per key, and the notification.
+    async fn record_changes(
+        tx: &mut Conn<E>,
+        ids: &[KeyId],
+        notify: bool,
+    ) -> Result<(), StoreError> {
+        let sql = E::statements();
+        let n = i64::try_from(ids.len()).map_err(|_| StoreError::backend("too many changes"))?;
+        let bump = vec![Value::Int(Some(n))];
+        let head = if sql.bump_returns {
+            let rows = E::fetch(tx, &sql.bump_feed, bump).await.map_err(db)?;
+            feed_number(rows.first())?
+        } else {
+            let bumped = E::execute(tx, &sql.bump_feed, bump).await.map_err(db)?;
+            if bumped != 1 {
+                return Err(StoreError::backend(
+                    "the change feed counter row is missing: run migrate()",
+                ));
+            }
+            let rows = E::fetch(tx, &sql.feed_head, Vec::new()).await.map_err(db)?;
+            feed_number(rows.first())?
+        };
+        let first = head - n;
+        for (seq, id) in (first + 1..).zip(ids) {
+            let change = vec![Value::Int(Some(seq)), id_value(id)];
+            E::execute(tx, &sql.record_change, change)
+                .await
+                .map_err(db)?;
+        }
+        if let (Some(notify_sql), true) = (&sql.notify, notify) {
+            let payload = vec![Value::Text(Some(head.to_string()))];
+            E::execute(tx, notify_sql, payload).await.map_err(db)?;
+        }
+        Ok(())
+    }
+
+    /// The statements of a write, inside its transaction.
     async fn steps(tx: &mut Conn<E>, write: &Write<'_>) -> Result<(), StoreError> {
         let sql = E::statements();
         if let Some(lock) = &sql.lock_owner {
@@ -561,10 +626,160 @@ impl<E: Engine> SqlStore<E> {
         .await
     }
 
+    /// Moves `last_used_at` forward for many keys, in batches of one
+    /// statement each (a batch is sorted by id, so two servers flushing
+    /// overlapping batches lock rows in the same order).
+    pub(crate) async fn touch_many(
+        &self,
+        touches: &[(KeyId, UtcDateTime)],
+    ) -> Result<(), StoreError> {
+        let sql = E::statements();
+        let mut sorted: Vec<(KeyId, i64)> = touches
+            .iter()
+            .map(|(id, at)| (*id, micros_floor(*at)))
+            .collect();
+        sorted.sort_unstable();
+        // The latest instant per key (a batch may name a key twice).
+        sorted.dedup_by(|later, earlier| {
+            if later.0 == earlier.0 {
+                earlier.1 = earlier.1.max(later.1);
+                true
+            } else {
+                false
+            }
+        });
+        let largest = statements::TOUCH_SIZES.last().copied().unwrap_or(1);
+        for chunk in sorted.chunks(largest) {
+            let Some((size, statement)) = statements::TOUCH_SIZES
+                .iter()
+                .zip(&sql.touch_many)
+                .find(|(size, _)| **size >= chunk.len())
+            else {
+                return Err(StoreError::backend("no batch touch statement"));
+            };
+            let mut params = Vec::with_capacity(size * 2);
+            for (id, at) in chunk
+                .iter()
+                .chain(core::iter::repeat(chunk.last()).flatten())
+                .take(*size)
+            {
+                params.push(id_value(id));
+                params.push(Value::Int(Some(*at)));
+            }
+            retry::<E, _, _, _>(|| async {
+                let mut conn = self.acquire().await?;
+                E::execute(&mut conn, statement, params.clone())
+                    .await
+                    .map(drop)
+                    .map_err(db)
+            })
+            .await?;
+        }
+        Ok(())
+    }
+
+    // ---- the change feed ------------------------------------------------------
+
+    pub(crate) async fn feed_head(&self) -> Result<u64, StoreError> {
+        retry::<E, _, _, _>(|| async {
+            let rows = self.query(&E::statements().feed_head, Vec::new()).await?;
+            let head = feed_number(rows.first())?;
+            u64::try_from(head).map_err(|e| bad_value("api_key_feed.seq", e))
+        })
+        .await
+    }
+
+    pub(crate) async fn changes_since(
+        &self,
+        after: u64,
+        limit: usize,
+    ) -> Result<ChangePage, StoreError> {
+        let params = vec![
+            Value::Int(Some(i64::try_from(after).unwrap_or(i64::MAX))),
+            Value::Int(Some(i64::try_from(limit).unwrap_or(i64::MAX))),
+        ];
+        let rows =
+            retry::<E, _, _, _>(|| self.query(&E::statements().changes_since, params.clone()))
+                .await?;
+        let mut changes = Vec::with_capacity(rows.len());
+        let mut pruned_through = None;
+        for row in &rows {
+            let seq = row
+                .int(0)
+                .map_err(|e| bad_value("api_key_changes.seq", e))?
+                .and_then(|s| u64::try_from(s).ok())
+                .ok_or_else(|| StoreError::backend("a change without a valid number"))?;
+            match row
+                .bytes(1)
+                .map_err(|e| bad_value("api_key_changes.key_id", e))?
+            {
+                Some(bytes) => {
+                    let bytes: [u8; crate::token::KEY_ID_BYTES] = bytes
+                        .try_into()
+                        .map_err(|_| StoreError::backend("a change with a malformed key id"))?;
+                    changes.push(Change {
+                        seq,
+                        key_id: KeyId::from_bytes(bytes),
+                    });
+                }
+                None => pruned_through = Some(seq),
+            }
+        }
+        let pruned_through = pruned_through.ok_or_else(|| {
+            StoreError::backend("the change feed counter row is missing: run migrate()")
+        })?;
+        changes.sort_unstable_by_key(|c| c.seq);
+        Ok(ChangePage::new(changes, pruned_through))
+    }
+
+    /// Deletes the changes older than the last `keep`, and marks them
+    /// pruned; returns how many were deleted.
+    pub(crate) async fn prune_changes(&self, keep: u64) -> Result<u64, StoreError> {
+        let head = self.feed_head().await?;
+        let Some(through) = head.checked_sub(keep).filter(|t| *t > 0) else {
+            return Ok(0);
+        };
+        let through = i64::try_from(through).map_err(|e| bad_value("api_key_feed.seq", e))?;
+        retry::<E, _, _, _>(|| async {
+            let sql = E::statements();
+            let mut conn = self.acquire().await?;
+            if let Some(before) = sql.before_begin {
+                E::run_script(&mut conn, before).await.map_err(db)?;
+            }
+            let mut tx = conn.begin_with(sql.begin).await.map_err(db)?;
+            let mut deleted = 0;
+            let outcome = async {
+                let mark = vec![Value::Int(Some(through)), Value::Int(Some(through))];
+                E::execute(&mut tx, &sql.mark_pruned, mark)
+                    .await
+                    .map_err(db)?;
+                deleted = E::execute(
+                    &mut tx,
+                    &sql.delete_changes,
+                    vec![Value::Int(Some(through))],
+                )
+                .await
+                .map_err(db)?;
+                Ok(())
+            }
+            .await;
+            finish(tx, outcome).await.map(|()| deleted)
+        })
+        .await
+    }
+
     async fn query(&self, sql: &str, params: Vec<Value>) -> Result<Vec<E::Row>, StoreError> {
         let mut conn = self.acquire().await?;
         E::fetch(&mut conn, sql, params).await.map_err(db)
     }
+}
+
+/// The counter value in the first column of `row`.
+fn feed_number<R: SqlRow>(row: Option<&R>) -> Result<i64, StoreError> {
+    row.ok_or_else(|| StoreError::backend("the change feed counter row is missing: run migrate()"))?
+        .int(0)
+        .map_err(|e| bad_value("api_key_feed.seq", e))?
+        .ok_or_else(|| StoreError::backend("the change feed counter is NULL"))
 }
 
 /// Commits on success; rolls back on failure (best effort: if the
@@ -684,6 +899,21 @@ macro_rules! sql_store {
             pub async fn migrate(&self) -> Result<(), $crate::StoreError> {
                 self.inner.migrate().await
             }
+
+            /// Deletes all but the last `keep` changes of the change feed
+            /// and returns how many it deleted. Call it now and then (say
+            /// daily, from any one server; concurrent calls are safe) with
+            /// a `keep` well above the changes a follower may miss while
+            /// down: a [`FeedFollower`](crate::cache::FeedFollower) that
+            /// finds changes it never saw pruned drops its whole cache and
+            /// starts again, which is safe but costs a cold cache.
+            ///
+            /// # Errors
+            ///
+            /// [`StoreErrorKind::Backend`](crate::StoreErrorKind::Backend).
+            pub async fn prune_changes(&self, keep: u64) -> Result<u64, $crate::StoreError> {
+                self.inner.prune_changes(keep).await
+            }
         }
 
         impl $crate::AsyncKeyStore for $name {
@@ -728,6 +958,29 @@ macro_rules! sql_store {
                 at: time::UtcDateTime,
             ) -> Result<(), $crate::StoreError> {
                 self.inner.touch(id, at).await
+            }
+
+            /// One statement per 500 keys; never moves a value backwards; skips
+            /// unknown ids.
+            async fn touch_many(
+                &self,
+                touches: &[($crate::KeyId, time::UtcDateTime)],
+            ) -> Result<(), $crate::StoreError> {
+                self.inner.touch_many(touches).await
+            }
+        }
+
+        impl $crate::ChangeFeed for $name {
+            async fn head(&self) -> Result<u64, $crate::StoreError> {
+                self.inner.feed_head().await
+            }
+
+            async fn changes_since(
+                &self,
+                after: u64,
+                limit: usize,
+            ) -> Result<$crate::ChangePage, $crate::StoreError> {
+                self.inner.changes_since(after, limit).await
             }
         }
 

@@ -7,6 +7,18 @@ use crate::error::StoreError;
 /// The MySQL/MariaDB engine.
 pub(crate) struct My;
 
+/// A multi-table `UPDATE` over a derived table (`UNION ALL`: MariaDB has
+/// no `VALUES ROW`); a key named twice updates once.
+fn touch_many(n: usize) -> String {
+    let mut rows = vec!["SELECT ? AS id, ? AS at".to_owned()];
+    rows.extend((1..n).map(|_| "SELECT ?, ?".to_owned()));
+    format!(
+        "UPDATE api_key_usage u JOIN ({}) v ON u.id = v.id SET u.last_used_at = v.at \
+         WHERE u.last_used_at IS NULL OR u.last_used_at < v.at",
+        rows.join(" UNION ALL ")
+    )
+}
+
 const DIALECT: Dialect = Dialect {
     numbered: false,
     // InnoDB's default is REPEATABLE READ, whose snapshot and gap locks
@@ -32,13 +44,24 @@ const DIALECT: Dialect = Dialect {
     lock_migrations: None,
     record_migration: "INSERT INTO api_keys_schema_migrations (version, name) VALUES (?, ?) \
          ON DUPLICATE KEY UPDATE name = VALUES(name)",
+    bump_feed: "UPDATE api_key_feed SET seq = seq + ? WHERE id = 1",
+    bump_returns: false,
+    notify: None,
+    touch_many,
 };
 
-const MIGRATIONS: &[Migration] = &[Migration {
-    version: 1,
-    name: "api_keys",
-    sql: include_str!("../../../migrations/mysql/0001_api_keys.sql"),
-}];
+const MIGRATIONS: &[Migration] = &[
+    Migration {
+        version: 1,
+        name: "api_keys",
+        sql: include_str!("../../../migrations/mysql/0001_api_keys.sql"),
+    },
+    Migration {
+        version: 2,
+        name: "change_feed",
+        sql: include_str!("../../../migrations/mysql/0002_change_feed.sql"),
+    },
+];
 
 /// Deadlock (1213, the transaction was rolled back) and lock wait timeout
 /// (1205; the store rolls the transaction back itself).

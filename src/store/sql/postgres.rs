@@ -1,11 +1,26 @@
 //! PostgreSQL: SQL text, transient errors and `connect`.
 
-use super::statements::Dialect;
+use super::statements::{Dialect, pairs};
 use super::{ACQUIRE_TIMEOUT, Migration, sql_store, sqlx_engine};
 use crate::error::StoreError;
+use std::future::Future;
 
 /// The PostgreSQL engine.
 pub(crate) struct Pg;
+
+/// `UPDATE … FROM (VALUES …)`: a key named twice updates once.
+fn touch_many(n: usize) -> String {
+    // The first row's casts type the whole VALUES list.
+    let mut values = String::from("(?::bytea, ?::bigint)");
+    if n > 1 {
+        values.push_str(", ");
+        values.push_str(&pairs(n - 1));
+    }
+    format!(
+        "UPDATE api_key_usage AS u SET last_used_at = v.at FROM (VALUES {values}) AS v (id, at) \
+         WHERE u.id = v.id AND (u.last_used_at IS NULL OR u.last_used_at < v.at)"
+    )
+}
 
 const DIALECT: Dialect = Dialect {
     numbered: true,
@@ -26,13 +41,24 @@ const DIALECT: Dialect = Dialect {
     lock_migrations: Some("LOCK TABLE api_keys_schema_migrations IN EXCLUSIVE MODE"),
     record_migration: "INSERT INTO api_keys_schema_migrations (version, name) VALUES (?, ?) \
          ON CONFLICT (version) DO NOTHING",
+    bump_feed: "UPDATE api_key_feed SET seq = seq + ? WHERE id = 1 RETURNING seq",
+    bump_returns: true,
+    notify: Some("SELECT pg_notify('api_key_changes', ?)"),
+    touch_many,
 };
 
-const MIGRATIONS: &[Migration] = &[Migration {
-    version: 1,
-    name: "api_keys",
-    sql: include_str!("../../../migrations/postgres/0001_api_keys.sql"),
-}];
+const MIGRATIONS: &[Migration] = &[
+    Migration {
+        version: 1,
+        name: "api_keys",
+        sql: include_str!("../../../migrations/postgres/0001_api_keys.sql"),
+    },
+    Migration {
+        version: 2,
+        name: "change_feed",
+        sql: include_str!("../../../migrations/postgres/0002_change_feed.sql"),
+    },
+];
 
 /// Serialization failure and deadlock: the transaction was rolled back.
 fn transient(e: &(dyn sqlx::error::DatabaseError + 'static)) -> bool {
@@ -107,5 +133,97 @@ impl PostgresKeyStore {
             .acquire_timeout(ACQUIRE_TIMEOUT)
             .connect_lazy_with(options);
         Ok(Self::from_pool(pool))
+    }
+}
+
+impl PostgresKeyStore {
+    /// Whether writes send a `pg_notify` to the change feed's followers
+    /// (default: yes). Turn it off on a PostgreSQL-compatible database
+    /// without `LISTEN`/`NOTIFY`: followers then rely on their polls alone,
+    /// which hold the same staleness bound.
+    #[must_use]
+    pub fn notifications(mut self, on: bool) -> Self {
+        self.inner.set_notify(on);
+        self
+    }
+
+    /// A `LISTEN` connection for a
+    /// [`FeedFollower`](crate::cache::FeedFollower)
+    /// ([`run_with_notifications`](crate::cache::FeedFollower::run_with_notifications)):
+    /// wakes it as soon as a write on any server commits. It takes one
+    /// connection of the pool for itself and reconnects after a dropped
+    /// connection (notifications sent meanwhile are lost; the follower's
+    /// polls cover them).
+    ///
+    /// # Errors
+    ///
+    /// [`StoreErrorKind::Backend`](crate::StoreErrorKind::Backend) if the
+    /// connection or the `LISTEN` fails.
+    pub async fn change_listener(&self) -> Result<PgChangeListener, StoreError> {
+        let mut listener = sqlx::postgres::PgListener::connect_with(self.pool())
+            .await
+            .map_err(StoreError::backend)?;
+        listener
+            .listen(CHANNEL)
+            .await
+            .map_err(StoreError::backend)?;
+        Ok(PgChangeListener {
+            state: Listening::Idle(Box::new(listener)),
+        })
+    }
+}
+
+/// The notification channel of the change feed.
+const CHANNEL: &str = "api_key_changes";
+
+type Receiving = std::pin::Pin<
+    Box<
+        dyn Future<
+                Output = (
+                    Box<sqlx::postgres::PgListener>,
+                    Result<sqlx::postgres::PgNotification, sqlx::Error>,
+                ),
+            > + Send,
+    >,
+>;
+
+enum Listening {
+    Idle(Box<sqlx::postgres::PgListener>),
+    /// A receive in progress, kept across calls: a follower that stops
+    /// waiting (its poll timer fired first) resumes the same receive next
+    /// time instead of cancelling it half-way through a message.
+    Receiving(Receiving),
+    Gone,
+}
+
+/// PostgreSQL `LISTEN` on the change feed's channel, from
+/// [`PostgresKeyStore::change_listener`]: the
+/// [`ChangeNotifications`](crate::ChangeNotifications) of a
+/// [`FeedFollower`](crate::cache::FeedFollower).
+pub struct PgChangeListener {
+    state: Listening,
+}
+
+impl core::fmt::Debug for PgChangeListener {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("PgChangeListener").finish_non_exhaustive()
+    }
+}
+
+impl crate::feed::ChangeNotifications for PgChangeListener {
+    async fn changed(&mut self) -> Result<(), StoreError> {
+        self.state = match std::mem::replace(&mut self.state, Listening::Gone) {
+            Listening::Idle(mut listener) => Listening::Receiving(Box::pin(async move {
+                let received = listener.recv().await;
+                (listener, received)
+            })),
+            other => other,
+        };
+        let Listening::Receiving(receiving) = &mut self.state else {
+            return Err(StoreError::backend("the change listener was lost"));
+        };
+        let (listener, received) = receiving.as_mut().await;
+        self.state = Listening::Idle(listener);
+        received.map(drop).map_err(StoreError::backend)
     }
 }

@@ -1,6 +1,6 @@
 //! SQLite: SQL text, transient errors, `open` and `connect`.
 
-use super::statements::Dialect;
+use super::statements::{Dialect, pairs};
 use super::{ACQUIRE_TIMEOUT, Migration, sql_store, sqlx_engine};
 use crate::error::StoreError;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions};
@@ -13,6 +13,17 @@ const BUSY_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// The SQLite engine.
 pub(crate) struct Lite;
+
+/// `UPDATE … FROM (VALUES …)` (SQLite 3.33+): a key named twice updates once.
+fn touch_many(n: usize) -> String {
+    format!(
+        "UPDATE api_key_usage SET last_used_at = v.at FROM \
+         (SELECT column1 AS id, column2 AS at FROM (VALUES {})) AS v \
+         WHERE api_key_usage.id = v.id \
+         AND (api_key_usage.last_used_at IS NULL OR api_key_usage.last_used_at < v.at)",
+        pairs(n)
+    )
+}
 
 const DIALECT: Dialect = Dialect {
     numbered: false,
@@ -32,13 +43,24 @@ const DIALECT: Dialect = Dialect {
     lock_migrations: None,
     record_migration: "INSERT INTO api_keys_schema_migrations (version, name) VALUES (?, ?) \
          ON CONFLICT (version) DO NOTHING",
+    bump_feed: "UPDATE api_key_feed SET seq = seq + ? WHERE id = 1 RETURNING seq",
+    bump_returns: true,
+    notify: None,
+    touch_many,
 };
 
-const MIGRATIONS: &[Migration] = &[Migration {
-    version: 1,
-    name: "api_keys",
-    sql: include_str!("../../../migrations/sqlite/0001_api_keys.sql"),
-}];
+const MIGRATIONS: &[Migration] = &[
+    Migration {
+        version: 1,
+        name: "api_keys",
+        sql: include_str!("../../../migrations/sqlite/0001_api_keys.sql"),
+    },
+    Migration {
+        version: 2,
+        name: "change_feed",
+        sql: include_str!("../../../migrations/sqlite/0002_change_feed.sql"),
+    },
+];
 
 /// `SQLITE_BUSY` and `SQLITE_LOCKED`, with their extended codes: another
 /// writer held the lock past the busy timeout.

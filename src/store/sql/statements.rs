@@ -36,6 +36,25 @@ const EXPIRING_BEFORE: &str = "k.status <> 'revoked' AND k.expires_at < ?";
 const UNUSED_SINCE: &str = "k.status <> 'revoked' AND k.created_at < ? \
      AND (u.last_used_at IS NULL OR u.last_used_at < ?)";
 
+/// The latest change number (the change feed's head).
+const FEED_HEAD: &str = "SELECT seq FROM api_key_feed WHERE id = 1";
+
+/// One change row (parameters: seq, key id).
+const RECORD_CHANGE: &str = "INSERT INTO api_key_changes (seq, key_id) VALUES (?, ?)";
+
+/// The changes after a number, at most a page of them, and — as a row with
+/// a NULL key id — the number up to which changes were pruned, in one
+/// statement (one snapshot). Parameters: after, limit.
+const CHANGES_SINCE: &str = "SELECT seq, key_id FROM (SELECT seq, key_id FROM api_key_changes      WHERE seq > ? ORDER BY seq LIMIT ?) c      UNION ALL SELECT pruned_through, NULL FROM api_key_feed WHERE id = 1";
+
+/// Marks changes up to a number as pruned (parameters: the number twice);
+/// takes the counter's lock, like a write.
+const MARK_PRUNED: &str =
+    "UPDATE api_key_feed SET pruned_through = ? WHERE id = 1 AND pruned_through < ?";
+
+/// Deletes the changes up to a number.
+const DELETE_CHANGES: &str = "DELETE FROM api_key_changes WHERE seq <= ?";
+
 const APPLIED_MIGRATIONS: &str = "SELECT version FROM api_keys_schema_migrations";
 
 /// What differs between engines, as SQL text.
@@ -62,6 +81,28 @@ pub(crate) struct Dialect {
     pub(crate) lock_migrations: Option<&'static str>,
     /// Records an applied migration (version, name), idempotently.
     pub(crate) record_migration: &'static str,
+    /// Takes the next change numbers: adds the parameter to the feed
+    /// counter, locking its row until the end of the transaction.
+    pub(crate) bump_feed: &'static str,
+    /// Whether `bump_feed` returns the new value (`RETURNING`); if not, the
+    /// store reads it back in the same transaction.
+    pub(crate) bump_returns: bool,
+    /// Wakes the followers at commit (PostgreSQL `pg_notify`; one
+    /// parameter, the payload).
+    pub(crate) notify: Option<&'static str>,
+    /// The batch touch for `n` (id, at) pairs: one statement that moves
+    /// each existing usage row's `last_used_at` forward (a pair may repeat).
+    pub(crate) touch_many: fn(usize) -> String,
+}
+
+/// The sizes of the batch touch statements; a batch is padded (with its
+/// last pair repeated) to the next size, so each connection prepares at
+/// most four of them.
+pub(crate) const TOUCH_SIZES: [usize; 4] = [1, 8, 64, 500];
+
+/// `(?, ?), (?, ?), …` — `n` pairs.
+pub(crate) fn pairs(n: usize) -> String {
+    vec!["(?, ?)"; n].join(", ")
 }
 
 /// Every statement of one engine, placeholders in its style.
@@ -84,6 +125,16 @@ pub(crate) struct Statements {
     pub(crate) lock_migrations: Option<&'static str>,
     pub(crate) applied_migrations: String,
     pub(crate) record_migration: String,
+    pub(crate) bump_feed: String,
+    pub(crate) bump_returns: bool,
+    pub(crate) notify: Option<String>,
+    /// The batch touch per size of [`TOUCH_SIZES`].
+    pub(crate) touch_many: [String; 4],
+    pub(crate) feed_head: String,
+    pub(crate) record_change: String,
+    pub(crate) changes_since: String,
+    pub(crate) mark_pruned: String,
+    pub(crate) delete_changes: String,
 }
 
 impl Statements {
@@ -129,6 +180,15 @@ impl Statements {
             lock_migrations: d.lock_migrations,
             applied_migrations: p(APPLIED_MIGRATIONS),
             record_migration: p(d.record_migration),
+            bump_feed: p(d.bump_feed),
+            bump_returns: d.bump_returns,
+            notify: d.notify.map(p),
+            touch_many: TOUCH_SIZES.map(|n| p(&(d.touch_many)(n))),
+            feed_head: p(FEED_HEAD),
+            record_change: p(RECORD_CHANGE),
+            changes_since: p(CHANGES_SINCE),
+            mark_pruned: p(MARK_PRUNED),
+            delete_changes: p(DELETE_CHANGES),
         }
     }
 }

@@ -1,0 +1,330 @@
+//! `WriteBehindStore`: touches are buffered and written in batches, never
+//! lost while the buffer has room, never moved backwards; overflow drops
+//! the oldest; failures go to the hook; shutdown flushes within a deadline.
+//! Time-based parts run on Tokio's paused clock.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing,
+    reason = "test code: a failed expectation should panic"
+)]
+use api_keys::{
+    Actor, AsyncKeyStore, FlushFailure, KeyId, KeyManager, KeyRecord, KeyStore, MemoryKeyStore,
+    NewKey, OwnerId, RequestContext, RollPlan, StoreError, WriteBehindConfig, WriteBehindStore,
+    WriteCondition,
+};
+use std::future::Future;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering::SeqCst};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use time::UtcDateTime;
+use time::macros::utc_datetime;
+
+const T0: UtcDateTime = utc_datetime!(2026-08-01 06:00);
+
+/// Counts calls; `touch_many` can be made to fail or to hang.
+#[derive(Default)]
+struct Spy {
+    inner: Arc<MemoryKeyStore>,
+    touches: AtomicUsize,
+    batches: Mutex<Vec<usize>>,
+    fail: AtomicBool,
+    hang: AtomicBool,
+}
+
+impl AsyncKeyStore for Spy {
+    fn insert(
+        &self,
+        record: &KeyRecord,
+        condition: WriteCondition,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send {
+        AsyncKeyStore::insert(&self.inner, record, condition)
+    }
+    fn get(
+        &self,
+        id: &KeyId,
+    ) -> impl Future<Output = Result<Option<Arc<KeyRecord>>, StoreError>> + Send {
+        AsyncKeyStore::get(&self.inner, id)
+    }
+    fn list_by_owner(
+        &self,
+        owner: &OwnerId,
+    ) -> impl Future<Output = Result<Vec<Arc<KeyRecord>>, StoreError>> + Send {
+        AsyncKeyStore::list_by_owner(&self.inner, owner)
+    }
+    fn update(
+        &self,
+        record: &KeyRecord,
+        expected_version: u64,
+        condition: WriteCondition,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send {
+        AsyncKeyStore::update(&self.inner, record, expected_version, condition)
+    }
+    fn apply_roll(&self, plan: &RollPlan) -> impl Future<Output = Result<(), StoreError>> + Send {
+        AsyncKeyStore::apply_roll(&self.inner, plan)
+    }
+    fn touch(
+        &self,
+        id: &KeyId,
+        at: UtcDateTime,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send {
+        self.touches.fetch_add(1, SeqCst);
+        AsyncKeyStore::touch(&self.inner, id, at)
+    }
+    async fn touch_many(&self, touches: &[(KeyId, UtcDateTime)]) -> Result<(), StoreError> {
+        if self.hang.load(SeqCst) {
+            std::future::pending::<()>().await;
+        }
+        if self.fail.load(SeqCst) {
+            return Err(StoreError::backend("database down"));
+        }
+        self.batches.lock().unwrap().push(touches.len());
+        KeyStore::touch_many(&self.inner, touches)
+    }
+}
+
+fn owner() -> OwnerId {
+    OwnerId::new("acct_wb").unwrap()
+}
+
+fn last_used(store: &Spy, id: &KeyId) -> Option<UtcDateTime> {
+    KeyStore::get(&store.inner, id)
+        .unwrap()
+        .unwrap()
+        .last_used_at
+}
+
+/// `n` keys in the inner store (written directly, so no touch yet).
+fn keys(store: &Spy, n: usize) -> Vec<(KeyId, api_keys::Token)> {
+    let m = KeyManager::new(Arc::clone(&store.inner));
+    (0..n)
+        .map(|i| {
+            let k = m
+                .create(&Actor::system(), NewKey::secret(owner(), format!("k{i}")))
+                .unwrap();
+            (k.record.id, k.token)
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn verification_does_not_write_and_the_flush_batches() {
+    let spy = Arc::new(Spy::default());
+    let tokens = keys(&spy, 25);
+    let store = WriteBehindStore::new(
+        Arc::clone(&spy),
+        WriteBehindConfig::default().batch_size(10),
+    );
+    let keys = KeyManager::new(store);
+    for (_, token) in &tokens {
+        let v = keys
+            .verify_async(token.expose_secret(), &RequestContext::new())
+            .await
+            .unwrap();
+        assert!(v.touched());
+    }
+    // Nothing reached the store on the request path.
+    assert_eq!(spy.touches.load(SeqCst), 0);
+    assert!(spy.batches.lock().unwrap().is_empty());
+    assert_eq!(keys.store().stats().pending, 25);
+    for (id, _) in &tokens {
+        assert_eq!(last_used(&spy, id), None);
+    }
+
+    assert_eq!(keys.store().flush().await.unwrap(), 25);
+    assert_eq!(*spy.batches.lock().unwrap(), [10, 10, 5]);
+    assert_eq!(spy.touches.load(SeqCst), 0, "written with touch_many only");
+    for (id, _) in &tokens {
+        assert!(last_used(&spy, id).is_some());
+    }
+    let stats = keys.store().stats();
+    assert_eq!((stats.pending, stats.written, stats.batches), (0, 25, 3));
+}
+
+#[tokio::test]
+async fn one_entry_per_key_with_the_latest_instant_never_backwards() {
+    let spy = Arc::new(Spy::default());
+    let ids: Vec<KeyId> = keys(&spy, 2).into_iter().map(|(id, _)| id).collect();
+    let store = WriteBehindStore::new(Arc::clone(&spy), WriteBehindConfig::default());
+    let later = T0 + time::Duration::minutes(5);
+    store.touch(&ids[0], T0).await.unwrap();
+    store.touch(&ids[0], later).await.unwrap();
+    store.touch(&ids[0], T0).await.unwrap(); // older: ignored
+    store.touch(&ids[1], T0).await.unwrap();
+    assert_eq!(store.stats().pending, 2);
+    store.flush().await.unwrap();
+    assert_eq!(last_used(&spy, &ids[0]), Some(later));
+    // A later flush of an older instant does not move it back.
+    store.touch(&ids[0], T0).await.unwrap();
+    store.flush().await.unwrap();
+    assert_eq!(last_used(&spy, &ids[0]), Some(later));
+}
+
+#[tokio::test]
+async fn a_failed_flush_loses_nothing_while_there_is_room_and_is_reported() {
+    let spy = Arc::new(Spy::default());
+    let ids: Vec<KeyId> = keys(&spy, 5).into_iter().map(|(id, _)| id).collect();
+    let failures = Arc::new(Mutex::new(Vec::new()));
+    let seen = Arc::clone(&failures);
+    let store = WriteBehindStore::new(Arc::clone(&spy), WriteBehindConfig::default().batch_size(2))
+        .on_flush_error(move |f: &FlushFailure<'_>| {
+            // The hook gets the count and the cause, never a request.
+            seen.lock().unwrap().push((f.keys, f.error.to_string()));
+        });
+    for id in &ids {
+        store.touch(id, T0).await.unwrap();
+    }
+    spy.fail.store(true, SeqCst);
+    assert!(store.flush().await.is_err());
+    assert_eq!(store.stats().pending, 5, "the failed batch went back");
+    assert_eq!(store.stats().failed_flushes, 1);
+    assert_eq!(failures.lock().unwrap().len(), 1);
+    assert_eq!(failures.lock().unwrap()[0].0, 2);
+    // A newer touch while the database is down keeps the newer instant.
+    let later = T0 + time::Duration::minutes(1);
+    store.touch(&ids[0], later).await.unwrap();
+
+    spy.fail.store(false, SeqCst);
+    assert_eq!(store.flush().await.unwrap(), 5);
+    assert_eq!(last_used(&spy, &ids[0]), Some(later));
+    for id in &ids[1..] {
+        assert_eq!(last_used(&spy, id), Some(T0));
+    }
+    assert_eq!(store.stats().dropped, 0);
+}
+
+#[tokio::test]
+async fn overflow_drops_the_oldest_pending_and_counts_it() {
+    let spy = Arc::new(Spy::default());
+    let ids: Vec<KeyId> = keys(&spy, 5).into_iter().map(|(id, _)| id).collect();
+    let store = WriteBehindStore::new(Arc::clone(&spy), WriteBehindConfig::default().capacity(3));
+    for id in &ids {
+        store.touch(id, T0).await.unwrap();
+    }
+    let stats = store.stats();
+    assert_eq!((stats.pending, stats.dropped), (3, 2));
+    store.flush().await.unwrap();
+    assert_eq!(last_used(&spy, &ids[0]), None, "oldest dropped");
+    assert_eq!(last_used(&spy, &ids[1]), None, "second oldest dropped");
+    for id in &ids[2..] {
+        assert_eq!(last_used(&spy, id), Some(T0));
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn the_flusher_writes_every_interval_until_closed() {
+    let spy = Arc::new(Spy::default());
+    let ids: Vec<KeyId> = keys(&spy, 3).into_iter().map(|(id, _)| id).collect();
+    let store = WriteBehindStore::new(
+        Arc::clone(&spy),
+        WriteBehindConfig::default().flush_interval(Duration::from_secs(2)),
+    );
+    let flusher = tokio::spawn(store.flusher().run(tokio::time::sleep));
+    store.touch(&ids[0], T0).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(1_500)).await;
+    assert_eq!(last_used(&spy, &ids[0]), None, "not before the interval");
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert_eq!(last_used(&spy, &ids[0]), Some(T0));
+
+    store.touch(&ids[1], T0).await.unwrap();
+    store.touch(&ids[2], T0).await.unwrap();
+    let report = store
+        .close(Duration::from_secs(5), tokio::time::sleep)
+        .await;
+    assert_eq!((report.written, report.abandoned), (2, 0));
+    assert_eq!(last_used(&spy, &ids[1]), Some(T0));
+    assert_eq!(last_used(&spy, &ids[2]), Some(T0));
+    tokio::time::timeout(Duration::from_secs(10), flusher)
+        .await
+        .expect("the flusher stops after close")
+        .unwrap();
+}
+
+#[tokio::test(start_paused = true)]
+async fn close_gives_up_at_the_deadline_and_reports_what_was_abandoned() {
+    let spy = Arc::new(Spy::default());
+    let ids: Vec<KeyId> = keys(&spy, 4).into_iter().map(|(id, _)| id).collect();
+    let store = WriteBehindStore::new(Arc::clone(&spy), WriteBehindConfig::default());
+    for id in &ids {
+        store.touch(id, T0).await.unwrap();
+    }
+    spy.hang.store(true, SeqCst);
+    let report = store
+        .close(Duration::from_secs(3), tokio::time::sleep)
+        .await;
+    assert_eq!((report.written, report.abandoned), (0, 4));
+
+    // The same with a failing database: retried until the deadline.
+    spy.hang.store(false, SeqCst);
+    spy.fail.store(true, SeqCst);
+    let store = WriteBehindStore::new(Arc::clone(&spy), WriteBehindConfig::default());
+    store.touch(&ids[0], T0).await.unwrap();
+    let report = store
+        .close(Duration::from_secs(1), tokio::time::sleep)
+        .await;
+    assert_eq!(report.abandoned, 1);
+    assert!(store.stats().failed_flushes > 1, "retried before giving up");
+}
+
+#[test]
+fn dropping_with_touches_pending_tells_the_hook() {
+    let spy = Arc::new(Spy::default());
+    let ids: Vec<KeyId> = keys(&spy, 2).into_iter().map(|(id, _)| id).collect();
+    let abandoned = Arc::new(AtomicUsize::new(0));
+    let seen = Arc::clone(&abandoned);
+    let store = WriteBehindStore::new(Arc::clone(&spy), WriteBehindConfig::default())
+        .on_flush_error(move |f: &FlushFailure<'_>| {
+            seen.fetch_add(f.keys, SeqCst);
+        });
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .unwrap();
+    runtime.block_on(async {
+        for id in &ids {
+            store.touch(id, T0).await.unwrap();
+        }
+    });
+    drop(store);
+    assert_eq!(abandoned.load(SeqCst), 2);
+}
+
+#[tokio::test]
+async fn the_manager_touches_once_per_interval_through_the_buffer() {
+    let spy = Arc::new(Spy::default());
+    let (_, token) = keys(&spy, 1).pop().unwrap();
+    let t0 = UtcDateTime::now() + time::Duration::seconds(1);
+    let clock = Arc::new(api_keys::testing::ManualClock::new(t0));
+    let keys = KeyManager::builder(WriteBehindStore::new(
+        Arc::clone(&spy),
+        WriteBehindConfig::default(),
+    ))
+    .clock(Arc::clone(&clock))
+    .build()
+    .unwrap();
+    let ctx = RequestContext::new();
+    assert!(
+        keys.verify_async(token.expose_secret(), &ctx)
+            .await
+            .unwrap()
+            .touched()
+    );
+    keys.store().flush().await.unwrap();
+    // Written: within the interval the next verify does not touch.
+    clock.set(t0 + time::Duration::seconds(30));
+    assert!(
+        !keys
+            .verify_async(token.expose_secret(), &ctx)
+            .await
+            .unwrap()
+            .touched()
+    );
+    clock.set(t0 + time::Duration::seconds(61));
+    assert!(
+        keys.verify_async(token.expose_secret(), &ctx)
+            .await
+            .unwrap()
+            .touched()
+    );
+    assert_eq!(keys.store().stats().pending, 1);
+}
