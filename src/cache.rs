@@ -52,7 +52,7 @@ use crate::error::{ConfigError, StoreError};
 use crate::feed::{ChangeFeed, ChangeNotifications};
 use crate::lent::StoredRecord;
 use crate::record::{KeyRecord, OwnerId};
-use crate::store::{AsyncKeyStore, RollPlan, WriteCondition};
+use crate::store::{AsyncKeyAudit, AsyncKeyStore, KeyFilter, RollPlan, WriteCondition};
 use crate::token::KeyId;
 use crate::wait::{First, first};
 use core::hash::BuildHasherDefault;
@@ -609,6 +609,18 @@ impl<S: AsyncKeyStore> AsyncKeyStore for CachedKeyStore<S> {
         touches: &[(KeyId, UtcDateTime)],
     ) -> impl Future<Output = Result<(), StoreError>> + Send {
         self.store.touch_many(touches)
+    }
+}
+
+/// Audit scans always read the store (management reads are not cached).
+impl<S: AsyncKeyAudit> AsyncKeyAudit for CachedKeyStore<S> {
+    fn scan(
+        &self,
+        filter: KeyFilter,
+        after: Option<&KeyId>,
+        limit: usize,
+    ) -> impl Future<Output = Result<Vec<Arc<KeyRecord>>, StoreError>> + Send {
+        self.store.scan(filter, after, limit)
     }
 }
 

@@ -50,7 +50,7 @@
 use crate::error::StoreError;
 use crate::lent::StoredRecord;
 use crate::record::{KeyRecord, OwnerId};
-use crate::store::{AsyncKeyStore, RollPlan, WriteCondition};
+use crate::store::{AsyncKeyAudit, AsyncKeyStore, KeyFilter, RollPlan, WriteCondition};
 use crate::token::KeyId;
 use crate::wait::first;
 use std::collections::{HashMap, VecDeque};
@@ -477,11 +477,10 @@ impl<S: AsyncKeyStore> AsyncKeyStore for WriteBehindStore<S> {
     ) -> impl Future<Output = Result<Option<StoredRecord>, StoreError>> + Send {
         self.shared.store.get_for_verify(id)
     }
-    fn list_by_owner(
-        &self,
-        owner: &OwnerId,
-    ) -> impl Future<Output = Result<Vec<Arc<KeyRecord>>, StoreError>> + Send {
-        self.shared.store.list_by_owner(owner)
+    /// The store's records, with the touches still pending applied.
+    async fn list_by_owner(&self, owner: &OwnerId) -> Result<Vec<Arc<KeyRecord>>, StoreError> {
+        let records = self.shared.store.list_by_owner(owner).await?;
+        Ok(self.shared.overlay(records))
     }
     fn update(
         &self,
@@ -515,5 +514,62 @@ impl<S: AsyncKeyStore> AsyncKeyStore for WriteBehindStore<S> {
             self.shared.record(id, at);
         }
         core::future::ready(Ok(()))
+    }
+}
+
+impl<S> Shared<S> {
+    /// The records with any later pending touch applied to `last_used_at`.
+    fn overlay(&self, records: Vec<Arc<KeyRecord>>) -> Vec<Arc<KeyRecord>> {
+        let p = self.lock();
+        if p.latest.is_empty() {
+            return records;
+        }
+        records
+            .into_iter()
+            .map(|record| match p.latest.get(&record.id) {
+                Some(&at) if record.last_used_at.is_none_or(|used| used < at) => {
+                    let mut moved = KeyRecord::clone(&record);
+                    moved.last_used_at = Some(at);
+                    Arc::new(moved)
+                }
+                _ => record,
+            })
+            .collect()
+    }
+}
+
+/// Audit scans see the touches still pending in the buffer: a key used a
+/// moment ago is not reported by `unused_since` because its `last_used_at`
+/// has not been written yet. (A batch being written is briefly visible to
+/// neither the buffer nor the store.)
+impl<S: AsyncKeyAudit> AsyncKeyAudit for WriteBehindStore<S> {
+    async fn scan(
+        &self,
+        filter: KeyFilter,
+        after: Option<&KeyId>,
+        limit: usize,
+    ) -> Result<Vec<Arc<KeyRecord>>, StoreError> {
+        let mut out = Vec::new();
+        let mut cursor = after.copied();
+        loop {
+            let page = self
+                .shared
+                .store
+                .scan(filter, cursor.as_ref(), limit)
+                .await?;
+            let more = page.len() >= limit && limit > 0;
+            cursor = page.last().map(|r| r.id);
+            // A pending touch only moves `last_used_at` later, so it can
+            // only take a record out of the filter: re-check, and read on
+            // until the page is full.
+            for record in self.shared.overlay(page) {
+                if out.len() < limit && filter.matches(&record) {
+                    out.push(record);
+                }
+            }
+            if out.len() >= limit || !more {
+                return Ok(out);
+            }
+        }
     }
 }

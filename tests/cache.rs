@@ -730,3 +730,17 @@ async fn a_notification_triggers_a_read_at_once_and_a_broken_channel_falls_back_
     assert!(s.b.store().is_confirmed());
     follower.abort();
 }
+
+#[tokio::test]
+async fn audit_scans_read_the_store_not_the_cache() {
+    let s = servers();
+    let (id, token) = create(&s, "k").await;
+    verify_on(&s.a, &token).await.unwrap(); // now cached in A
+    // Revoked behind A's back, straight in the shared store.
+    KeyManager::new(Arc::clone(&s.shared))
+        .revoke(&Actor::system(), &id)
+        .unwrap();
+    let page = s.a.list_all_async(None, 10).await.unwrap();
+    assert_eq!(page.keys.len(), 1);
+    assert_eq!(page.keys[0].status, api_keys::KeyStatus::Revoked);
+}

@@ -328,3 +328,70 @@ async fn the_manager_touches_once_per_interval_through_the_buffer() {
     );
     assert_eq!(keys.store().stats().pending, 1);
 }
+
+/// A key used a moment ago is not "unused" because its touch is still in
+/// the buffer: audit scans and owner listings see pending touches, and
+/// pages stay full when the overlay takes records out of the filter.
+#[tokio::test]
+async fn audit_scans_and_listings_see_pending_touches() {
+    let clock = Arc::new(api_keys::ManualClock::new(T0));
+    let inner = Arc::new(MemoryKeyStore::new());
+    let store = WriteBehindStore::new(Arc::clone(&inner), WriteBehindConfig::default());
+    let keys = KeyManager::builder(store)
+        .clock(Arc::clone(&clock))
+        .build()
+        .unwrap();
+    let mut created = Vec::new();
+    for i in 0..6 {
+        let k = keys
+            .create_async(&Actor::system(), NewKey::secret(owner(), format!("k{i}")))
+            .await
+            .unwrap();
+        created.push((k.record.id, k.token));
+    }
+    created.sort_by_key(|(id, _)| *id);
+    clock.advance(time::Duration::days(1));
+    // Use the first four (in id order): only the last two stay unused.
+    for (_, token) in created.iter().take(4) {
+        keys.verify_async(token.expose_secret(), &RequestContext::new())
+            .await
+            .unwrap();
+    }
+    let since = T0 + time::Duration::hours(1);
+    let unused: Vec<KeyId> = created.iter().skip(4).map(|(id, _)| *id).collect();
+
+    // The store alone has not seen the touches yet.
+    let direct = KeyManager::new(Arc::clone(&inner));
+    let page = direct.unused_since(since, None, 10).unwrap();
+    assert_eq!(page.keys.len(), 6);
+
+    // Through the buffer: the two unused keys, on one full page of two.
+    let page = keys.unused_since_async(since, None, 2).await.unwrap();
+    let ids: Vec<KeyId> = page.keys.iter().map(|r| r.id).collect();
+    assert_eq!(ids, unused);
+    // Page by page, the same two and then the end.
+    let first = keys.unused_since_async(since, None, 1).await.unwrap();
+    assert_eq!(first.keys.len(), 1);
+    let second = keys.unused_since_async(since, first.next, 1).await.unwrap();
+    assert_eq!(second.next, None);
+    let paged: Vec<KeyId> = first
+        .keys
+        .iter()
+        .chain(&second.keys)
+        .map(|r| r.id)
+        .collect();
+    assert_eq!(paged, unused);
+
+    // The owner's listing shows the pending instants too.
+    let listed = keys.list_async(&owner()).await.unwrap();
+    let used = listed
+        .iter()
+        .filter(|r| r.last_used_at == Some(T0 + time::Duration::days(1)))
+        .count();
+    assert_eq!(used, 4);
+
+    // After the flush the store agrees.
+    keys.store().flush().await.unwrap();
+    let page = direct.unused_since(since, None, 10).unwrap();
+    assert_eq!(page.keys.iter().map(|r| r.id).collect::<Vec<_>>(), unused);
+}
