@@ -527,6 +527,18 @@ impl Engine {
         self.policy_checks(record, request, now)
     }
 
+    /// [`check_request`](Self::check_request) on the record as a store lent
+    /// it: for a key the host already authenticated (a token derived from
+    /// it), with no secret to check.
+    pub(crate) fn check_request_stored(
+        &self,
+        record: &StoredRecord,
+        request: &RequestContext<'_>,
+        now: UtcDateTime,
+    ) -> Result<Decision, Rejection> {
+        self.request_checks(record.0.view(), request, now)
+    }
+
     /// Status and time only: revoked, inactive, not yet valid, expired,
     /// grace ended (all 401).
     ///

@@ -544,6 +544,28 @@ impl<S> KeyManager<S> {
         self.conclude(store, record.0, outcome, now, false).await
     }
 
+    async fn check_key_in<A: AsyncKeyStore + ?Sized>(
+        &self,
+        store: &A,
+        id: &KeyId,
+        request: &RequestContext<'_>,
+    ) -> Result<VerifiedKey, VerifyError> {
+        let record = store
+            .get_for_verify(id)
+            .await?
+            .ok_or(Rejection::UnknownKey)?;
+        let now = self.clock.now();
+        // A store answer for another id is refused like an unknown key.
+        let outcome = if record.id() == *id {
+            self.engine
+                .check_request_stored(&record, request, now)
+                .map_err(VerifyError::from)
+        } else {
+            Err(Rejection::UnknownKey.into())
+        };
+        self.conclude(store, record.0, outcome, now, false).await
+    }
+
     async fn verify_signed_in<A: AsyncKeyStore + ?Sized>(
         &self,
         store: &A,
@@ -1082,6 +1104,48 @@ impl<S> KeyManager<S> {
     {
         self.roll_in(&self.store, actor, id, options, rng).await
     }
+}
+
+both! {
+    /// Re-checks a key the host has already authenticated, by its id alone:
+    /// status, time (expiry, a roll's grace), environment, kind, scopes, IP
+    /// and origin against `request`: every check of
+    /// [`verify`](Self::verify) except the secret. For tokens the host
+    /// derived from a key (the access token of a
+    /// [client-credentials exchange](crate::http::TokenExchange), a
+    /// session): carry the key id in the derived token and call this on
+    /// every request made with it, so revoking, deactivating or rolling the
+    /// key (at the end of its grace) stops its derived tokens on the next
+    /// call, and the key's origin and IP lists keep applying. Moves
+    /// `last_used_at` like a verification.
+    ///
+    /// Security: the id is public. Call this only with an id taken from a
+    /// credential the host itself issued and authenticated (a signed or
+    /// encrypted token, a server-side session), never with an id a client
+    /// merely names.
+    ///
+    /// ```
+    /// use api_keys::{Actor, KeyManager, MemoryKeyStore, NewKey, OwnerId, Rejection, RequestContext};
+    /// let keys = KeyManager::new(MemoryKeyStore::new());
+    /// let key = keys.create(&Actor::system(), NewKey::secret(OwnerId::new("acct_1")?, "app"))?;
+    /// // The host verified the key once and issued its own token carrying the id…
+    /// let id = keys.verify(key.token.expose_secret(), &RequestContext::new())?.id();
+    /// // …and re-checks the key on every call made with that token.
+    /// assert!(keys.check_key(&id, &RequestContext::new()).is_ok());
+    /// keys.revoke(&Actor::system(), &id)?;
+    /// let refused = keys.check_key(&id, &RequestContext::new()).unwrap_err();
+    /// assert_eq!(refused.rejection(), Some(Rejection::Revoked));
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// [`VerifyError::Rejected`] with [`Rejection::UnknownKey`] (no such
+    /// key) or the rejections of [`verify`](Self::verify) after the secret
+    /// check; [`VerifyError::Store`] when the store fails (fail closed).
+    fn check_key / check_key_async(id: &KeyId, request: &RequestContext<'_>)
+        -> Result<VerifiedKey, VerifyError>
+        => check_key_in(id, request);
 }
 
 both! {

@@ -38,8 +38,8 @@ use actix_web::http::{Method, StatusCode};
 use actix_web::web::Bytes;
 use actix_web::{HttpMessage, HttpResponse};
 use api_keys::http::{
-    BodyBuffer, CONTENT_TYPE, ErrorResponse, Headers, Presented, Refusal, Requirements,
-    WWW_AUTHENTICATE,
+    BasicForms, BodyBuffer, CONTENT_TYPE, ErrorResponse, ExchangeError, Granted, Headers,
+    MAX_EXCHANGE_BODY_LEN, Presented, Refusal, Requirements, TokenExchange, WWW_AUTHENTICATE,
 };
 use api_keys::ip::TrustedProxies;
 use api_keys::{
@@ -167,6 +167,14 @@ impl<S: AsyncKeyStore> ApiKeyMiddleware<S> {
     #[must_use]
     pub fn require_signed(mut self) -> Self {
         self.requirements = self.requirements.require_signed();
+        self
+    }
+
+    /// Also accepts these `Authorization: Basic` forms (see
+    /// [`Requirements::allow_basic`]). Default: none.
+    #[must_use]
+    pub fn allow_basic(mut self, forms: BasicForms) -> Self {
+        self.requirements = self.requirements.allow_basic(forms);
         self
     }
 
@@ -302,4 +310,34 @@ async fn authenticate<S: AsyncKeyStore>(
         .map_err(named)?;
     request.set_payload(Payload::from(body));
     Ok(key)
+}
+
+/// A host's token endpoint (the client-credentials grant) under actix-web:
+/// reads the form body (at most [`MAX_EXCHANGE_BODY_LEN`] bytes) and the
+/// peer address, then [`TokenExchange::read`] and
+/// [`TokenExchange::verify_async`]. Answer a refusal with
+/// `to_response(error.response())`.
+///
+/// # Errors
+///
+/// The [`ExchangeError`] to answer.
+pub async fn exchange<S: AsyncKeyStore>(
+    keys: &KeyManager<S>,
+    exchange: &TokenExchange,
+    request: &actix_web::HttpRequest,
+    mut payload: actix_web::web::Payload,
+) -> Result<Granted, ExchangeError> {
+    let headers = ActixHeaders(request.headers());
+    let mut buffer = BodyBuffer::for_request(&headers, MAX_EXCHANGE_BODY_LEN)?;
+    while let Some(chunk) = payload.next().await {
+        let chunk = chunk.map_err(|_| Refusal::UnreadableBody)?;
+        buffer.push(&chunk)?;
+    }
+    let request = exchange.read(
+        &headers,
+        request.method().as_str(),
+        request.peer_addr().map(|addr| addr.ip()),
+        buffer.as_bytes(),
+    )?;
+    exchange.verify_async(keys, &request).await
 }

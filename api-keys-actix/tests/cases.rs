@@ -10,10 +10,12 @@
 )]
 
 use actix_web::web::{self, Bytes};
-use actix_web::{App, HttpServer};
+use actix_web::{App, HttpRequest, HttpResponse, HttpServer};
 use api_keys::VerifiedKey;
-use api_keys_actix::ApiKeyMiddleware;
-use api_keys_http_cases::{Fixture, routes, run, success_body, trusted_proxies};
+use api_keys_actix::{ApiKeyMiddleware, to_response};
+use api_keys_http_cases::{
+    Fixture, TOKEN_PATH, granted_body, routes, run, success_body, token_exchange, trusted_proxies,
+};
 use std::sync::Arc;
 
 async fn handler(key: web::ReqData<VerifiedKey>, body: Bytes) -> String {
@@ -47,7 +49,26 @@ async fn the_shared_case_table_passes_on_actix() {
                     .route(method.to(handler)),
             );
         }
-        app
+        // The token endpoint (the client-credentials exchange).
+        let endpoint = Arc::clone(&app_fixture);
+        app.route(
+            TOKEN_PATH,
+            web::post().to(move |request: HttpRequest, payload: web::Payload| {
+                let fx = Arc::clone(&endpoint);
+                async move {
+                    let exchanged =
+                        api_keys_actix::exchange(&fx.keys, &token_exchange(), &request, payload)
+                            .await;
+                    match exchanged {
+                        Ok(granted) => HttpResponse::Ok().body(granted_body(&granted)),
+                        Err(refused) => {
+                            fx.record_exchange(&refused);
+                            to_response(refused.response())
+                        }
+                    }
+                }
+            }),
+        )
     })
     .workers(1)
     .disable_signals()

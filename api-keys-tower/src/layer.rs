@@ -1,6 +1,9 @@
 //! The layer, its service and the refusal hook.
 
-use api_keys::http::{BodyBuffer, Presented, Refusal, Requirements};
+use api_keys::http::{
+    BasicForms, BodyBuffer, ExchangeError, Granted, MAX_EXCHANGE_BODY_LEN, Presented, Refusal,
+    Requirements, TokenExchange,
+};
 use api_keys::ip::TrustedProxies;
 use api_keys::{AsyncKeyStore, Environment, KeyId, KeyKind, KeyManager, Scopes, VerifiedKey};
 use bytes::{Buf, Bytes};
@@ -127,6 +130,16 @@ impl<S> ApiKeyLayer<S> {
     #[must_use]
     pub fn require_signed(mut self) -> Self {
         self.settings.requirements = self.settings.requirements.require_signed();
+        self
+    }
+
+    /// Also accepts these `Authorization: Basic` forms (RFC 7617): the
+    /// token as user name with an empty password (`curl -u sk_live_…:`),
+    /// and/or the key id as user name with the token as password. Default:
+    /// none.
+    #[must_use]
+    pub fn allow_basic(mut self, forms: BasicForms) -> Self {
+        self.settings.requirements = self.settings.requirements.allow_basic(forms);
         self
     }
 
@@ -312,8 +325,56 @@ where
     }
 }
 
-/// Buffers a signed request's body ([`BodyBuffer`]: `Content-Length`
-/// first, then the limit on the bytes that arrive).
+/// A host's token endpoint (the client-credentials grant): reads the form
+/// body (at most [`MAX_EXCHANGE_BODY_LEN`] bytes) and the peer address
+/// ([`PeerAddr`] or axum's `ConnectInfo`), then
+/// [`TokenExchange::read`] and [`TokenExchange::verify_async`]. Mint your
+/// access token for the [`Granted`] key, carrying its id, and re-check
+/// the key on every call made with it
+/// ([`KeyManager::check_key_async`]).
+///
+/// ```no_run
+/// use api_keys_tower::api_keys::http::TokenExchange;
+/// use api_keys_tower::api_keys::{KeyManager, MemoryKeyStore};
+/// use axum::body::Body;
+/// use axum::extract::{Request, State};
+/// use axum::response::Response;
+/// use std::sync::Arc;
+///
+/// async fn token(State(keys): State<Arc<KeyManager<MemoryKeyStore>>>, request: Request) -> Response {
+///     match api_keys_tower::exchange(&keys, &TokenExchange::new(), request).await {
+///         Ok(granted) => {
+///             let id = granted.key().id();
+///             // … mint an access token carrying `id` …
+///             # let _ = id;
+///             Response::new(Body::from(r#"{"access_token":"…","token_type":"Bearer"}"#))
+///         }
+///         Err(refused) => refused.response().to_http(),
+///     }
+/// }
+/// ```
+///
+/// # Errors
+///
+/// The [`ExchangeError`] to answer with its
+/// [`response`](ExchangeError::response).
+pub async fn exchange<S, B>(
+    keys: &KeyManager<S>,
+    exchange: &TokenExchange,
+    request: Request<B>,
+) -> Result<Granted, ExchangeError>
+where
+    S: AsyncKeyStore,
+    B: Body,
+{
+    let (parts, body) = request.into_parts();
+    let body = read_body(&parts, body, MAX_EXCHANGE_BODY_LEN).await?;
+    let request = exchange.read(&parts, parts.method.as_str(), peer_ip(&parts), &body)?;
+    exchange.verify_async(keys, &request).await
+}
+
+/// Buffers a body ([`BodyBuffer`]: `Content-Length` first, then the limit
+/// on the bytes that arrive).
 async fn read_body<B: Body>(parts: &Parts, body: B, limit: usize) -> Result<Bytes, Refusal> {
     let mut buffer = BodyBuffer::for_request(parts, limit)?;
     let mut body = std::pin::pin!(body);

@@ -13,4 +13,4 @@ pub use crate::axum::{ApiKey, ManagementError};
 /// stores, `Scopes`, `NewKey`, … without a second dependency line (and
 /// always the version the layer was built with).
 pub use api_keys;
-pub use layer::{ApiKeyLayer, ApiKeyService, PeerAddr, RefusedRequest, ResponseFuture};
+pub use layer::{ApiKeyLayer, ApiKeyService, PeerAddr, RefusedRequest, ResponseFuture, exchange};

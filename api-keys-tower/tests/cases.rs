@@ -8,10 +8,13 @@
     reason = "test code: a failed expectation should panic"
 )]
 
-use api_keys_http_cases::{Fixture, routes, run, success_body, trusted_proxies};
+use api_keys_http_cases::{
+    Fixture, TOKEN_PATH, granted_body, routes, run, success_body, token_exchange, trusted_proxies,
+};
 use api_keys_tower::{ApiKey, ApiKeyLayer};
 use axum::Router;
 use axum::body::Bytes;
+use axum::response::IntoResponse;
 use axum::routing::{MethodRouter, get, post};
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -42,6 +45,23 @@ async fn the_shared_case_table_passes_on_tower() {
         };
         app = app.route(route.path, method.route_layer(layer));
     }
+    // The token endpoint (the client-credentials exchange).
+    let endpoint = Arc::clone(&fixture);
+    app = app.route(
+        TOKEN_PATH,
+        post(move |request: axum::extract::Request| {
+            let fx = Arc::clone(&endpoint);
+            async move {
+                match api_keys_tower::exchange(&fx.keys, &token_exchange(), request).await {
+                    Ok(granted) => granted_body(&granted).into_response(),
+                    Err(refused) => {
+                        fx.record_exchange(&refused);
+                        refused.response().to_http()
+                    }
+                }
+            }
+        }),
+    );
     let listener = TcpListener::bind(("127.0.0.1", 0)).await.unwrap();
     let base = format!("http://{}", listener.local_addr().unwrap());
     let server = tokio::spawn(async move {

@@ -19,7 +19,9 @@
     reason = "test support: a broken fixture should panic"
 )]
 
-use api_keys::http::{Refusal, Requirements};
+use api_keys::http::{
+    BASIC_CHALLENGE, BasicForms, ExchangeError, Granted, Refusal, Requirements, TokenExchange,
+};
 use api_keys::ip::TrustedProxies;
 use api_keys::signing::{ReplayConfig, ReplayRequest, SignedHeaders};
 use api_keys::testing::ManualClock;
@@ -95,7 +97,45 @@ pub fn routes() -> Vec<Route> {
             requirements: Requirements::new(),
             behind_proxy: true,
         },
+        Route {
+            method: "GET",
+            path: "/basic",
+            requirements: Requirements::new().allow_basic(BasicForms::BOTH),
+            behind_proxy: false,
+        },
+        Route {
+            method: "GET",
+            path: "/basic-stripe",
+            requirements: Requirements::new().allow_basic(BasicForms::TOKEN_AS_USER),
+            behind_proxy: false,
+        },
     ]
+}
+
+/// The path of the token endpoint every adapter under test serves (`POST`,
+/// [`token_exchange`]): on success it answers [`granted_body`], on refusal
+/// the error's response after passing [`ExchangeError::reason`] to
+/// [`Fixture::record_exchange`].
+pub const TOKEN_PATH: &str = "/oauth2/token";
+
+/// The token endpoint's settings: both Basic forms and body credentials.
+#[must_use]
+pub fn token_exchange() -> TokenExchange {
+    TokenExchange::new()
+}
+
+/// What the token endpoint answers on success (RFC 6749 §5.1 fields; the
+/// access token is a stand-in: minting is the host's business).
+#[must_use]
+pub fn granted_body(granted: &Granted) -> String {
+    serde_json::json!({
+        "access_token": format!("at_{}", granted.key().id()),
+        "token_type": "Bearer",
+        "expires_in": 300,
+        "key_id": granted.key().id().to_string(),
+        "scope": granted.scope().map(|s| s.iter().collect::<Vec<_>>().join(" ")),
+    })
+    .to_string()
 }
 
 /// What every route answers on success: the verified key's id, whether it
@@ -239,6 +279,11 @@ impl Fixture {
             .push(refusal.reason().to_owned());
     }
 
+    /// For the token endpoint: the precise reason of a refused exchange.
+    pub fn record_exchange(&self, error: &ExchangeError) {
+        self.reasons.lock().unwrap().push(error.reason().to_owned());
+    }
+
     /// The token and its secret part must never be seen in a response.
     fn forbid_token(&self, token: &str) {
         let body = token.rsplit('_').next().unwrap();
@@ -290,6 +335,36 @@ impl Request {
         self
     }
 
+    fn basic(self, user: &str, password: &str) -> Self {
+        use base64::Engine as _;
+        let encoded =
+            base64::engine::general_purpose::STANDARD.encode(format!("{user}:{password}"));
+        self.header("Authorization", format!("Basic {encoded}"))
+    }
+
+    /// `curl -u <token>:`.
+    fn stripe(self, token: &Token) -> Self {
+        self.basic(token.expose_secret(), "")
+    }
+
+    /// `<key id>:<token>`.
+    fn pair(self, token: &Token) -> Self {
+        self.basic(&key_id(token), token.expose_secret())
+    }
+
+    /// A token request to [`TOKEN_PATH`] with this form body.
+    fn token(body: &str) -> Self {
+        Self {
+            method: "POST",
+            path: TOKEN_PATH,
+            headers: vec![(
+                "Content-Type".to_owned(),
+                "application/x-www-form-urlencoded".to_owned(),
+            )],
+            body: body.as_bytes().to_vec(),
+        }
+    }
+
     fn bearer(self, token: &Token) -> Self {
         self.header("Authorization", format!("Bearer {}", token.expose_secret()))
     }
@@ -308,6 +383,13 @@ impl Request {
     }
 }
 
+/// The public key id of a token (its text between the prefix and the
+/// secret).
+fn key_id(token: &Token) -> String {
+    let body = token.expose_secret().rsplit('_').next().unwrap();
+    body[..KEY_ID_CHARS].to_owned()
+}
+
 /// The expected answer.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Expect {
@@ -315,6 +397,11 @@ pub enum Expect {
     Ok {
         /// `in_grace` in the body.
         in_grace: bool,
+    },
+    /// 200 from the token endpoint, [`granted_body`].
+    Granted {
+        /// The `scope` granted, if one was asked for.
+        scope: Option<&'static str>,
     },
     /// A refusal.
     Refused {
@@ -354,6 +441,17 @@ const fn bad_request(reason: &'static str) -> Expect {
 const fn forbidden(reason: &'static str) -> Expect {
     refused(403, "forbidden", None, reason)
 }
+const fn malformed_basic() -> Expect {
+    bad_request("malformed_basic_credentials")
+}
+const GRANTED: Expect = Expect::Granted { scope: None };
+const fn invalid_client(reason: &'static str) -> Expect {
+    refused(401, "invalid_client", Some(BASIC_CHALLENGE), reason)
+}
+const fn oauth_error(code: &'static str, reason: &'static str) -> Expect {
+    refused(400, code, None, reason)
+}
+const CLIENT_CREDENTIALS: &str = "grant_type=client_credentials";
 
 /// One case: a request built from the fixture, sent once per expected
 /// answer (a replay sends the same request twice).
@@ -610,6 +708,245 @@ pub const CASES: &[Case] = &[
             "signature_required",
         )],
     },
+    Case {
+        name: "Basic: token as user name, empty password (Stripe)",
+        request: |fx| Request::get("/basic").stripe(&fx.valid),
+        expect: &[OK],
+    },
+    Case {
+        name: "Basic: key id and token (Moov's pair)",
+        request: |fx| Request::get("/basic").pair(&fx.valid),
+        expect: &[OK],
+    },
+    Case {
+        name: "Basic: the pair form on a Stripe-form-only route",
+        request: |fx| Request::get("/basic-stripe").pair(&fx.valid),
+        expect: &[refused(
+            401,
+            "invalid_api_key",
+            Some("Bearer"),
+            "unsupported_scheme",
+        )],
+    },
+    Case {
+        name: "Basic: the Stripe form on its route",
+        request: |fx| Request::get("/basic-stripe").stripe(&fx.valid),
+        expect: &[OK],
+    },
+    Case {
+        name: "Basic: on a route that does not allow it",
+        request: |fx| Request::get("/any").stripe(&fx.valid),
+        expect: &[refused(
+            401,
+            "invalid_api_key",
+            Some("Bearer"),
+            "unsupported_scheme",
+        )],
+    },
+    Case {
+        name: "Basic: the pair names another key",
+        request: |fx| {
+            Request::get("/basic").basic(&key_id(&fx.read_only), fx.valid.expose_secret())
+        },
+        expect: &[invalid_key("basic_id_mismatch")],
+    },
+    Case {
+        name: "Basic: a revoked key",
+        request: |fx| Request::get("/basic").pair(&fx.revoked),
+        expect: &[invalid_key("revoked")],
+    },
+    Case {
+        name: "Basic: malformed base64",
+        request: |_| Request::get("/basic").header("Authorization", "Basic c2tfdGVzdF9hYmM6="),
+        expect: &[malformed_basic()],
+    },
+    Case {
+        name: "Basic: URL-safe alphabet",
+        request: |_| Request::get("/basic").header("Authorization", "Basic -_-_"),
+        expect: &[malformed_basic()],
+    },
+    Case {
+        name: "Basic: no colon",
+        request: |_| Request::get("/basic").header("Authorization", "Basic c2tfdGVzdF9hYmM="),
+        expect: &[malformed_basic()],
+    },
+    Case {
+        name: "Basic: not UTF-8",
+        request: |_| Request::get("/basic").header("Authorization", "Basic /zp4"),
+        expect: &[malformed_basic()],
+    },
+    Case {
+        name: "Basic: over-long",
+        request: |_| {
+            Request::get("/basic").header("Authorization", format!("Basic {}", "QUFB".repeat(300)))
+        },
+        expect: &[malformed_basic()],
+    },
+    Case {
+        name: "Basic: malformed even where Basic is not allowed",
+        request: |_| Request::get("/any").header("Authorization", "Basic !!"),
+        expect: &[malformed_basic()],
+    },
+    Case {
+        name: "Basic and X-Api-Key",
+        request: |fx| {
+            Request::get("/basic")
+                .stripe(&fx.valid)
+                .header("X-Api-Key", fx.valid.expose_secret())
+        },
+        expect: &[bad_request("ambiguous_credentials")],
+    },
+    Case {
+        name: "Basic repeated",
+        request: |fx| Request::get("/basic").stripe(&fx.valid).stripe(&fx.valid),
+        expect: &[bad_request("repeated_header")],
+    },
+    Case {
+        name: "Basic on a signed-only route",
+        request: |fx| {
+            let mut request = Request::get("/signed").stripe(&fx.valid);
+            request.method = "POST";
+            request
+        },
+        expect: &[refused(
+            401,
+            "signature_required",
+            INVALID_TOKEN,
+            "signature_required",
+        )],
+    },
+    Case {
+        name: "exchange: Basic, Stripe form",
+        request: |fx| Request::token(CLIENT_CREDENTIALS).stripe(&fx.valid),
+        expect: &[GRANTED],
+    },
+    Case {
+        name: "exchange: Basic, pair form",
+        request: |fx| Request::token(CLIENT_CREDENTIALS).pair(&fx.valid),
+        expect: &[GRANTED],
+    },
+    Case {
+        name: "exchange: credentials in the form body, a granted scope",
+        request: |fx| {
+            Request::token(&format!(
+                "{CLIENT_CREDENTIALS}&scope=charges%3Aread&client_id={}&client_secret={}",
+                key_id(&fx.read_only),
+                fx.read_only.expose_secret()
+            ))
+        },
+        expect: &[Expect::Granted {
+            scope: Some("charges:read"),
+        }],
+    },
+    Case {
+        name: "exchange: a scope the key does not grant",
+        request: |fx| {
+            Request::token(&format!("{CLIENT_CREDENTIALS}&scope=charges:write"))
+                .stripe(&fx.read_only)
+        },
+        expect: &[oauth_error("invalid_scope", "missing_scope")],
+    },
+    Case {
+        name: "exchange: no client authentication",
+        request: |_| Request::token(CLIENT_CREDENTIALS),
+        expect: &[invalid_client("missing_client_authentication")],
+    },
+    Case {
+        name: "exchange: Basic and body credentials at once",
+        request: |fx| {
+            Request::token(&format!(
+                "{CLIENT_CREDENTIALS}&client_id={}&client_secret={}",
+                key_id(&fx.valid),
+                fx.valid.expose_secret()
+            ))
+            .stripe(&fx.valid)
+        },
+        expect: &[oauth_error(
+            "invalid_request",
+            "multiple_client_authentication",
+        )],
+    },
+    Case {
+        name: "exchange: a bearer token is not a client authentication",
+        request: |fx| Request::token(CLIENT_CREDENTIALS).bearer(&fx.valid),
+        expect: &[invalid_client("unsupported_client_authentication")],
+    },
+    Case {
+        name: "exchange: another grant type",
+        request: |fx| Request::token("grant_type=password").stripe(&fx.valid),
+        expect: &[oauth_error("unsupported_grant_type", "grant_type")],
+    },
+    Case {
+        name: "exchange: a repeated parameter",
+        request: |fx| {
+            Request::token(&format!("{CLIENT_CREDENTIALS}&{CLIENT_CREDENTIALS}")).stripe(&fx.valid)
+        },
+        expect: &[oauth_error("invalid_request", "repeated_parameter")],
+    },
+    Case {
+        name: "exchange: the body id is another key's",
+        request: |fx| {
+            Request::token(&format!(
+                "{CLIENT_CREDENTIALS}&client_id={}&client_secret={}",
+                key_id(&fx.read_only),
+                fx.valid.expose_secret()
+            ))
+        },
+        expect: &[invalid_client("client_id_mismatch")],
+    },
+    Case {
+        name: "exchange: a revoked key",
+        request: |fx| Request::token(CLIENT_CREDENTIALS).stripe(&fx.revoked),
+        expect: &[invalid_client("revoked")],
+    },
+    Case {
+        name: "exchange: a rolled key after its grace",
+        request: |fx| Request::token(CLIENT_CREDENTIALS).pair(&fx.after_grace),
+        expect: &[invalid_client("grace_ended")],
+    },
+    Case {
+        name: "exchange: the Origin rules apply there too",
+        request: |fx| {
+            Request::token(CLIENT_CREDENTIALS)
+                .stripe(&fx.origin_bound)
+                .header("Origin", "https://evil.example.com")
+        },
+        expect: &[oauth_error("unauthorized_client", "origin_not_allowed")],
+    },
+    Case {
+        name: "exchange: an allowed Origin",
+        request: |fx| {
+            Request::token(CLIENT_CREDENTIALS)
+                .stripe(&fx.origin_bound)
+                .header("Origin", "https://shop.example.com")
+        },
+        expect: &[GRANTED],
+    },
+    Case {
+        name: "exchange: malformed Basic",
+        request: |_| Request::token(CLIENT_CREDENTIALS).header("Authorization", "Basic !!"),
+        expect: &[oauth_error(
+            "invalid_request",
+            "malformed_basic_credentials",
+        )],
+    },
+    Case {
+        name: "exchange: not a form",
+        request: |fx| {
+            let mut request = Request::token(CLIENT_CREDENTIALS).stripe(&fx.valid);
+            request.headers[0].1 = "application/json".to_owned();
+            request
+        },
+        expect: &[oauth_error("invalid_request", "content_type")],
+    },
+    Case {
+        name: "exchange: an over-long body",
+        request: |fx| {
+            Request::token(&format!("{CLIENT_CREDENTIALS}&pad={}", "x".repeat(5000)))
+                .stripe(&fx.valid)
+        },
+        expect: &[refused(413, "invalid_request", None, "body_too_large")],
+    },
 ];
 
 /// Sends every case to the server at `base` (`http://127.0.0.1:port`) and
@@ -692,6 +1029,20 @@ fn check(
             }
             if json["body_len"] != sent_len && json["signed"] == true {
                 return Err(format!("the signed body changed: {}", got()));
+            }
+        }
+        Expect::Granted { scope } => {
+            let json: serde_json::Value =
+                serde_json::from_str(body).map_err(|_| format!("not JSON: {}", got()))?;
+            if status != 200
+                || json["token_type"] != "Bearer"
+                || json["scope"].as_str() != scope
+                || !reasons.is_empty()
+            {
+                return Err(format!(
+                    "expected a granted token scope={scope:?}, {}",
+                    got()
+                ));
             }
         }
         Expect::Refused {

@@ -21,17 +21,20 @@ pub enum CredentialSource {
     ApiKeyHeader,
     /// The `X-Processing-*` signed-request headers.
     Signature,
+    /// `Authorization: Basic <base64(user-id:password)>` (RFC 7617).
+    Basic,
 }
 
 impl CredentialSource {
     /// A stable `snake_case` name for logs: `authorization`,
-    /// `api_key_header` or `signature`.
+    /// `api_key_header`, `signature` or `basic`.
     #[must_use]
     pub const fn as_str(self) -> &'static str {
         match self {
             CredentialSource::Authorization => "authorization",
             CredentialSource::ApiKeyHeader => "api_key_header",
             CredentialSource::Signature => "signature",
+            CredentialSource::Basic => "basic",
         }
     }
 }
@@ -55,6 +58,242 @@ impl BearerToken {
 impl fmt::Debug for BearerToken {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "BearerToken(<{} bytes>)", self.0.len())
+    }
+}
+
+/// How an `Authorization: Basic` credential (RFC 7617, `user-id:password`)
+/// presents a key.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum BasicForm {
+    /// The token as the user-id and an empty password: Stripe's
+    /// `curl -u sk_test_…:`.
+    TokenAsUser,
+    /// The public key id as the user-id and the full token as the password
+    /// (Moov's public/secret pair); refused unless the id inside the token
+    /// is the user-id.
+    IdAndToken,
+}
+
+/// The `Authorization: Basic` forms a route accepts. Basic credentials are
+/// off unless a route allows them
+/// ([`Requirements::allow_basic`](super::Requirements::allow_basic)).
+///
+/// ```
+/// use api_keys::http::{BasicForm, BasicForms};
+/// assert!(!BasicForms::NONE.allows(BasicForm::TokenAsUser));
+/// assert!(BasicForms::TOKEN_AS_USER.allows(BasicForm::TokenAsUser));
+/// assert!(!BasicForms::TOKEN_AS_USER.allows(BasicForm::IdAndToken));
+/// assert!(BasicForms::BOTH.allows(BasicForm::IdAndToken));
+/// ```
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash)]
+pub struct BasicForms {
+    token_as_user: bool,
+    id_and_token: bool,
+}
+
+impl BasicForms {
+    /// No Basic credential (the default).
+    pub const NONE: Self = Self {
+        token_as_user: false,
+        id_and_token: false,
+    };
+    /// [`BasicForm::TokenAsUser`] only.
+    pub const TOKEN_AS_USER: Self = Self {
+        token_as_user: true,
+        id_and_token: false,
+    };
+    /// [`BasicForm::IdAndToken`] only.
+    pub const ID_AND_TOKEN: Self = Self {
+        token_as_user: false,
+        id_and_token: true,
+    };
+    /// Both forms.
+    pub const BOTH: Self = Self {
+        token_as_user: true,
+        id_and_token: true,
+    };
+
+    /// Whether `form` is accepted.
+    #[must_use]
+    pub const fn allows(self, form: BasicForm) -> bool {
+        match form {
+            BasicForm::TokenAsUser => self.token_as_user,
+            BasicForm::IdAndToken => self.id_and_token,
+        }
+    }
+
+    /// Whether any form is accepted.
+    #[must_use]
+    pub const fn any(self) -> bool {
+        self.token_as_user || self.id_and_token
+    }
+}
+
+/// Why an `Authorization: Basic` value was refused (400, never echoed).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum BasicError {
+    /// Longer than [`MAX_BASIC_LEN`] before decoding.
+    TooLong,
+    /// Not one or more spaces then standard, padded base64 (RFC 4648 §4;
+    /// no whitespace, no URL-safe alphabet, canonical padding).
+    Base64,
+    /// The decoded value has no `:` between user-id and password.
+    MissingColon,
+    /// The user-id or the password is not UTF-8.
+    NotUtf8,
+    /// The user-id is empty.
+    EmptyUser,
+}
+
+impl BasicError {
+    /// A stable `snake_case` name for logs: `too_long`, `bad_base64`,
+    /// `missing_colon`, `not_utf8`, `empty_user`.
+    #[must_use]
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            BasicError::TooLong => "too_long",
+            BasicError::Base64 => "bad_base64",
+            BasicError::MissingColon => "missing_colon",
+            BasicError::NotUtf8 => "not_utf8",
+            BasicError::EmptyUser => "empty_user",
+        }
+    }
+}
+
+impl fmt::Display for BasicError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl std::error::Error for BasicError {}
+
+/// The longest base64 text of a Basic credential accepted (checked before
+/// decoding): ample for a key id, a colon and a token of any format.
+pub const MAX_BASIC_LEN: usize = 1024;
+
+/// An `Authorization: Basic` credential, decoded and owned: user-id and
+/// password, zeroized on drop. `Debug` prints only their lengths.
+#[derive(Clone, PartialEq, Eq)]
+pub struct BasicCredential {
+    user: Zeroizing<String>,
+    password: Zeroizing<String>,
+}
+
+impl BasicCredential {
+    /// Decodes the credentials of `Authorization: Basic <credentials>`
+    /// (the part after the scheme and its spaces): standard padded base64,
+    /// at most [`MAX_BASIC_LEN`] characters, split at the first `:` (RFC
+    /// 7617 §2), both halves UTF-8, the user-id not empty.
+    ///
+    /// ```
+    /// use api_keys::http::{BasicCredential, BasicError, BasicForm};
+    /// // base64("sk_test_abc:")
+    /// let stripe = BasicCredential::decode(b"c2tfdGVzdF9hYmM6")?;
+    /// assert_eq!(stripe.form(), BasicForm::TokenAsUser);
+    /// assert_eq!(stripe.token(), "sk_test_abc");
+    /// assert_eq!(BasicCredential::decode(b"c2tfdGVzdF9hYmM").unwrap_err(), BasicError::Base64);
+    /// # Ok::<(), BasicError>(())
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// The [`BasicError`] that applies.
+    pub fn decode(encoded: &[u8]) -> Result<Self, BasicError> {
+        use base64::Engine as _;
+        if encoded.len() > MAX_BASIC_LEN {
+            return Err(BasicError::TooLong);
+        }
+        let decoded = Zeroizing::new(
+            base64::engine::general_purpose::STANDARD
+                .decode(encoded)
+                .map_err(|_| BasicError::Base64)?,
+        );
+        let colon = decoded
+            .iter()
+            .position(|&b| b == b':')
+            .ok_or(BasicError::MissingColon)?;
+        let (user, rest) = decoded
+            .split_at_checked(colon)
+            .ok_or(BasicError::MissingColon)?;
+        let password = rest.get(1..).unwrap_or_default();
+        let text = |bytes: &[u8]| {
+            core::str::from_utf8(bytes)
+                .map(|s| Zeroizing::new(s.to_owned()))
+                .map_err(|_| BasicError::NotUtf8)
+        };
+        let (user, password) = (text(user)?, text(password)?);
+        if user.is_empty() {
+            return Err(BasicError::EmptyUser);
+        }
+        Ok(Self { user, password })
+    }
+
+    /// The form: [`TokenAsUser`](BasicForm::TokenAsUser) when the password
+    /// is empty, else [`IdAndToken`](BasicForm::IdAndToken).
+    #[must_use]
+    pub fn form(&self) -> BasicForm {
+        if self.password.is_empty() {
+            BasicForm::TokenAsUser
+        } else {
+            BasicForm::IdAndToken
+        }
+    }
+
+    /// The token: the user-id, or the password in the pair form.
+    ///
+    /// Security: this is the client's secret. Never log it, echo it or keep
+    /// it past the request.
+    #[must_use]
+    pub fn token(&self) -> &str {
+        match self.form() {
+            BasicForm::TokenAsUser => &self.user,
+            BasicForm::IdAndToken => &self.password,
+        }
+    }
+
+    /// The key id the client claims in the pair form (the user-id), as
+    /// sent; `None` in the token-as-user form.
+    #[must_use]
+    pub fn claimed_id(&self) -> Option<&str> {
+        match self.form() {
+            BasicForm::TokenAsUser => None,
+            BasicForm::IdAndToken => Some(&self.user),
+        }
+    }
+
+    /// The token to verify, if `forms` accepts this credential's form and,
+    /// in the pair form, the user-id is the id inside the token.
+    ///
+    /// # Errors
+    ///
+    /// [`Refusal::UnsupportedScheme`] for a form `forms` does not accept;
+    /// [`Refusal::Rejected`] for a token that fails its offline checks;
+    /// [`Refusal::BasicIdMismatch`] when the user-id is not the token's id.
+    pub fn accepted(&self, format: &KeyFormat, forms: BasicForms) -> Result<&str, Refusal> {
+        let form = self.form();
+        if !forms.allows(form) {
+            return Err(Refusal::UnsupportedScheme);
+        }
+        let token = self.token();
+        let presented = format.parse(token)?;
+        match self.claimed_id() {
+            Some(claimed) if KeyId::parse(claimed).ok() != Some(presented.id()) => {
+                Err(Refusal::BasicIdMismatch)
+            }
+            _ => Ok(token),
+        }
+    }
+}
+
+impl fmt::Debug for BasicCredential {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("BasicCredential")
+            .field("user_len", &self.user.len())
+            .field("password_len", &self.password.len())
+            .finish()
     }
 }
 
@@ -112,6 +351,9 @@ pub enum Credential {
     },
     /// A signed request: verify it against the body.
     Signed(SignedCredential),
+    /// `Authorization: Basic`, decoded: accepted only on routes that
+    /// [allow](super::Requirements::allow_basic) its form.
+    Basic(BasicCredential),
 }
 
 impl Credential {
@@ -142,10 +384,7 @@ impl Credential {
             || nonce.is_present();
         match (authorization.is_present(), api_key.is_present(), signed) {
             (false, false, false) => Err(Refusal::MissingCredentials),
-            (true, false, false) => {
-                let token = parse_bearer(single(authorization)?)?;
-                Ok(Credential::bearer(token, CredentialSource::Authorization))
-            }
+            (true, false, false) => authorization_credential(single(authorization)?),
             (false, true, false) => {
                 let token =
                     token68(trim_ows(single(api_key)?)).ok_or(Refusal::MalformedCredentials)?;
@@ -182,6 +421,10 @@ impl Credential {
                 .ok()
                 .map(|presented| presented.id()),
             Credential::Signed(signed) => KeyId::parse_bytes(&signed.key).ok(),
+            Credential::Basic(basic) => format
+                .parse(basic.token())
+                .ok()
+                .map(|presented| presented.id()),
         }
     }
 
@@ -191,6 +434,7 @@ impl Credential {
         match self {
             Credential::Bearer { source, .. } => *source,
             Credential::Signed(_) => CredentialSource::Signature,
+            Credential::Basic(_) => CredentialSource::Basic,
         }
     }
 }
@@ -241,6 +485,40 @@ fn token68(value: &[u8]) -> Option<&str> {
     core::str::from_utf8(value).ok()
 }
 
+/// An `Authorization` value split into its scheme and the rest (surrounding
+/// spaces and tabs ignored).
+fn split_scheme(value: &[u8]) -> (&[u8], &[u8]) {
+    let value = trim_ows(value);
+    let scheme_len = value
+        .iter()
+        .position(|&b| b == b' ' || b == b'\t')
+        .unwrap_or(value.len());
+    value.split_at_checked(scheme_len).unwrap_or((value, b""))
+}
+
+/// The credentials after a scheme: `1*SP` (spaces only, at least one),
+/// then the rest.
+fn after_spaces(rest: &[u8]) -> Option<&[u8]> {
+    let start = rest.iter().position(|&b| b != b' ').unwrap_or(rest.len());
+    if start == 0 {
+        return None;
+    }
+    rest.get(start..)
+}
+
+/// The credential of an `Authorization` value: `Bearer` or `Basic`.
+fn authorization_credential(value: &[u8]) -> Result<Credential, Refusal> {
+    let (scheme, rest) = split_scheme(value);
+    if scheme.eq_ignore_ascii_case(b"basic") {
+        let encoded = after_spaces(rest).ok_or(Refusal::MalformedBasic(BasicError::Base64))?;
+        return Ok(Credential::Basic(
+            BasicCredential::decode(encoded).map_err(Refusal::MalformedBasic)?,
+        ));
+    }
+    let token = parse_bearer(value)?;
+    Ok(Credential::bearer(token, CredentialSource::Authorization))
+}
+
 /// The token of an `Authorization` value, per RFC 6750 §2.1:
 /// `Bearer 1*SP token68`, the scheme ASCII-case-insensitive, surrounding
 /// spaces and tabs ignored.
@@ -260,21 +538,11 @@ fn token68(value: &[u8]) -> Option<&str> {
 /// without one); [`Refusal::MalformedCredentials`] when the scheme is
 /// `Bearer` but the rest is not one or more spaces and a `token68`.
 pub fn parse_bearer(value: &[u8]) -> Result<&str, Refusal> {
-    let value = trim_ows(value);
-    let scheme_len = value
-        .iter()
-        .position(|&b| b == b' ' || b == b'\t')
-        .unwrap_or(value.len());
-    let (scheme, rest) = value.split_at_checked(scheme_len).unwrap_or((value, b""));
+    let (scheme, rest) = split_scheme(value);
     if !scheme.eq_ignore_ascii_case(b"bearer") {
         return Err(Refusal::UnsupportedScheme);
     }
-    // `1*SP`: spaces only, at least one (a bare `Bearer` has none).
-    let token_start = rest.iter().position(|&b| b != b' ').unwrap_or(rest.len());
-    if token_start == 0 {
-        return Err(Refusal::MalformedCredentials);
-    }
-    rest.get(token_start..)
+    after_spaces(rest)
         .and_then(token68)
         .ok_or(Refusal::MalformedCredentials)
 }
@@ -315,7 +583,7 @@ mod tests {
     fn bearer_of(pairs: &[(&str, &str)]) -> String {
         match classify(pairs).unwrap() {
             Credential::Bearer { token, .. } => token.expose_secret().to_owned(),
-            Credential::Signed(_) => panic!("signed"),
+            other => panic!("not a bearer token: {other:?}"),
         }
     }
 
@@ -421,7 +689,22 @@ mod tests {
                 ],
                 "repeated_header",
             ),
-            (&[("Authorization", "Basic YQ==")], "unsupported_scheme"),
+            (&[("Authorization", "Digest YQ==")], "unsupported_scheme"),
+            (
+                &[("Authorization", "Basic YQ==")],
+                "malformed_basic_credentials",
+            ),
+            (
+                &[("Authorization", "Basic YTpi"), ("X-Api-Key", "a")],
+                "ambiguous_credentials",
+            ),
+            (
+                &[
+                    ("Authorization", "Basic YTpi"),
+                    ("Authorization", "Basic YTpi"),
+                ],
+                "repeated_header",
+            ),
             (&[("Authorization", "Bearer a b")], "malformed_credentials"),
             (&[("X-Api-Key", "")], "malformed_credentials"),
             (&[("X-Api-Key", "a b")], "malformed_credentials"),
@@ -432,8 +715,172 @@ mod tests {
         }
     }
 
+    fn b64(text: &[u8]) -> String {
+        use base64::Engine as _;
+        base64::engine::general_purpose::STANDARD.encode(text)
+    }
+
+    #[test]
+    fn basic_decoding() {
+        let ok: &[(&[u8], BasicForm, &str, Option<&str>)] = &[
+            (b"tok:", BasicForm::TokenAsUser, "tok", None),
+            (b"id:tok", BasicForm::IdAndToken, "tok", Some("id")),
+            // Split at the first colon: the password may hold colons.
+            (b"id:t:o:k", BasicForm::IdAndToken, "t:o:k", Some("id")),
+            (
+                b"\xc3\xa9:\xc3\xa9",
+                BasicForm::IdAndToken,
+                "\u{e9}",
+                Some("\u{e9}"),
+            ),
+        ];
+        for (plain, form, token, claimed) in ok {
+            let basic = BasicCredential::decode(b64(plain).as_bytes()).unwrap();
+            assert_eq!(basic.form(), *form, "{plain:?}");
+            assert_eq!(basic.token(), *token, "{plain:?}");
+            assert_eq!(basic.claimed_id(), *claimed, "{plain:?}");
+        }
+        let bad: &[(&[u8], BasicError)] = &[
+            (b"dG9rOg", BasicError::Base64),    // padding missing
+            (b"dG9rOg===", BasicError::Base64), // too much padding
+            (b"dG9r Og==", BasicError::Base64), // whitespace inside
+            (b"dG9rOg==\n", BasicError::Base64),
+            (b"-_-_", BasicError::Base64),     // URL-safe alphabet
+            (b"dG9rOh==", BasicError::Base64), // non-canonical trailing bits
+            (b"", BasicError::MissingColon),   // decodes to nothing
+        ];
+        for (encoded, error) in bad {
+            assert_eq!(
+                BasicCredential::decode(encoded).unwrap_err(),
+                *error,
+                "{encoded:?}"
+            );
+        }
+        let cases: &[(&[u8], BasicError)] = &[
+            (b"token-without-colon", BasicError::MissingColon),
+            (b":tok", BasicError::EmptyUser),
+            (b":", BasicError::EmptyUser),
+            (b"\xff:tok", BasicError::NotUtf8),
+            (b"id:\xfe", BasicError::NotUtf8),
+        ];
+        for (plain, error) in cases {
+            let encoded = b64(plain);
+            assert_eq!(
+                BasicCredential::decode(encoded.as_bytes()).unwrap_err(),
+                *error,
+                "{plain:?}"
+            );
+        }
+        // The bound applies to the text before decoding.
+        let long = b64(&[b'a'; 800]);
+        assert!(long.len() > MAX_BASIC_LEN);
+        assert_eq!(
+            BasicCredential::decode(long.as_bytes()).unwrap_err(),
+            BasicError::TooLong
+        );
+        let at_limit = "A".repeat(MAX_BASIC_LEN);
+        assert_ne!(
+            BasicCredential::decode(at_limit.as_bytes()).unwrap_err(),
+            BasicError::TooLong
+        );
+        for (error, name) in [
+            (BasicError::TooLong, "too_long"),
+            (BasicError::Base64, "bad_base64"),
+            (BasicError::MissingColon, "missing_colon"),
+            (BasicError::NotUtf8, "not_utf8"),
+            (BasicError::EmptyUser, "empty_user"),
+        ] {
+            assert_eq!(error.as_str(), name);
+            assert_eq!(error.to_string(), name);
+        }
+    }
+
+    #[test]
+    fn basic_in_the_authorization_header() {
+        let value = format!("bAsIc   {} ", b64(b"sk_test_x:"));
+        let Credential::Basic(basic) = classify(&[("Authorization", &value)]).unwrap() else {
+            panic!("not basic")
+        };
+        assert_eq!(basic.token(), "sk_test_x");
+        assert_eq!(
+            classify(&[("Authorization", &value)]).unwrap().source(),
+            CredentialSource::Basic
+        );
+        for bad in ["Basic", "Basic ", "Basic\tYTpi", "Basic YTpi YTpi"] {
+            let refusal = classify(&[("Authorization", bad)]).unwrap_err();
+            assert_eq!(refusal.reason(), "malformed_basic_credentials", "{bad:?}");
+            assert_eq!(refusal.status(), 400);
+        }
+    }
+
+    #[test]
+    fn basic_forms_are_accepted_only_when_allowed_and_ids_must_match() {
+        let format = KeyFormat::default();
+        let key = format
+            .generate(crate::KeyKind::Secret, crate::Environment::Test)
+            .unwrap();
+        let other = format
+            .generate(crate::KeyKind::Secret, crate::Environment::Test)
+            .unwrap();
+        let token = key.token.expose_secret();
+        let decode =
+            |plain: String| BasicCredential::decode(b64(plain.as_bytes()).as_bytes()).unwrap();
+        let stripe = decode(format!("{token}:"));
+        let pair = decode(format!("{}:{token}", key.id));
+        let wrong_pair = decode(format!("{}:{token}", other.id));
+        let not_an_id = decode(format!("acct_1:{token}"));
+        let garbled = decode("sk_test_nope:".to_owned());
+
+        assert_eq!(
+            stripe.accepted(&format, BasicForms::TOKEN_AS_USER).unwrap(),
+            token
+        );
+        assert_eq!(stripe.accepted(&format, BasicForms::BOTH).unwrap(), token);
+        assert_eq!(
+            pair.accepted(&format, BasicForms::ID_AND_TOKEN).unwrap(),
+            token
+        );
+        assert_eq!(pair.accepted(&format, BasicForms::BOTH).unwrap(), token);
+        let reason = |r: Result<&str, Refusal>| r.unwrap_err().reason();
+        assert_eq!(
+            reason(stripe.accepted(&format, BasicForms::NONE)),
+            "unsupported_scheme"
+        );
+        assert_eq!(
+            reason(stripe.accepted(&format, BasicForms::ID_AND_TOKEN)),
+            "unsupported_scheme"
+        );
+        assert_eq!(
+            reason(pair.accepted(&format, BasicForms::TOKEN_AS_USER)),
+            "unsupported_scheme"
+        );
+        assert_eq!(
+            reason(wrong_pair.accepted(&format, BasicForms::BOTH)),
+            "basic_id_mismatch"
+        );
+        assert_eq!(
+            reason(not_an_id.accepted(&format, BasicForms::BOTH)),
+            "basic_id_mismatch"
+        );
+        assert_eq!(
+            reason(garbled.accepted(&format, BasicForms::BOTH)),
+            "malformed"
+        );
+        // Key ids for logs come from the token, whichever form.
+        for basic in [stripe, pair] {
+            assert_eq!(Credential::Basic(basic).key_id(&format), Some(key.id));
+        }
+        assert_eq!(Credential::Basic(garbled).key_id(&format), None);
+        assert!(BasicForms::BOTH.any() && !BasicForms::NONE.any());
+        assert!(BasicForms::ID_AND_TOKEN.any() && BasicForms::TOKEN_AS_USER.any());
+        assert_eq!(BasicForms::default(), BasicForms::NONE);
+    }
+
     #[test]
     fn debug_never_shows_values() {
+        let basic = format!("Basic {}", b64(b"sekrit_user:sekrit_pass"));
+        let text = format!("{:?}", classify(&[("Authorization", &basic)]).unwrap());
+        assert!(!text.contains("sekrit"), "{text}");
         let pairs: &[(&str, &str)] = &[("Authorization", "Bearer sekrit_token")];
         let text = format!("{:?}", classify(pairs).unwrap());
         assert!(!text.contains("sekrit"), "{text}");
@@ -453,6 +900,28 @@ mod tests {
     }
 
     proptest! {
+        /// Any user-id without a colon and any password round-trip, and
+        /// arbitrary bytes never panic.
+        #[test]
+        fn basic_round_trips_and_never_panics(
+            user in "[^:]{1,40}",
+            password in ".{0,40}",
+            junk in proptest::collection::vec(any::<u8>(), 0..200),
+        ) {
+            let basic = BasicCredential::decode(b64(format!("{user}:{password}").as_bytes()).as_bytes()).unwrap();
+            if password.is_empty() {
+                prop_assert_eq!(basic.token(), user.as_str());
+                prop_assert_eq!(basic.claimed_id(), None);
+            } else {
+                prop_assert_eq!(basic.token(), password.as_str());
+                prop_assert_eq!(basic.claimed_id(), Some(user.as_str()));
+            }
+            let _ = BasicCredential::decode(&junk);
+            let mut header = b"Basic ".to_vec();
+            header.extend_from_slice(&junk);
+            let _ = authorization_credential(&header);
+        }
+
         #[test]
         fn parse_bearer_never_panics(value in proptest::collection::vec(any::<u8>(), 0..200)) {
             let _ = parse_bearer(&value);

@@ -74,6 +74,18 @@
 //!   that breaks this grammar [`MalformedCredentials`](Refusal::MalformedCredentials).
 //! * `X-Api-Key: <token>`: the whole value (without surrounding whitespace),
 //!   also a `token68`.
+//! * `Authorization: Basic <base64>` ([RFC 7617]), only on routes that
+//!   [allow it](Requirements::allow_basic): standard padded base64 (no
+//!   whitespace, at most [`MAX_BASIC_LEN`] characters before decoding),
+//!   split at the first `:` into user-id and password, both UTF-8. Two
+//!   forms ([`BasicForm`]): the token as user-id with an empty password
+//!   (Stripe's `curl -u sk_test_…:`), or the key id as user-id and the
+//!   token as password (Moov's pair: refused as
+//!   [`BasicIdMismatch`](Refusal::BasicIdMismatch) unless the id inside
+//!   the token is the user-id). A value that cannot be decoded is
+//!   [`MalformedBasic`](Refusal::MalformedBasic) (400) on every route; a
+//!   well-formed one on a route that does not allow its form is
+//!   [`UnsupportedScheme`](Refusal::UnsupportedScheme) (401).
 //! * A signed request: any of `X-Processing-Key`, `X-Processing-Signature`,
 //!   `X-Processing-Timestamp`, `X-Processing-Nonce`
 //!   ([`signing`](crate::signing)); an absent one is passed as empty, and
@@ -89,9 +101,9 @@
 //!
 //! | refusal | status | `WWW-Authenticate` | body `error` |
 //! |---|---|---|---|
-//! | no credential, another scheme | 401 | `Bearer` | `invalid_api_key` |
-//! | two credentials, a repeated or malformed credential header | 400 | `Bearer error="invalid_request"` | `invalid_request` |
-//! | key refused ([`Rejection`](crate::Rejection) with status 401) | 401 | `Bearer error="invalid_token"` | `invalid_api_key` |
+//! | no credential, another scheme (or a Basic form the route does not allow) | 401 | `Bearer` | `invalid_api_key` |
+//! | two credentials, a repeated or malformed credential header (Basic included) | 400 | `Bearer error="invalid_request"` | `invalid_request` |
+//! | key refused ([`Rejection`](crate::Rejection) with status 401), a Basic pair whose ids differ | 401 | `Bearer error="invalid_token"` | `invalid_api_key` |
 //! | a bearer key on a signed-only route ([`SignatureRequired`](Refusal::SignatureRequired)) | 401 | `Bearer error="invalid_token"` | `signature_required` |
 //! | [`Rejection::MissingScope`](crate::Rejection::MissingScope) | 403 | `Bearer error="insufficient_scope"` | `forbidden` |
 //! | other 403 rejections (environment, kind, origin, IP) | 403 | — | `forbidden` |
@@ -105,9 +117,11 @@
 //! ([`Error`](crate::Error)) map the same way through [`error_response`].
 //!
 //! [RFC 6750 §2.1]: https://www.rfc-editor.org/rfc/rfc6750#section-2.1
+//! [RFC 7617]: https://www.rfc-editor.org/rfc/rfc7617
 
 mod body;
 mod credential;
+mod exchange;
 mod facts;
 mod headers;
 #[cfg(feature = "http")]
@@ -116,7 +130,14 @@ mod refusal;
 mod verify;
 
 pub use body::BodyBuffer;
-pub use credential::{BearerToken, Credential, CredentialSource, SignedCredential, parse_bearer};
+pub use credential::{
+    BasicCredential, BasicError, BasicForm, BasicForms, BearerToken, Credential, CredentialSource,
+    MAX_BASIC_LEN, SignedCredential, parse_bearer,
+};
+pub use exchange::{
+    BASIC_CHALLENGE, ClientAuth, ExchangeCode, ExchangeError, Granted, MAX_EXCHANGE_BODY_LEN,
+    TokenExchange, TokenRequest,
+};
 pub use facts::RequestFacts;
 pub use headers::{
     API_KEY, AUTHORIZATION, CONTENT_LENGTH, CONTENT_TYPE, FORWARDED, Headers, JSON, ORIGIN,

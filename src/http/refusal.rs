@@ -1,5 +1,6 @@
 //! Why a request is refused, and what the client is answered.
 
+use super::credential::BasicError;
 use crate::error::{Error, Rejection, VerifyError};
 use crate::ip::ForwardedError;
 use core::fmt;
@@ -18,11 +19,17 @@ pub enum Refusal {
     AmbiguousCredentials,
     /// A credential header was sent more than once.
     RepeatedHeader,
-    /// `Authorization` with another scheme than `Bearer` (or none).
+    /// `Authorization` with another scheme than `Bearer` (or none), or a
+    /// `Basic` form the route does not [allow](super::Requirements::allow_basic).
     UnsupportedScheme,
     /// A `Bearer` or `X-Api-Key` value that breaks the grammar (see the
     /// [module documentation](super#credentials)).
     MalformedCredentials,
+    /// An `Authorization: Basic` value that could not be decoded (400).
+    MalformedBasic(BasicError),
+    /// A Basic credential in the pair form whose user-id is not the key id
+    /// inside the token (401, like an unknown key).
+    BasicIdMismatch,
     /// A bearer token on a route that accepts only signed requests: 401
     /// with the public code `signature_required` (the key itself may be
     /// valid; it was not checked).
@@ -42,7 +49,8 @@ impl Refusal {
     /// A stable `snake_case` name for logs and metrics: the rejection's
     /// [`as_str`](Rejection::as_str), or `missing_credentials`,
     /// `ambiguous_credentials`, `repeated_header`, `unsupported_scheme`,
-    /// `malformed_credentials`, `signature_required`,
+    /// `malformed_credentials`, `malformed_basic_credentials`,
+    /// `basic_id_mismatch`, `signature_required`,
     /// `bad_forwarding_header`, `unreadable_body`, `service_failure`.
     #[must_use]
     pub fn reason(&self) -> &'static str {
@@ -52,6 +60,8 @@ impl Refusal {
             Refusal::RepeatedHeader => "repeated_header",
             Refusal::UnsupportedScheme => "unsupported_scheme",
             Refusal::MalformedCredentials => "malformed_credentials",
+            Refusal::MalformedBasic(_) => "malformed_basic_credentials",
+            Refusal::BasicIdMismatch => "basic_id_mismatch",
             Refusal::SignatureRequired => "signature_required",
             Refusal::Forwarding(_) => "bad_forwarding_header",
             Refusal::UnreadableBody => "unreadable_body",
@@ -94,8 +104,12 @@ impl Refusal {
             }
             Refusal::AmbiguousCredentials
             | Refusal::RepeatedHeader
-            | Refusal::MalformedCredentials => {
+            | Refusal::MalformedCredentials
+            | Refusal::MalformedBasic(_) => {
                 ErrorResponse::new(400, Some(INVALID_REQUEST_CHALLENGE), INVALID_REQUEST)
+            }
+            Refusal::BasicIdMismatch => {
+                ErrorResponse::new(401, Some(INVALID_TOKEN_CHALLENGE), INVALID_API_KEY)
             }
             // The key may well be valid: say what is missing instead of
             // "invalid_api_key", so a client knows to sign.
@@ -116,6 +130,7 @@ impl fmt::Display for Refusal {
         match self {
             Refusal::Failed(e) => write!(f, "service_failure: {e}"),
             Refusal::Forwarding(e) => write!(f, "bad_forwarding_header: {}", e.as_str()),
+            Refusal::MalformedBasic(e) => write!(f, "malformed_basic_credentials: {e}"),
             other => f.write_str(other.reason()),
         }
     }
@@ -127,6 +142,7 @@ impl std::error::Error for Refusal {
             Refusal::Failed(e) => Some(e),
             Refusal::Forwarding(e) => Some(e),
             Refusal::Rejected(r) => Some(r),
+            Refusal::MalformedBasic(e) => Some(e),
             _ => None,
         }
     }
@@ -195,6 +211,10 @@ fn body_for(code: &str) -> Option<&'static str> {
         "key_revoked" => r#"{"error":"key_revoked"}"#,
         "invalid_state" => r#"{"error":"invalid_state"}"#,
         "another_key_active" => r#"{"error":"another_key_active"}"#,
+        "invalid_client" => r#"{"error":"invalid_client"}"#,
+        "unauthorized_client" => r#"{"error":"unauthorized_client"}"#,
+        "unsupported_grant_type" => r#"{"error":"unsupported_grant_type"}"#,
+        "invalid_scope" => r#"{"error":"invalid_scope"}"#,
         _ => return None,
     })
 }
@@ -217,7 +237,11 @@ pub struct ErrorResponse {
 }
 
 impl ErrorResponse {
-    fn new(status: u16, www_authenticate: Option<&'static str>, code: &'static str) -> Self {
+    pub(super) fn new(
+        status: u16,
+        www_authenticate: Option<&'static str>,
+        code: &'static str,
+    ) -> Self {
         match body_for(code) {
             Some(body) => Self {
                 status,
@@ -339,6 +363,18 @@ mod tests {
             ),
             (Refusal::UnreadableBody, 400, None, "invalid_request"),
             (
+                Refusal::MalformedBasic(BasicError::Base64),
+                400,
+                Some(r#"Bearer error="invalid_request""#),
+                "invalid_request",
+            ),
+            (
+                Refusal::BasicIdMismatch,
+                401,
+                Some(r#"Bearer error="invalid_token""#),
+                "invalid_api_key",
+            ),
+            (
                 Refusal::from(VerifyError::Store(StoreError::new(StoreErrorKind::Backend))),
                 500,
                 None,
@@ -358,6 +394,12 @@ mod tests {
         assert_eq!(failed.reason(), "service_failure");
         assert!(failed.to_string().starts_with("service_failure: key store"));
         assert!(Refusal::UnreadableBody.error().is_none());
+        let basic = Refusal::MalformedBasic(BasicError::MissingColon);
+        assert_eq!(
+            basic.to_string(),
+            "malformed_basic_credentials: missing_colon"
+        );
+        assert!(std::error::Error::source(&basic).is_some());
     }
 
     #[test]

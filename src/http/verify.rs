@@ -1,7 +1,7 @@
 //! A request's credential and facts, owned, and their verification against
 //! a route's requirements.
 
-use super::credential::Credential;
+use super::credential::{BasicForms, Credential};
 use super::facts::RequestFacts;
 use super::headers::Headers;
 use super::refusal::Refusal;
@@ -42,6 +42,10 @@ pub struct Requirements {
     /// Only signed requests are accepted (a bearer token gets 401,
     /// [`Refusal::SignatureRequired`]). Default: `false`.
     pub signed: bool,
+    /// The `Authorization: Basic` forms accepted (see
+    /// [`BasicForms`]). Default: none (a Basic credential gets 401
+    /// [`Refusal::UnsupportedScheme`]).
+    pub basic: BasicForms,
 }
 
 impl Requirements {
@@ -77,6 +81,15 @@ impl Requirements {
     #[must_use]
     pub fn require_signed(mut self) -> Self {
         self.signed = true;
+        self
+    }
+
+    /// Also accepts these `Authorization: Basic` forms (RFC 7617): the
+    /// token as user-id with an empty password (`curl -u sk_live_…:`),
+    /// and/or the key id as user-id with the token as password.
+    #[must_use]
+    pub fn allow_basic(mut self, forms: BasicForms) -> Self {
+        self.basic = forms;
         self
     }
 }
@@ -144,7 +157,9 @@ impl Presented {
     /// # Errors
     ///
     /// [`Refusal::SignatureRequired`] for a bearer token on a signed-only
-    /// route; [`Refusal::Rejected`] when the key is refused;
+    /// route; [`Refusal::UnsupportedScheme`] or
+    /// [`Refusal::BasicIdMismatch`] for a Basic credential the route does
+    /// not accept; [`Refusal::Rejected`] when the key is refused;
     /// [`Refusal::Failed`] when the service cannot decide.
     pub fn verify<S: KeyStore>(
         &self,
@@ -154,9 +169,8 @@ impl Presented {
     ) -> Result<VerifiedKey, Refusal> {
         let context = self.facts.context(requirements);
         match &self.credential {
-            Credential::Bearer { .. } if requirements.signed => Err(Refusal::SignatureRequired),
-            Credential::Bearer { token, .. } => Ok(keys.verify(token.expose_secret(), &context)?),
             Credential::Signed(signed) => Ok(keys.verify_signed(&signed.request(body), &context)?),
+            bearer => Ok(keys.verify(self.bearer(keys, requirements, bearer)?, &context)?),
         }
     }
 
@@ -173,13 +187,31 @@ impl Presented {
     ) -> Result<VerifiedKey, Refusal> {
         let context = self.facts.context(requirements);
         match &self.credential {
-            Credential::Bearer { .. } if requirements.signed => Err(Refusal::SignatureRequired),
-            Credential::Bearer { token, .. } => {
-                Ok(keys.verify_async(token.expose_secret(), &context).await?)
-            }
             Credential::Signed(signed) => Ok(keys
                 .verify_signed_async(&signed.request(body), &context)
                 .await?),
+            bearer => {
+                let token = self.bearer(keys, requirements, bearer)?;
+                Ok(keys.verify_async(token, &context).await?)
+            }
+        }
+    }
+
+    /// The token of a bearer or Basic credential the route accepts.
+    fn bearer<'a, S>(
+        &self,
+        keys: &KeyManager<S>,
+        requirements: &Requirements,
+        credential: &'a Credential,
+    ) -> Result<&'a str, Refusal> {
+        if requirements.signed {
+            return Err(Refusal::SignatureRequired);
+        }
+        match credential {
+            Credential::Bearer { token, .. } => Ok(token.expose_secret()),
+            Credential::Basic(basic) => basic.accepted(keys.engine().format(), requirements.basic),
+            // Not a bearer credential: handled by the callers.
+            Credential::Signed(_) => Err(Refusal::SignatureRequired),
         }
     }
 }
