@@ -40,7 +40,7 @@ repo=$(pwd)
 # those. Later passes over the list only add rows or targets here.
 declare -A TARGETS=(
     [src/engine.rs]="--lib --test=lifecycle --test=verify --test=signing --test=faults"
-    [src/signed.rs]="--lib --test=signing --test=adversarial_signatures --test=http_e2e"
+    [src/signed.rs]="--lib --test=signing --test=adversarial_signatures --test=replay"
     [src/hash.rs]="--lib --test=verify --test=lifecycle --test=adversarial_tokens"
     [src/token.rs]="--lib --test=token --test=adversarial_tokens --test=verify"
     [src/secret.rs]="--lib --test=token --test=lifecycle --test=no_leaks"
@@ -49,7 +49,7 @@ declare -A TARGETS=(
     [src/ip.rs]="--lib --test=adversarial_ip --test=verify"
     [src/signing.rs]="--lib --test=signing --test=adversarial_signatures"
     [src/sealing.rs]="--lib --test=signing --test=adversarial_signatures"
-    [src/replay.rs]="--lib --test=signing --test=adversarial_signatures"
+    [src/replay.rs]="--lib --test=signing --test=adversarial_signatures --test=replay"
     [src/manager.rs]="--lib --test=lifecycle --test=verify --test=faults --test=concurrency"
     [src/store/memory.rs]="--lib --test=conformance --test=lifecycle --test=concurrency"
 )
