@@ -101,6 +101,34 @@ pub(crate) struct Migration {
     pub(crate) sql: &'static str,
 }
 
+/// Every engine's migrations, from `migrations/<engine>/`: one list of
+/// versions for all engines, so none can miss one.
+macro_rules! migrations {
+    ($engine:literal) => {
+        &[
+            $crate::store::sql::Migration {
+                version: 1,
+                name: "api_keys",
+                sql: include_str!(concat!(
+                    "../../../migrations/",
+                    $engine,
+                    "/0001_api_keys.sql"
+                )),
+            },
+            $crate::store::sql::Migration {
+                version: 2,
+                name: "change_feed",
+                sql: include_str!(concat!(
+                    "../../../migrations/",
+                    $engine,
+                    "/0002_change_feed.sql"
+                )),
+            },
+        ]
+    };
+}
+use migrations;
+
 type Conn<E> = <<E as Engine>::Db as sqlx::Database>::Connection;
 
 /// What one engine supplies: its sqlx database, SQL text, migrations,

@@ -1,7 +1,7 @@
 //! MySQL and MariaDB: SQL text, transient errors and `connect`.
 
 use super::statements::Dialect;
-use super::{ACQUIRE_TIMEOUT, Migration, sql_store, sqlx_engine};
+use super::{ACQUIRE_TIMEOUT, Migration, migrations, sql_store, sqlx_engine};
 use crate::error::StoreError;
 
 /// The MySQL/MariaDB engine.
@@ -50,18 +50,7 @@ const DIALECT: Dialect = Dialect {
     touch_many,
 };
 
-const MIGRATIONS: &[Migration] = &[
-    Migration {
-        version: 1,
-        name: "api_keys",
-        sql: include_str!("../../../migrations/mysql/0001_api_keys.sql"),
-    },
-    Migration {
-        version: 2,
-        name: "change_feed",
-        sql: include_str!("../../../migrations/mysql/0002_change_feed.sql"),
-    },
-];
+const MIGRATIONS: &[Migration] = migrations!("mysql");
 
 /// Deadlock (1213, the transaction was rolled back) and lock wait timeout
 /// (1205; the store rolls the transaction back itself).

@@ -1,7 +1,7 @@
 //! PostgreSQL: SQL text, transient errors and `connect`.
 
 use super::statements::{Dialect, pairs};
-use super::{ACQUIRE_TIMEOUT, Migration, sql_store, sqlx_engine};
+use super::{ACQUIRE_TIMEOUT, Migration, migrations, sql_store, sqlx_engine};
 use crate::error::StoreError;
 use std::future::Future;
 
@@ -47,18 +47,7 @@ const DIALECT: Dialect = Dialect {
     touch_many,
 };
 
-const MIGRATIONS: &[Migration] = &[
-    Migration {
-        version: 1,
-        name: "api_keys",
-        sql: include_str!("../../../migrations/postgres/0001_api_keys.sql"),
-    },
-    Migration {
-        version: 2,
-        name: "change_feed",
-        sql: include_str!("../../../migrations/postgres/0002_change_feed.sql"),
-    },
-];
+const MIGRATIONS: &[Migration] = migrations!("postgres");
 
 /// Serialization failure and deadlock: the transaction was rolled back.
 fn transient(e: &(dyn sqlx::error::DatabaseError + 'static)) -> bool {

@@ -1,7 +1,7 @@
 //! SQLite: SQL text, transient errors, `open` and `connect`.
 
 use super::statements::{Dialect, pairs};
-use super::{ACQUIRE_TIMEOUT, Migration, sql_store, sqlx_engine};
+use super::{ACQUIRE_TIMEOUT, Migration, migrations, sql_store, sqlx_engine};
 use crate::error::StoreError;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions};
 use std::path::Path;
@@ -49,18 +49,7 @@ const DIALECT: Dialect = Dialect {
     touch_many,
 };
 
-const MIGRATIONS: &[Migration] = &[
-    Migration {
-        version: 1,
-        name: "api_keys",
-        sql: include_str!("../../../migrations/sqlite/0001_api_keys.sql"),
-    },
-    Migration {
-        version: 2,
-        name: "change_feed",
-        sql: include_str!("../../../migrations/sqlite/0002_change_feed.sql"),
-    },
-];
+const MIGRATIONS: &[Migration] = migrations!("sqlite");
 
 /// `SQLITE_BUSY` and `SQLITE_LOCKED`, with their extended codes: another
 /// writer held the lock past the busy timeout.
