@@ -210,7 +210,7 @@ fn the_exchange_accepts_each_client_authentication() {
         "missing_scope",
         400,
     );
-    for scope in ["", "a++b", "+a"] {
+    for scope in ["a++b", "+a", "a+"] {
         let body = format!("{grant}&scope={scope}&client_id={id}&client_secret={token}");
         expect_error(
             exchange(&keys, &x, &[], &body),
@@ -288,7 +288,7 @@ fn the_exchange_refuses_with_rfc_6749_errors() {
             "grant_type=password",
         ),
         UnsupportedGrantType,
-        "grant_type",
+        "unsupported_grant_type",
         400,
     );
     expect_error(
@@ -408,22 +408,45 @@ fn the_exchange_refuses_with_rfc_6749_errors() {
 
     // Forms the endpoint does not accept.
     let body_only = TokenExchange::new().allow_basic(BasicForms::NONE);
+    // The client tried the Authorization header: 401 and a challenge for
+    // the scheme it used (RFC 6749 §5.2), although Basic is not accepted.
     let e = exchange(&keys, &body_only, &[("Authorization", &stripe)], grant).unwrap_err();
+    let answer = e.response();
     assert_eq!(
-        (
-            e.code(),
-            e.reason(),
-            e.response().status,
-            e.response().www_authenticate
-        ),
+        (e.code(), e.reason(), answer.status, answer.www_authenticate),
         (
             InvalidClient,
             "unsupported_client_authentication",
-            400,
-            None
+            401,
+            Some(BASIC_CHALLENGE)
         )
     );
     assert!(exchange(&keys, &body_only, &[], &body_creds).is_ok());
+    // Without a header attempt and without Basic: 400, no challenge.
+    let e = exchange(&keys, &body_only, &[], grant).unwrap_err();
+    let answer = e.response();
+    assert_eq!(
+        (e.code(), answer.status, answer.www_authenticate),
+        (InvalidClient, 400, None)
+    );
+    // A bearer header beside body credentials is two methods.
+    let bearer = format!("Bearer {token}");
+    expect_error(
+        exchange(&keys, &x, &[("Authorization", &bearer)], &body_creds),
+        InvalidRequest,
+        "multiple_client_authentication",
+        400,
+    );
+    // RFC 6749 §3.1: an empty parameter is omitted.
+    expect_error(
+        exchange(&keys, &x, &[("Authorization", &stripe)], "grant_type="),
+        InvalidRequest,
+        "missing_grant_type",
+        400,
+    );
+    let empty_scope = format!("{grant}&scope=");
+    let granted = exchange(&keys, &x, &[("Authorization", &stripe)], &empty_scope).unwrap();
+    assert_eq!(granted.scope(), None);
     let basic_only = TokenExchange::new().allow_body_credentials(false);
     expect_error(
         exchange(&keys, &basic_only, &[], &body_creds),
@@ -455,6 +478,33 @@ fn the_exchange_refuses_with_rfc_6749_errors() {
         InvalidClient,
         "revoked",
         401,
+    );
+}
+
+#[test]
+fn publishable_keys_are_not_exchanged_unless_allowed() {
+    let (keys, _) = manager();
+    let pk = create(&keys, NewKey::publishable(owner(), "browser"));
+    let stripe = basic(pk.token.expose_secret(), "");
+    let grant = "grant_type=client_credentials";
+    expect_error(
+        exchange(
+            &keys,
+            &TokenExchange::new(),
+            &[("Authorization", &stripe)],
+            grant,
+        ),
+        ExchangeCode::UnauthorizedClient,
+        "wrong_kind",
+        400,
+    );
+    let any = TokenExchange::new().any_kind();
+    assert_eq!(
+        exchange(&keys, &any, &[("Authorization", &stripe)], grant)
+            .unwrap()
+            .key()
+            .kind(),
+        KeyKind::Publishable
     );
 }
 

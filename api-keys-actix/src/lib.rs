@@ -261,7 +261,7 @@ where
                             peer_known: request.peer_addr().is_some(),
                         });
                     }
-                    let response = to_response(refusal.response());
+                    let response = to_response(refusal.response_for(&settings.requirements));
                     Ok(request.into_response(response).map_into_right_body())
                 }
             }

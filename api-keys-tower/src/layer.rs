@@ -272,7 +272,7 @@ where
                             peer_known: peer_ip(&parts).is_some(),
                         });
                     }
-                    Ok(refusal.response().to_http())
+                    Ok(refusal.response_for(&settings.requirements).to_http())
                 }
             }
         })

@@ -444,6 +444,9 @@ const fn forbidden(reason: &'static str) -> Expect {
 const fn malformed_basic() -> Expect {
     bad_request("malformed_basic_credentials")
 }
+const BEARER_AND_BASIC: &str = r#"Bearer, Basic realm="api", charset="UTF-8""#;
+const INVALID_TOKEN_AND_BASIC: &str =
+    r#"Bearer error="invalid_token", Basic realm="api", charset="UTF-8""#;
 const GRANTED: Expect = Expect::Granted { scope: None };
 const fn invalid_client(reason: &'static str) -> Expect {
     refused(401, "invalid_client", Some(BASIC_CHALLENGE), reason)
@@ -724,8 +727,18 @@ pub const CASES: &[Case] = &[
         expect: &[refused(
             401,
             "invalid_api_key",
-            Some("Bearer"),
+            Some(BEARER_AND_BASIC),
             "unsupported_scheme",
+        )],
+    },
+    Case {
+        name: "Basic route, no credentials: both challenges",
+        request: |_| Request::get("/basic"),
+        expect: &[refused(
+            401,
+            "invalid_api_key",
+            Some(BEARER_AND_BASIC),
+            "missing_credentials",
         )],
     },
     Case {
@@ -748,12 +761,22 @@ pub const CASES: &[Case] = &[
         request: |fx| {
             Request::get("/basic").basic(&key_id(&fx.read_only), fx.valid.expose_secret())
         },
-        expect: &[invalid_key("basic_id_mismatch")],
+        expect: &[refused(
+            401,
+            "invalid_api_key",
+            Some(INVALID_TOKEN_AND_BASIC),
+            "basic_id_mismatch",
+        )],
     },
     Case {
         name: "Basic: a revoked key",
         request: |fx| Request::get("/basic").pair(&fx.revoked),
-        expect: &[invalid_key("revoked")],
+        expect: &[refused(
+            401,
+            "invalid_api_key",
+            Some(INVALID_TOKEN_AND_BASIC),
+            "revoked",
+        )],
     },
     Case {
         name: "Basic: malformed base64",
@@ -874,7 +897,10 @@ pub const CASES: &[Case] = &[
     Case {
         name: "exchange: another grant type",
         request: |fx| Request::token("grant_type=password").stripe(&fx.valid),
-        expect: &[oauth_error("unsupported_grant_type", "grant_type")],
+        expect: &[oauth_error(
+            "unsupported_grant_type",
+            "unsupported_grant_type",
+        )],
     },
     Case {
         name: "exchange: a repeated parameter",
@@ -903,6 +929,11 @@ pub const CASES: &[Case] = &[
         name: "exchange: a rolled key after its grace",
         request: |fx| Request::token(CLIENT_CREDENTIALS).pair(&fx.after_grace),
         expect: &[invalid_client("grace_ended")],
+    },
+    Case {
+        name: "exchange: a publishable key (secret keys only by default)",
+        request: |fx| Request::token(CLIENT_CREDENTIALS).stripe(&fx.publishable),
+        expect: &[oauth_error("unauthorized_client", "wrong_kind")],
     },
     Case {
         name: "exchange: the Origin rules apply there too",

@@ -50,6 +50,13 @@ pub const BASIC_CHALLENGE: &str = r#"Basic realm="api", charset="UTF-8""#;
 /// [`Granted`] key: carry the key id in it and re-check the key on every
 /// call with [`KeyManager::check_key`], so the token dies with its key.
 ///
+/// Two things stay with the host. **Scopes**: `check_key` checks the
+/// *key's* scopes; a token minted for fewer ([`Granted::scope`]) must carry
+/// them, and the host checks a route's scopes against the token's too.
+/// **Servers without an Origin**: a key with a domain allow-list is
+/// refused when the request has no `Origin`/`Referer` (as on every route),
+/// so give server-to-server clients keys without one.
+///
 /// ```
 /// use api_keys::http::TokenExchange;
 /// use api_keys::ip::TrustedProxies;
@@ -93,12 +100,17 @@ impl Default for TokenExchange {
 }
 
 impl TokenExchange {
-    /// Accepts both Basic forms and body credentials; requires nothing of
-    /// the key beyond being valid for this request; trusts no proxy.
+    /// Accepts both Basic forms and body credentials; requires a **secret**
+    /// key (RFC 6749 §4.4: the grant is for confidential clients; a
+    /// publishable key lives in browsers, where its Origin list is its only
+    /// guard — [`any_kind`](Self::any_kind) to accept it anyway) valid for
+    /// this request; trusts no proxy.
     #[must_use]
     pub fn new() -> Self {
         Self {
-            requirements: Requirements::new().allow_basic(BasicForms::BOTH),
+            requirements: Requirements::new()
+                .allow_basic(BasicForms::BOTH)
+                .require_kind(KeyKind::Secret),
             body_credentials: true,
             proxies: TrustedProxies::none(),
         }
@@ -135,10 +147,18 @@ impl TokenExchange {
         self
     }
 
-    /// The key must be of this kind (e.g. secret keys only).
+    /// The key must be of this kind (default: [`KeyKind::Secret`]).
     #[must_use]
     pub fn require_kind(mut self, kind: KeyKind) -> Self {
         self.requirements = self.requirements.require_kind(kind);
+        self
+    }
+
+    /// Keys of either kind may be exchanged, publishable ones included
+    /// (`unauthorized_client` otherwise).
+    #[must_use]
+    pub fn any_kind(mut self) -> Self {
+        self.requirements.kind = None;
         self
     }
 
@@ -186,7 +206,12 @@ impl TokenExchange {
         match form.grant_type.as_deref().map(String::as_str) {
             None => return Err(ExchangeError::new(InvalidRequest, "missing_grant_type")),
             Some("client_credentials") => {}
-            Some(_) => return Err(ExchangeError::new(UnsupportedGrantType, "grant_type")),
+            Some(_) => {
+                return Err(ExchangeError::new(
+                    UnsupportedGrantType,
+                    "unsupported_grant_type",
+                ));
+            }
         }
         let scope = match form.scope.as_deref() {
             None => None,
@@ -210,6 +235,7 @@ impl TokenExchange {
     ) -> Result<Client, ExchangeError> {
         use ExchangeCode::InvalidRequest;
         let in_body = form.client_id.is_some() || form.client_secret.is_some();
+        let two = || ExchangeError::new(InvalidRequest, "multiple_client_authentication");
         let header = match Credential::from_headers(headers, "POST", "") {
             Err(Refusal::MissingCredentials) => None,
             Ok(Credential::Basic(basic)) => Some(basic),
@@ -219,27 +245,22 @@ impl TokenExchange {
                     "malformed_basic_credentials",
                 ));
             }
-            Err(Refusal::RepeatedHeader | Refusal::AmbiguousCredentials) => {
-                return Err(ExchangeError::new(
-                    InvalidRequest,
-                    "multiple_client_authentication",
-                ));
-            }
-            // Bearer, X-Api-Key, signature headers, another scheme.
+            Err(Refusal::RepeatedHeader | Refusal::AmbiguousCredentials) => return Err(two()),
+            // Bearer, X-Api-Key, signature headers, another scheme: with
+            // body credentials that is two methods; alone, one this
+            // endpoint does not accept (a header attempt: 401, RFC 6749 §5.2).
+            Ok(_) | Err(_) if in_body => return Err(two()),
             Ok(_) | Err(_) => {
-                return Err(self.invalid_client("unsupported_client_authentication"));
+                return Err(self.invalid_client("unsupported_client_authentication", true));
             }
         };
         match header {
             Some(basic) => {
                 if form.client_secret.is_some() {
-                    return Err(ExchangeError::new(
-                        InvalidRequest,
-                        "multiple_client_authentication",
-                    ));
+                    return Err(two());
                 }
                 if !self.requirements.basic.allows(basic.form()) {
-                    return Err(self.invalid_client("unsupported_client_authentication"));
+                    return Err(self.invalid_client("unsupported_client_authentication", true));
                 }
                 Ok(Client {
                     // A `client_id` beside Basic must name the same key.
@@ -248,9 +269,9 @@ impl TokenExchange {
                     secret: None,
                 })
             }
-            None if !in_body => Err(self.invalid_client("missing_client_authentication")),
+            None if !in_body => Err(self.invalid_client("missing_client_authentication", false)),
             None if !self.body_credentials => {
-                Err(self.invalid_client("unsupported_client_authentication"))
+                Err(self.invalid_client("unsupported_client_authentication", false))
             }
             None => match (form.client_id, form.client_secret) {
                 (Some(id), Some(secret)) => Ok(Client {
@@ -259,14 +280,17 @@ impl TokenExchange {
                     secret: Some(secret),
                 }),
                 (None, Some(_)) => Err(ExchangeError::new(InvalidRequest, "missing_client_id")),
-                (_, None) => Err(self.invalid_client("missing_client_secret")),
+                (_, None) => Err(self.invalid_client("missing_client_secret", false)),
             },
         }
     }
 
-    fn invalid_client(&self, reason: &'static str) -> ExchangeError {
+    /// `invalid_client`: 401 with a Basic challenge when the client tried
+    /// the `Authorization` header (RFC 6749 §5.2 requires it) or Basic is
+    /// accepted (the challenge says how to authenticate); else 400.
+    fn invalid_client(&self, reason: &'static str, via_header: bool) -> ExchangeError {
         ExchangeError {
-            challenge: self.requirements.basic.any(),
+            challenge: via_header || self.requirements.basic.any(),
             ..ExchangeError::new(ExchangeCode::InvalidClient, reason)
         }
     }
@@ -323,16 +347,16 @@ impl TokenExchange {
         let token = match &client.basic {
             Some(basic) => basic
                 .accepted(format, self.requirements.basic)
-                .map_err(|refusal| self.invalid_client(refusal.reason()))?,
+                .map_err(|refusal| self.invalid_client(refusal.reason(), true))?,
             None => client.secret.as_deref().map_or("", |s| s.as_str()),
         };
         let presented = format
             .parse(token)
-            .map_err(|r| self.invalid_client(r.as_str()))?;
+            .map_err(|r| self.invalid_client(r.as_str(), client.basic.is_some()))?;
         if let Some(claimed) = &client.also_claimed
             && KeyId::parse(claimed).ok() != Some(presented.id())
         {
-            return Err(self.invalid_client("client_id_mismatch"));
+            return Err(self.invalid_client("client_id_mismatch", client.basic.is_some()));
         }
         Ok(token)
     }
@@ -344,7 +368,9 @@ impl TokenExchange {
         key: Result<VerifiedKey, VerifyError>,
     ) -> Result<Granted, ExchangeError> {
         let key = key.map_err(|e| match e.rejection() {
-            Some(r) if r.http_status() == 401 => self.invalid_client(r.as_str()),
+            Some(r) if r.http_status() == 401 => {
+                self.invalid_client(r.as_str(), request.client.basic.is_some())
+            }
             Some(r) => ExchangeError::new(ExchangeCode::UnauthorizedClient, r.as_str()),
             None => ExchangeError {
                 failure: Some(e),
@@ -402,6 +428,10 @@ impl Form {
     fn parse(body: &[u8]) -> Result<Self, ExchangeError> {
         let mut form = Form::default();
         for (name, value) in form_urlencoded::parse(body) {
+            // RFC 6749 §3.1: a parameter without a value is omitted.
+            if value.is_empty() {
+                continue;
+            }
             let value = Zeroizing::new(value.into_owned());
             let slot = match &*name {
                 "grant_type" => &mut form.grant_type,

@@ -25,7 +25,8 @@
 //! 3. [`Presented::verify_async`] (or [`verify`](Presented::verify) for a
 //!    synchronous store) against the route's [`Requirements`]: a
 //!    [`VerifiedKey`](crate::VerifiedKey) or a [`Refusal`].
-//! 4. On refusal, answer [`Refusal::response`]: status, `WWW-Authenticate`
+//! 4. On refusal, answer [`Refusal::response_for`] the route's requirements
+//!    (or [`Refusal::response`]): status, `WWW-Authenticate`
 //!    where RFC 6750 asks for it, and a JSON body from a fixed set of public
 //!    codes. Log [`Refusal::reason`]: precise, and never a header value.
 //!
@@ -101,7 +102,7 @@
 //!
 //! | refusal | status | `WWW-Authenticate` | body `error` |
 //! |---|---|---|---|
-//! | no credential, another scheme (or a Basic form the route does not allow) | 401 | `Bearer` | `invalid_api_key` |
+//! | no credential, another scheme (or a Basic form the route does not allow) | 401 | `Bearer`, and `Basic realm="api"` where the route allows Basic ([`Refusal::response_for`]) | `invalid_api_key` |
 //! | two credentials, a repeated or malformed credential header (Basic included) | 400 | `Bearer error="invalid_request"` | `invalid_request` |
 //! | key refused ([`Rejection`](crate::Rejection) with status 401), a Basic pair whose ids differ | 401 | `Bearer error="invalid_token"` | `invalid_api_key` |
 //! | a bearer key on a signed-only route ([`SignatureRequired`](Refusal::SignatureRequired)) | 401 | `Bearer error="invalid_token"` | `signature_required` |

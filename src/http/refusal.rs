@@ -95,6 +95,24 @@ impl Refusal {
         self.response().status
     }
 
+    /// The answer to send on a route with these requirements: as
+    /// [`response`](Self::response), and where the route
+    /// [allows Basic](super::Requirements::allow_basic) a 401 also
+    /// challenges for it (RFC 7235 §4.1: one challenge per scheme the route
+    /// accepts; realm `api`), so a client that waits for a challenge (wget)
+    /// sends its Basic credentials. A signed-only route never adds it.
+    #[must_use]
+    pub fn response_for(&self, requirements: &super::Requirements) -> ErrorResponse {
+        let mut answer = self.response();
+        if requirements.basic.any() && !requirements.signed && answer.status == 401 {
+            answer.www_authenticate = Some(match answer.www_authenticate {
+                Some(INVALID_TOKEN_CHALLENGE) => INVALID_TOKEN_AND_BASIC_CHALLENGE,
+                _ => CHALLENGE_AND_BASIC,
+            });
+        }
+        answer
+    }
+
     /// The answer to send: status, `WWW-Authenticate`, JSON body.
     #[must_use]
     pub fn response(&self) -> ErrorResponse {
@@ -177,6 +195,11 @@ const CHALLENGE: &str = "Bearer";
 const INVALID_REQUEST_CHALLENGE: &str = r#"Bearer error="invalid_request""#;
 /// RFC 6750 §3.1 `invalid_token`.
 const INVALID_TOKEN_CHALLENGE: &str = r#"Bearer error="invalid_token""#;
+/// [`CHALLENGE`] and a Basic challenge, on routes that allow Basic.
+const CHALLENGE_AND_BASIC: &str = r#"Bearer, Basic realm="api", charset="UTF-8""#;
+/// [`INVALID_TOKEN_CHALLENGE`] and a Basic challenge.
+const INVALID_TOKEN_AND_BASIC_CHALLENGE: &str =
+    r#"Bearer error="invalid_token", Basic realm="api", charset="UTF-8""#;
 /// RFC 6750 §3.1 `insufficient_scope`.
 const INSUFFICIENT_SCOPE_CHALLENGE: &str = r#"Bearer error="insufficient_scope""#;
 
@@ -400,6 +423,49 @@ mod tests {
             "malformed_basic_credentials: missing_colon"
         );
         assert!(std::error::Error::source(&basic).is_some());
+    }
+
+    #[test]
+    fn routes_that_allow_basic_also_challenge_for_it() {
+        use super::super::{BasicForms, Requirements};
+        let bearer_only = Requirements::new();
+        let basic = Requirements::new().allow_basic(BasicForms::TOKEN_AS_USER);
+        let cases = [
+            (
+                Refusal::MissingCredentials,
+                r#"Bearer, Basic realm="api", charset="UTF-8""#,
+            ),
+            (
+                Refusal::UnsupportedScheme,
+                r#"Bearer, Basic realm="api", charset="UTF-8""#,
+            ),
+            (
+                Refusal::BasicIdMismatch,
+                r#"Bearer error="invalid_token", Basic realm="api", charset="UTF-8""#,
+            ),
+            (
+                Refusal::from(Rejection::Revoked),
+                r#"Bearer error="invalid_token", Basic realm="api", charset="UTF-8""#,
+            ),
+        ];
+        for (refusal, challenge) in cases {
+            assert_eq!(refusal.response_for(&bearer_only), refusal.response());
+            let answer = refusal.response_for(&basic);
+            assert_eq!(answer.www_authenticate, Some(challenge), "{refusal:?}");
+            assert_eq!((answer.status, answer.body), (401, refusal.response().body));
+        }
+        // Not a 401: unchanged.
+        for refusal in [
+            Refusal::MalformedBasic(BasicError::Base64),
+            Refusal::from(Rejection::MissingScope),
+            Refusal::from(Rejection::IpNotAllowed),
+            Refusal::SignatureRequired,
+        ] {
+            let answer = refusal.response_for(&basic);
+            if answer.status != 401 {
+                assert_eq!(answer, refusal.response(), "{refusal:?}");
+            }
+        }
     }
 
     #[test]
