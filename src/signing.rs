@@ -1680,6 +1680,10 @@ mod tests {
         let shown = format!("{replay:?}");
         assert!(!shown.contains(&full[..8]) && !shown.contains("SuperSecret"));
         assert!(!shown.contains("0123456789abcdef"), "no nonce: {shown}");
+        assert_eq!(
+            shown,
+            "ReplayBodyVerifier { bytes_seen: 0, nonce: UnrecordedNonce { timestamp: 1700000000, .. }, .. }"
+        );
         // The mismatching MAC is refused; an unrecorded nonce shows no nonce.
         assert!(replay.check_signature().is_err());
         let sig = key.sign_replay_protected(
