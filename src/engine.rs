@@ -1005,3 +1005,63 @@ fn bump(record: &KeyRecord) -> Result<u64, Error> {
         reason: "version counter exhausted",
     })
 }
+
+#[cfg(test)]
+mod tests {
+    #![allow(
+        clippy::unwrap_used,
+        reason = "test code: a failed expectation should panic"
+    )]
+    use super::*;
+    use rand::SeedableRng;
+    use rand::rngs::StdRng;
+    use time::macros::utc_datetime;
+
+    const T0: UtcDateTime = utc_datetime!(2026-07-01 10:00);
+
+    /// `Engine::check_validity`, the public status-and-time check, on its
+    /// own: each refusal at its boundary instant, and revocation first.
+    #[test]
+    fn check_validity_refuses_at_each_boundary() {
+        let engine = Engine::defaults();
+        let spec = NewKey::secret(OwnerId::new("acct_1").unwrap(), "k");
+        let (rec, _) = engine
+            .plan_create(&spec, T0, &mut StdRng::seed_from_u64(1))
+            .unwrap();
+        let check = |r: &KeyRecord, at: UtcDateTime| Engine::check_validity(r, at);
+        assert_eq!(check(&rec, T0), Ok(()));
+        assert_eq!(
+            check(&rec, T0 - Duration::nanoseconds(1)),
+            Err(Rejection::NotYetValid)
+        );
+
+        let mut expiring = rec.clone();
+        expiring.expires_at = Some(T0 + Duration::hours(1));
+        expiring.grace_ends_at = Some(T0 + Duration::hours(2));
+        let just_before = T0 + Duration::hours(1) - Duration::nanoseconds(1);
+        assert_eq!(check(&expiring, just_before), Ok(()));
+        assert_eq!(
+            check(&expiring, T0 + Duration::hours(1)),
+            Err(Rejection::Expired)
+        );
+
+        let mut rolled = rec.clone();
+        rolled.grace_ends_at = Some(T0 + Duration::hours(1));
+        assert_eq!(check(&rolled, just_before), Ok(()));
+        assert_eq!(
+            check(&rolled, T0 + Duration::hours(1)),
+            Err(Rejection::GraceEnded)
+        );
+
+        let mut inactive = rec.clone();
+        inactive.status = KeyStatus::Inactive;
+        assert_eq!(check(&inactive, T0), Err(Rejection::Inactive));
+        let mut revoked = expiring;
+        revoked.status = KeyStatus::Revoked;
+        assert_eq!(
+            check(&revoked, T0 + Duration::hours(3)),
+            Err(Rejection::Revoked),
+            "revocation dominates"
+        );
+    }
+}

@@ -695,6 +695,16 @@ mod tests {
         let cache = MemoryReplayCache::with_shards(10, 4);
         let total: usize = cache.shards.iter().map(|s| lock(s).capacity).sum();
         assert_eq!(total, 10);
+        let shards: Vec<usize> = cache.shards.iter().map(|s| lock(s).capacity).collect();
+        assert_eq!(shards, [3, 3, 2, 2], "as even as possible");
+        // Each scope ledger sweeps at its shard's capacity: the ledgers,
+        // like the shards, hold about `capacity` expiries in all.
+        let ledgers: Vec<usize> = cache
+            .ledgers
+            .iter()
+            .map(|l| lock(l).soft_capacity)
+            .collect();
+        assert_eq!(ledgers, shards);
         assert_eq!(cache.capacity(), 10);
         assert_eq!(MemoryReplayCache::new(3).shards.len(), 1);
         assert_eq!(MemoryReplayCache::new(2047).shards.len(), 1);
@@ -715,7 +725,26 @@ mod tests {
         }
         assert_eq!(cache.purge_expired(at(NOW + 4)), 5);
         assert_eq!(cache.len(), 5);
+        assert!(!cache.is_empty());
         assert_eq!(cache.purge_expired(at(NOW + 4)), 0);
+        assert_eq!(cache.purge_expired(at(NOW + 10)), 5);
+        assert!(cache.is_empty());
+    }
+
+    /// Entries spread over the shards: a sharded cache holds far more than
+    /// one shard's share (1024 here) before any shard fills.
+    #[test]
+    fn entries_spread_over_the_shards() {
+        let cache = MemoryReplayCache::with_shards(4096, 4).with_scope_limit(4096);
+        for i in 0..3000 {
+            let fresh = cache.check_and_insert(b"k", &format!("n{i}"), at(NOW + 60), at(NOW));
+            assert!(matches!(fresh, Ok(true)), "nonce {i}: {fresh:?}");
+        }
+        assert_eq!(cache.len(), 3000);
+        for shard in &cache.shards {
+            let held = lock(shard).entries.len();
+            assert!((1..1024).contains(&held), "{held} in one shard");
+        }
     }
 
     #[test]
@@ -839,6 +868,61 @@ mod tests {
             cache
                 .check_and_insert(b"k", "other", at(NOW + 11), at(NOW + 9))
                 .unwrap()
+        );
+    }
+
+    /// The ledger sweeps once it holds its soft capacity, also when every
+    /// expiry it holds has expired since: scopes that are never used again
+    /// do not pile up.
+    #[test]
+    fn a_full_ledger_of_expired_scopes_is_swept() {
+        let cache = MemoryReplayCache::new(8).with_scope_limit(8);
+        for i in 0..8i64 {
+            let scope = i.to_be_bytes();
+            assert!(
+                cache
+                    .check_and_insert(&scope, "nonce", at(NOW + 10), at(NOW))
+                    .unwrap()
+            );
+        }
+        for i in 0..100i64 {
+            let scope = (1000 + i).to_be_bytes();
+            let now = NOW + 20 + i;
+            assert!(
+                cache
+                    .check_and_insert(&scope, "nonce", at(now + 1), at(now))
+                    .unwrap()
+            );
+        }
+        let scopes: usize = cache.ledgers.iter().map(|l| lock(l).scopes.len()).sum();
+        assert!(scopes <= 9, "{scopes} scopes");
+    }
+
+    /// `total` counts the expiries held: those a scope releases itself are
+    /// taken off, and a sweep recounts exactly what is left.
+    #[test]
+    fn the_ledger_counts_what_it_holds() {
+        let mut ledger = Ledger::new(100);
+        ledger.reserve(b"a", at(NOW + 1), at(NOW), 10).unwrap();
+        ledger.reserve(b"a", at(NOW + 50), at(NOW), 10).unwrap();
+        assert_eq!(ledger.total, 2);
+        // The expired expiry of "a" is released when "a" reserves again.
+        ledger.reserve(b"a", at(NOW + 60), at(NOW + 2), 10).unwrap();
+        assert_eq!(ledger.total, 2);
+        ledger.reserve(b"b", at(NOW + 5), at(NOW + 2), 10).unwrap();
+        ledger.reserve(b"c", at(NOW + 40), at(NOW + 2), 10).unwrap();
+        assert_eq!(ledger.total, 4);
+        // At NOW + 5 the expiry of "b" has expired (an expiry is the first
+        // instant it no longer counts): swept, with its scope.
+        ledger.sweep(at(NOW + 5));
+        assert_eq!((ledger.total, ledger.scopes.len()), (3, 2));
+        assert_eq!(ledger.earliest, Some(at(NOW + 40)));
+        ledger.sweep(at(NOW + 40));
+        assert_eq!((ledger.total, ledger.scopes.len()), (2, 1));
+        ledger.sweep(at(NOW + 60));
+        assert_eq!(
+            (ledger.total, ledger.scopes.len(), ledger.earliest),
+            (0, 0, None)
         );
     }
 

@@ -318,3 +318,254 @@ impl core::fmt::Debug for SigningKeyCache {
         write!(f, "SigningKeyCache {{ entries: {n} }}")
     }
 }
+
+#[cfg(test)]
+mod tests {
+    #![allow(
+        clippy::unwrap_used,
+        clippy::expect_used,
+        clippy::indexing_slicing,
+        reason = "test code: a failed expectation should panic"
+    )]
+    use super::*;
+    use crate::engine::NewKey;
+    use crate::environment::{Environment, KeyKind};
+    use crate::policy::Policy;
+    use crate::record::OwnerId;
+    use crate::sealing::{SealingKey, SealingKeyRing};
+    use rand::SeedableRng;
+    use rand::rngs::StdRng;
+    use time::macros::utc_datetime;
+
+    const T0: UtcDateTime = utc_datetime!(2026-07-01 10:00);
+
+    fn engine() -> Engine {
+        let ring = SealingKeyRing::new(SealingKey::new(1, &[7; 32]).unwrap());
+        Engine::new(
+            KeyFormat::default(),
+            Policy::default(),
+            None,
+            &[],
+            Some(ring),
+        )
+        .unwrap()
+    }
+
+    /// A signing key's record, drawn from `seed`.
+    fn record(engine: &Engine, seed: u64) -> KeyRecord {
+        let spec = NewKey::secret(OwnerId::new("acct_1").unwrap(), "api").signing();
+        let mut rng = StdRng::seed_from_u64(seed);
+        engine.plan_create(&spec, T0, &mut rng).unwrap().0
+    }
+
+    fn prepare(
+        cache: &SigningKeyCache,
+        engine: &Engine,
+        record: &KeyRecord,
+    ) -> Result<Arc<SigningKey>, VerifyError> {
+        cache.get_or_prepare(engine, record)
+    }
+
+    fn entries(cache: &SigningKeyCache) -> usize {
+        cache.map.read().unwrap().len()
+    }
+
+    #[test]
+    fn a_prepared_key_is_reused_for_the_record_it_came_from() {
+        let engine = engine();
+        let cache = SigningKeyCache::default();
+        let rec = record(&engine, 1);
+        let first = prepare(&cache, &engine, &rec).unwrap();
+        let again = prepare(&cache, &engine, &rec).unwrap();
+        assert!(Arc::ptr_eq(&first, &again), "the cached state is reused");
+        assert_eq!(entries(&cache), 1);
+        assert_eq!(format!("{cache:?}"), "SigningKeyCache { entries: 1 }");
+    }
+
+    /// Each field the entry was prepared from and checked against, changed
+    /// alone on the record (a tampered or out-of-date store answer): the
+    /// cached state is not served; the record is checked afresh, and
+    /// refused.
+    #[test]
+    fn a_prepared_key_is_not_served_for_a_changed_record() {
+        let engine = engine();
+        let rec = record(&engine, 1);
+        type Change = fn(&mut KeyRecord);
+        type Expected = fn(&VerifyError) -> bool;
+        let changes: [(&str, Change, Expected); 5] = [
+            (
+                "sealing-key version",
+                |r| r.sealed_secret.as_mut().unwrap().key_version = 2,
+                |e| matches!(e, VerifyError::Failed(Error::UnknownKeyVersion(2))),
+            ),
+            (
+                "sealing nonce",
+                |r| r.sealed_secret.as_mut().unwrap().nonce[0] ^= 1,
+                |e| matches!(e, VerifyError::Failed(Error::Sealing(_))),
+            ),
+            (
+                "environment",
+                |r| r.environment = Environment::Test,
+                |e| e.rejection() == Some(Rejection::UnknownKey),
+            ),
+            (
+                "kind",
+                |r| r.kind = KeyKind::Publishable,
+                |e| e.rejection() == Some(Rejection::UnknownKey),
+            ),
+            (
+                "secret hash",
+                |r| r.secret_hash.digest[0] ^= 1,
+                |e| e.rejection() == Some(Rejection::UnknownKey),
+            ),
+        ];
+        for (what, change, expected) in changes {
+            let cache = SigningKeyCache::default();
+            prepare(&cache, &engine, &rec).unwrap();
+            let mut changed = rec.clone();
+            change(&mut changed);
+            let err = prepare(&cache, &engine, &changed).err();
+            assert!(
+                err.as_ref().is_some_and(expected),
+                "{what} changed: {err:?}"
+            );
+            // The entry of the intact record still serves it.
+            prepare(&cache, &engine, &rec).unwrap();
+        }
+    }
+
+    #[test]
+    fn a_resealed_record_gets_a_fresh_entry_and_forget_drops_one() {
+        let old = engine();
+        let cache = SigningKeyCache::default();
+        let rec = record(&old, 1);
+        let first = prepare(&cache, &old, &rec).unwrap();
+
+        let ring = SealingKeyRing::new(SealingKey::new(2, &[8; 32]).unwrap())
+            .with_previous(SealingKey::new(1, &[7; 32]).unwrap())
+            .unwrap();
+        let mut resealed = rec.clone();
+        let sealed = rec.sealed_secret.as_ref().unwrap();
+        resealed.sealed_secret = Some(ring.reseal(rec.id.as_bytes(), sealed).unwrap());
+        let new = Engine::new(
+            KeyFormat::default(),
+            Policy::default(),
+            None,
+            &[],
+            Some(ring),
+        )
+        .unwrap();
+        let second = prepare(&cache, &new, &resealed).unwrap();
+        assert!(!Arc::ptr_eq(&first, &second), "prepared from the new blob");
+        assert!(Arc::ptr_eq(
+            &second,
+            &prepare(&cache, &new, &resealed).unwrap()
+        ));
+        assert_eq!(entries(&cache), 1, "one entry per key id");
+
+        cache.forget(&rec.id);
+        assert_eq!(entries(&cache), 0, "forget drops the entry");
+        assert_eq!(format!("{cache:?}"), "SigningKeyCache { entries: 0 }");
+        let third = prepare(&cache, &new, &resealed).unwrap();
+        assert!(!Arc::ptr_eq(&second, &third), "prepared again after forget");
+    }
+
+    #[test]
+    fn entries_of_several_keys_coexist_and_the_cache_is_bounded() {
+        let engine = engine();
+        let cache = SigningKeyCache::default();
+        let a = record(&engine, 1);
+        let b = record(&engine, 2);
+        let first_a = prepare(&cache, &engine, &a).unwrap();
+        let first_b = prepare(&cache, &engine, &b).unwrap();
+        assert_eq!(entries(&cache), 2);
+        assert!(Arc::ptr_eq(
+            &first_a,
+            &prepare(&cache, &engine, &a).unwrap()
+        ));
+        assert!(Arc::ptr_eq(
+            &first_b,
+            &prepare(&cache, &engine, &b).unwrap()
+        ));
+
+        // Fill the cache to its capacity with other ids: the next new key
+        // clears it before going in.
+        {
+            let mut map = cache.map.write().unwrap();
+            let template = map.get(&a.id).map(|c| CachedKey {
+                version: c.version,
+                nonce: c.nonce,
+                environment: c.environment,
+                kind: c.kind,
+                hash: c.hash,
+                key: Arc::clone(&c.key),
+            });
+            let template = template.unwrap();
+            let mut n: u128 = 0;
+            while map.len() < SIGNING_CACHE_CAPACITY {
+                n += 1;
+                map.insert(
+                    KeyId::from_bytes(n.to_be_bytes()),
+                    CachedKey {
+                        key: Arc::clone(&template.key),
+                        ..template
+                    },
+                );
+            }
+        }
+        // A cached key is served without growing the map.
+        assert!(Arc::ptr_eq(
+            &first_a,
+            &prepare(&cache, &engine, &a).unwrap()
+        ));
+        assert_eq!(entries(&cache), SIGNING_CACHE_CAPACITY);
+        let c = record(&engine, 3);
+        prepare(&cache, &engine, &c).unwrap();
+        assert_eq!(entries(&cache), 1, "cleared at capacity, then refilled");
+        assert!(
+            !Arc::ptr_eq(&first_a, &prepare(&cache, &engine, &a).unwrap()),
+            "a cleared entry is prepared again"
+        );
+        assert_eq!(entries(&cache), 2);
+    }
+
+    #[test]
+    fn debug_shows_lengths_not_values() {
+        let req = SignedRequest::new(b"4oqXG47O0q0hcARxIYNCAG", b"03c25fcf", b"{\"a\":1}")
+            .replay_protected(
+                b"1782900000",
+                b"nonce-value-1",
+                b"POST",
+                b"/v1/pay?x=secret",
+            );
+        let shown = format!("{req:?}");
+        assert_eq!(
+            shown,
+            "SignedRequest { key_len: 22, head: RequestHead { method: \"POST\", path_len: 16, .. }, body_len: 7 }"
+        );
+    }
+
+    /// `decide_signed` called directly (a host that skipped
+    /// `precheck_signed`): an over-long body is still refused as too large
+    /// (413), not as a bad signature (401).
+    #[test]
+    fn decide_signed_refuses_an_over_long_body_as_too_large() {
+        let ring = SealingKeyRing::new(SealingKey::new(1, &[7; 32]).unwrap());
+        let mut policy = Policy::default();
+        policy.signatures.max_body_len = 4;
+        let engine = Engine::new(KeyFormat::default(), policy, None, &[], Some(ring)).unwrap();
+        let rec = record(&engine, 1);
+        let key = engine.signing_key(&rec).unwrap();
+        let cache = crate::replay::MemoryReplayCache::new(16);
+        let id = rec.id.to_string();
+        let decide = |body: &[u8]| {
+            let signature = key.sign(body).to_hex();
+            let request = SignedRequest::new(id.as_bytes(), signature.as_bytes(), body);
+            engine.decide_signed(&rec, &key, &request, &RequestContext::new(), T0, &cache)
+        };
+        assert!(decide(b"1234").is_ok(), "at the limit");
+        let err = decide(b"12345").unwrap_err();
+        assert_eq!(err.rejection(), Some(Rejection::BodyTooLarge));
+        assert_eq!(err.rejection().map(Rejection::http_status), Some(413));
+    }
+}

@@ -1680,6 +1680,10 @@ mod tests {
         let shown = format!("{replay:?}");
         assert!(!shown.contains(&full[..8]) && !shown.contains("SuperSecret"));
         assert!(!shown.contains("0123456789abcdef"), "no nonce: {shown}");
+        assert_eq!(
+            shown,
+            "ReplayBodyVerifier { bytes_seen: 0, nonce: UnrecordedNonce { timestamp: 1700000000, .. }, .. }"
+        );
         // The mismatching MAC is refused; an unrecorded nonce shows no nonce.
         assert!(replay.check_signature().is_err());
         let sig = key.sign_replay_protected(
@@ -1808,6 +1812,81 @@ mod tests {
 
     fn refusal(result: Result<(), ReplayVerifyError>) -> Option<SignatureRefusal> {
         result.err().and_then(|e| e.refusal())
+    }
+
+    /// A method is any upper-case RFC 9110 token: digits and the token
+    /// symbols are allowed (extension methods such as `M-SEARCH`), and each
+    /// signs and verifies; lower case, spaces and separators are refused.
+    #[test]
+    fn methods_are_upper_case_tokens() {
+        let key = SigningKey::new(TOKEN).unwrap();
+        let config = replay_config(300);
+        for method in [
+            "M-SEARCH",
+            "X_CUSTOM.2",
+            "PROPFIND",
+            "V1",
+            "A!#$%&'*+-.^_`|~",
+        ] {
+            let headers = client_sign(NOW, NONCE, method, "/p", BODY);
+            let got = config.verify_replay_protected(
+                &key,
+                &head(&headers, method.as_bytes(), b"/p"),
+                BODY,
+                at(NOW),
+                &MemoryReplayCache::new(4),
+                SCOPE,
+            );
+            assert!(got.is_ok(), "{method}: {got:?}");
+        }
+        let headers = client_sign(NOW, NONCE, "POST", "/p", BODY);
+        for method in ["Post", "PO ST", "GET(", "A/B", "A:B", "A\"B", "É"] {
+            assert_eq!(
+                config
+                    .replay_verifier(&key, &head(&headers, method.as_bytes(), b"/p"), at(NOW))
+                    .err(),
+                Some(SignatureRefusal::MalformedMethod),
+                "{method}"
+            );
+        }
+    }
+
+    /// In the replay-protected mode, as in the body-only one, a body of
+    /// exactly `max_body_len` bytes is accepted and one byte more is refused
+    /// as too large, by the recording and the non-recording checks alike.
+    #[test]
+    fn replay_protected_body_limit_is_inclusive() {
+        let key = SigningKey::new(TOKEN).unwrap();
+        let headers = client_sign(NOW, NONCE, "POST", "/p", BODY);
+        let good = head(&headers, b"POST", b"/p");
+        let limit = |max_body_len| SignatureConfig {
+            max_body_len,
+            ..replay_config(300)
+        };
+        let at_limit = limit(BODY.len());
+        let under = limit(BODY.len() - 1);
+
+        let unrecorded = at_limit.verify_without_recording(&key, &good, BODY, at(NOW));
+        assert!(matches!(unrecorded, Ok(Some(_))), "{unrecorded:?}");
+        assert_eq!(
+            under
+                .verify_without_recording(&key, &good, BODY, at(NOW))
+                .err(),
+            Some(SignatureRefusal::BodyTooLarge)
+        );
+
+        let cache = MemoryReplayCache::new(16);
+        assert_eq!(
+            refusal(under.verify_replay_protected(&key, &good, BODY, at(NOW), &cache, SCOPE)),
+            Some(SignatureRefusal::BodyTooLarge)
+        );
+        assert!(cache.is_empty(), "a refused request records nothing");
+        assert!(
+            at_limit
+                .verify_replay_protected(&key, &good, BODY, at(NOW), &cache, SCOPE)
+                .is_ok()
+        );
+        assert_eq!(cache.len(), 1);
     }
 
     #[test]

@@ -11,9 +11,10 @@
 )]
 use api_keys::testing::ManualClock;
 use api_keys::{
-    Actor, Environment, Error, EventKind, KeyEvent, KeyId, KeyManager, KeyRecord, KeyStatus,
-    KeyStore, KeyUpdate, MemoryKeyStore, NewKey, OwnerId, Policy, Rejection, RequestContext,
-    RollOptions, RollPlan, Scopes, StoreError, WriteCondition,
+    Actor, DomainAllowList, Environment, Error, EventKind, HeaderField, IpAllowList, KeyEvent,
+    KeyId, KeyManager, KeyRecord, KeyStatus, KeyStore, KeyUpdate, MemoryKeyStore, NewKey, OwnerId,
+    Pepper, Policy, Rejection, RequestContext, RollOptions, RollPlan, Scopes, StoreError,
+    WriteCondition,
 };
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
@@ -1367,4 +1368,153 @@ fn the_manager_debug_is_a_summary() {
     for noise in ["publishable_scopes", "touch_interval", "hasher", "Lengths"] {
         assert!(!text.contains(noise), "{noise} in {text}");
     }
+}
+
+/// An update replaces the allow-lists, and the new lists are what verify
+/// enforces from the next request on; the texts are set and cleared.
+#[test]
+fn update_replaces_allow_lists_and_texts() {
+    let f = fx();
+    let (rec, token) = f.create(
+        NewKey::secret(f.owner.clone(), "k")
+            .note("in vault")
+            .description("billing")
+            .allowed_ips(IpAllowList::parse("203.0.113.0/24").unwrap())
+            .allowed_domains(DomainAllowList::new(["old.example.com"]).unwrap()),
+    );
+    let tok = token.expose_secret();
+    let req = |ip: &str, origin: &'static str| {
+        RequestContext::new()
+            .peer_ip(ip.parse().unwrap())
+            .origin(HeaderField::Single(origin.as_bytes()))
+    };
+    let refused = |r: &RequestContext<'_>| f.keys.verify(tok, r).err().and_then(|e| e.rejection());
+    assert_eq!(
+        refused(&req("203.0.113.9", "https://old.example.com")),
+        None
+    );
+
+    let u = f
+        .keys
+        .update(
+            &f.admin,
+            &rec.id,
+            1,
+            &KeyUpdate::new()
+                .description("payouts")
+                .allowed_ips(IpAllowList::parse("198.51.100.7").unwrap())
+                .allowed_domains(DomainAllowList::new(["new.example.com"]).unwrap()),
+        )
+        .unwrap();
+    assert_eq!(u.description.as_deref(), Some("payouts"));
+    assert_eq!(u.note.as_deref(), Some("in vault"), "untouched");
+    assert_eq!(u.allowed_ips, IpAllowList::parse("198.51.100.7").unwrap());
+    assert_eq!(
+        u.allowed_domains,
+        DomainAllowList::new(["new.example.com"]).unwrap()
+    );
+    assert_eq!(
+        f.keys.get(&rec.id).unwrap().description.as_deref(),
+        Some("payouts")
+    );
+
+    assert_eq!(
+        refused(&req("203.0.113.9", "https://new.example.com")),
+        Some(Rejection::IpNotAllowed),
+        "the old address range no longer passes"
+    );
+    assert!(
+        matches!(
+            refused(&req("198.51.100.7", "https://old.example.com")),
+            Some(Rejection::OriginNotAllowed(_))
+        ),
+        "the old domain no longer passes"
+    );
+    assert_eq!(
+        refused(&req("198.51.100.7", "https://new.example.com")),
+        None
+    );
+
+    let u = f
+        .keys
+        .update(
+            &f.admin,
+            &rec.id,
+            2,
+            &KeyUpdate::new().clear_note().clear_description(),
+        )
+        .unwrap();
+    assert_eq!((u.note, u.description, u.version), (None, None, 3));
+    assert_eq!(f.keys.get(&rec.id).unwrap().note, None);
+}
+
+/// Pepper rotation over three versions: each manager hashes new keys under
+/// its current version (shown in its `Debug`), and verifies keys hashed
+/// under any version it still holds; a version it lacks fails closed.
+#[test]
+fn pepper_rotation_over_several_versions() {
+    let clock = Arc::new(ManualClock::new(T0));
+    let admin = Actor::new("user:1").unwrap();
+    let owner = OwnerId::new("acct_1").unwrap();
+    let pepper = |v: u32| Pepper::new(v, &[u8::try_from(v).unwrap(); 32]).unwrap();
+    let manager = |current: u32, previous: &[u32], records: &[&KeyRecord]| {
+        let store = MemoryKeyStore::new();
+        for r in records {
+            KeyStore::insert(&store, r, WriteCondition::Always).unwrap();
+        }
+        let mut b = KeyManager::builder(store)
+            .clock(Arc::clone(&clock))
+            .pepper(pepper(current));
+        for v in previous {
+            b = b.previous_pepper(pepper(*v));
+        }
+        b.build().unwrap()
+    };
+    let v1 = manager(1, &[], &[]);
+    assert!(
+        format!("{v1:?}").contains("pepper_version: Some(1)"),
+        "{v1:?}"
+    );
+    let old = v1
+        .create(&admin, NewKey::secret(owner.clone(), "old"))
+        .unwrap();
+    assert_eq!(old.record.secret_hash.pepper_version, Some(1));
+
+    let v2 = manager(2, &[1], &[&old.record]);
+    assert!(
+        format!("{v2:?}").contains("pepper_version: Some(2)"),
+        "{v2:?}"
+    );
+    let mid = v2
+        .create(&admin, NewKey::secret(owner.clone(), "mid"))
+        .unwrap();
+    assert_eq!(mid.record.secret_hash.pepper_version, Some(2));
+
+    let v3 = manager(3, &[2, 1], &[&old.record, &mid.record]);
+    assert!(
+        format!("{v3:?}").contains("pepper_version: Some(3)"),
+        "{v3:?}"
+    );
+    let new = v3
+        .create(&admin, NewKey::secret(owner.clone(), "new"))
+        .unwrap();
+    assert_eq!(new.record.secret_hash.pepper_version, Some(3));
+    for t in [&old.token, &mid.token, &new.token] {
+        assert!(v3.verify(t.expose_secret(), &ctx()).is_ok());
+    }
+
+    // Version 1 retired: its keys fail closed, the others still verify.
+    let retired = manager(3, &[2], &[&old.record, &mid.record, &new.record]);
+    let err = retired
+        .verify(old.token.expose_secret(), &ctx())
+        .unwrap_err();
+    assert!(
+        matches!(
+            err,
+            api_keys::VerifyError::Failed(Error::UnknownKeyVersion(1))
+        ),
+        "{err:?}"
+    );
+    assert!(retired.verify(mid.token.expose_secret(), &ctx()).is_ok());
+    assert!(retired.verify(new.token.expose_secret(), &ctx()).is_ok());
 }

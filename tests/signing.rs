@@ -501,3 +501,43 @@ fn for_token_fails_like_new_without_echoing_the_input() {
         api_keys::signing::SignatureError::InvalidKeyId
     ));
 }
+
+/// A server with its own key format: its signing keys are unsealed and
+/// checked against that format (not the default one), and its clients sign
+/// with `for_token_with_format`.
+#[test]
+fn signing_keys_of_a_custom_format() {
+    let format = api_keys::KeyFormat::builder()
+        .secret_prefix("acme")
+        .publishable_prefix("acmepub")
+        .build()
+        .unwrap();
+    let clock = Arc::new(ManualClock::new(T0));
+    let keys = KeyManager::builder(MemoryKeyStore::new())
+        .clock(Arc::clone(&clock))
+        .format(format.clone())
+        .sealing_keys(ring(1, 7))
+        .build()
+        .unwrap();
+    assert!(
+        format!("{keys:?}").contains("prefixes: acme/acmepub"),
+        "{keys:?}"
+    );
+    let admin = Actor::new("ops").unwrap();
+    let owner = OwnerId::new("merchant_1").unwrap();
+    let c = keys
+        .create(&admin, NewKey::secret(owner, "api").signing())
+        .unwrap();
+    assert!(c.token.expose_secret().starts_with("acme_live_"));
+    assert!(RequestSigner::for_token(c.token.expose_secret()).is_err());
+    let h = RequestSigner::for_token_with_format(&format, c.token.expose_secret())
+        .unwrap()
+        .sign(BODY);
+    let v = keys
+        .verify_signed(
+            &SignedRequest::new(h.key.as_bytes(), h.signature.as_bytes(), BODY),
+            &RequestContext::new(),
+        )
+        .unwrap();
+    assert_eq!(v.id(), c.record.id);
+}

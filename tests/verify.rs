@@ -545,3 +545,40 @@ fn narrowing_publishable_scopes_applies_to_existing_keys() {
         )
         .unwrap();
 }
+
+/// `Engine::grants` answers like verification's scope check: a secret key
+/// without scopes grants every scope, a restricted one its own; a
+/// publishable key only scopes of its own that the policy allows now.
+#[test]
+fn engine_grants_like_the_scope_check() {
+    let policy = Policy {
+        publishable_scopes: Scopes::new(["catalog:read", "checkout:create"]).unwrap(),
+        ..Policy::default()
+    };
+    let f = fx(policy);
+    let record = |spec: NewKey| f.keys.create(&f.admin, spec).unwrap().record;
+    let sk = record(NewKey::secret(f.owner.clone(), "server"));
+    let restricted = record(
+        NewKey::secret(f.owner.clone(), "restricted")
+            .scopes(Scopes::new(["refunds:write"]).unwrap()),
+    );
+    let pk = record(NewKey::publishable(f.owner.clone(), "browser"));
+    let narrow_pk = record(
+        NewKey::publishable(f.owner.clone(), "narrow")
+            .scopes(Scopes::new(["catalog:read"]).unwrap()),
+    );
+    let engine = f.keys.engine();
+    for (key, scope, granted) in [
+        (&sk, "refunds:write", true),
+        (&sk, "anything", true),
+        (&restricted, "refunds:write", true),
+        (&restricted, "refunds:read", false),
+        (&pk, "catalog:read", true),
+        (&pk, "checkout:create", true),
+        (&pk, "refunds:write", false),
+        (&narrow_pk, "catalog:read", true),
+        (&narrow_pk, "checkout:create", false),
+    ] {
+        assert_eq!(engine.grants(key, scope), granted, "{} {scope}", key.name);
+    }
+}
