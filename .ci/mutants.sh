@@ -52,11 +52,14 @@ declare -A TARGETS=(
     [src/replay.rs]="--lib --test=signing --test=adversarial_signatures --test=replay"
     [src/manager.rs]="--lib --test=lifecycle --test=verify --test=faults --test=concurrency"
     [src/store/memory.rs]="--lib --test=conformance --test=lifecycle --test=concurrency"
+    [src/http/credential.rs]="--lib --test=exchange"
+    [src/http/exchange.rs]="--lib --test=exchange"
 )
 ORDER=(
     src/engine.rs src/signed.rs src/hash.rs src/token.rs src/secret.rs
     src/base62.rs src/origin.rs src/ip.rs src/signing.rs src/sealing.rs
-    src/replay.rs src/manager.rs src/store/memory.rs
+    src/replay.rs src/manager.rs src/store/memory.rs src/http/credential.rs
+    src/http/exchange.rs
 )
 
 full=0
