@@ -96,12 +96,15 @@ work=$(cd "$work" && pwd)
 out=$(cd "$out" && pwd)
 
 # Fresh copy of the working tree (including uncommitted changes); the target
-# directory survives between runs.
+# directory survives between runs. The copy gets fresh modification times
+# (`tar -m`): with the checkout's older ones, a file edited before the last
+# mutant of the previous run was built would look unchanged to cargo, and the
+# baseline would reuse that mutant's build.
 rm -rf "$work/tree"
 mkdir -p "$work/tree"
 git ls-files -z --cached --others --exclude-standard |
     while IFS= read -r -d '' f; do [[ -e "$f" ]] && printf '%s\0' "$f"; done |
-    tar --null -T - -cf - | tar -xf - -C "$work/tree"
+    tar --null -T - -cf - | tar -mxf - -C "$work/tree"
 export CARGO_TARGET_DIR="$work/target"
 export CARGO_TERM_COLOR=never
 

@@ -466,8 +466,20 @@ mod tests {
         assert_eq!(decode_id(&[b'z'; 22]), None);
         assert_eq!(decode_id(b"7n42DGM5Tflk9n8mt7Fhc"), None);
         assert_eq!(decode_id(b"7n42DGM5Tflk9n8mt7Fh_7"), None);
-        // Two bad bytes at the end must not cancel out.
-        assert_eq!(decode_id(b"00000000000000000000__"), None);
+        // One bad byte anywhere, or two in the same group, must not pass
+        // (nor cancel out).
+        for at in 0..22 {
+            let mut text = [b'0'; 22];
+            text[at] = b'_';
+            assert_eq!(decode_id(&text), None, "{at}");
+        }
+        for bad in [
+            &b"__00000000000000000000"[..],
+            b"0000000000_0_000000000",
+            b"00000000000000000000__",
+        ] {
+            assert_eq!(decode_id(bad), None, "{bad:?}");
+        }
         assert_eq!(decode_id(b"0000000000000000000000"), Some(0));
     }
 

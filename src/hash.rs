@@ -491,6 +491,30 @@ mod tests {
     }
 
     #[test]
+    fn peppered_digest_is_hmac_sha256_of_the_documented_layout() {
+        let pepper = Pepper::new(4, &[0x5A; 32]).unwrap();
+        let hasher = KeyHasher::with_peppers(Some(&pepper), &[]).unwrap();
+        let s = [b'Q'; 35];
+        let h = hasher.hash_new(&id(), Environment::Live, KeyKind::Secret, &s);
+        let mut message = vec![2u8, b'l', b's', 35];
+        message.extend_from_slice(&[7; 16]);
+        message.extend_from_slice(&s);
+        let mac = hmac::Hmac::<Sha256>::new_from_slice(&[0x5A; 32]).unwrap();
+        let expected: [u8; 32] = mac.chain_update(&message).finalize().into_bytes().into();
+        assert_eq!(h.digest, expected);
+        assert_eq!(h.pepper_version, Some(4));
+        // Another secret, another digest.
+        let other = hasher.hash_new(&id(), Environment::Live, KeyKind::Secret, &[b'R'; 35]);
+        assert_ne!(other.digest, h.digest);
+        assert!(hasher.hash_like(&h, &block_live(&[b'R'; 35])).unwrap() != h);
+        assert!(hasher.hash_like(&h, &block_live(&s)).unwrap() == h);
+    }
+
+    fn block_live(secret: &[u8]) -> MessageBlock {
+        MessageBlock::new(&id(), Environment::Live, KeyKind::Secret, secret)
+    }
+
+    #[test]
     fn equality_sees_every_word_and_the_pepper_version() {
         let digest: [u8; 32] = core::array::from_fn(|i| i as u8 * 7 + 1);
         let hash = |pepper_version, digest| SecretHash {

@@ -733,6 +733,12 @@ mod tests {
             .build()
             .unwrap();
         assert_eq!(g.max_token_len(), 75);
+        assert_eq!((d.secret_prefix(), d.publishable_prefix()), ("sk", "pk"));
+        assert_eq!(
+            (g.secret_prefix(), g.publishable_prefix()),
+            ("sk", "public")
+        );
+        assert_eq!(g.prefix(KeyKind::Publishable), "public");
     }
 
     #[test]
