@@ -52,11 +52,14 @@ declare -A TARGETS=(
     [src/replay.rs]="--lib --test=signing --test=adversarial_signatures --test=replay"
     [src/manager.rs]="--lib --test=lifecycle --test=verify --test=faults --test=concurrency"
     [src/store/memory.rs]="--lib --test=conformance --test=lifecycle --test=concurrency"
+    [src/http/credential.rs]="--lib --test=exchange"
+    [src/http/exchange.rs]="--lib --test=exchange"
 )
 ORDER=(
     src/engine.rs src/signed.rs src/hash.rs src/token.rs src/secret.rs
     src/base62.rs src/origin.rs src/ip.rs src/signing.rs src/sealing.rs
-    src/replay.rs src/manager.rs src/store/memory.rs
+    src/replay.rs src/manager.rs src/store/memory.rs src/http/credential.rs
+    src/http/exchange.rs
 )
 
 full=0
@@ -93,12 +96,15 @@ work=$(cd "$work" && pwd)
 out=$(cd "$out" && pwd)
 
 # Fresh copy of the working tree (including uncommitted changes); the target
-# directory survives between runs.
+# directory survives between runs. The copy gets fresh modification times
+# (`tar -m`): with the checkout's older ones, a file edited before the last
+# mutant of the previous run was built would look unchanged to cargo, and the
+# baseline would reuse that mutant's build.
 rm -rf "$work/tree"
 mkdir -p "$work/tree"
 git ls-files -z --cached --others --exclude-standard |
     while IFS= read -r -d '' f; do [[ -e "$f" ]] && printf '%s\0' "$f"; done |
-    tar --null -T - -cf - | tar -xf - -C "$work/tree"
+    tar --null -T - -cf - | tar -mxf - -C "$work/tree"
 export CARGO_TARGET_DIR="$work/target"
 export CARGO_TERM_COLOR=never
 

@@ -379,6 +379,19 @@ mod tests {
     }
 
     #[test]
+    fn every_width_is_the_fewest_characters_that_carry_the_bytes() {
+        // The smallest w with w * log2(62) >= 8n (never an exact tie: 62^w
+        // is not a power of two), so no bytes need no characters.
+        for n in 0..=16 {
+            let w = (8 * n) as f64 / 62f64.log2();
+            assert_eq!(chunk_width(n), w.ceil() as usize, "{n}");
+        }
+        assert_eq!(chunk_width(0), 0);
+        assert_eq!(chunk_width(17), 0);
+        assert_eq!(encoded_len(0), 0);
+    }
+
+    #[test]
     fn extremes_round_trip() {
         for n in 1..=40 {
             for fill in [0u8, 0xff] {
@@ -453,6 +466,21 @@ mod tests {
         assert_eq!(decode_id(&[b'z'; 22]), None);
         assert_eq!(decode_id(b"7n42DGM5Tflk9n8mt7Fhc"), None);
         assert_eq!(decode_id(b"7n42DGM5Tflk9n8mt7Fh_7"), None);
+        // One bad byte anywhere, or two in the same group, must not pass
+        // (nor cancel out).
+        for at in 0..22 {
+            let mut text = [b'0'; 22];
+            text[at] = b'_';
+            assert_eq!(decode_id(&text), None, "{at}");
+        }
+        for bad in [
+            &b"__00000000000000000000"[..],
+            b"0000000000_0_000000000",
+            b"00000000000000000000__",
+        ] {
+            assert_eq!(decode_id(bad), None, "{bad:?}");
+        }
+        assert_eq!(decode_id(b"0000000000000000000000"), Some(0));
     }
 
     #[test]
@@ -479,6 +507,17 @@ mod tests {
         let n = fill_uniform(&random, &mut out, 2);
         assert_eq!(n, 12);
         assert_eq!(&out, b"..0000zzzz11");
+        // 0xFBEFBE -> 62,62,62,62: the first group outside the alphabet,
+        // skipped like 63 (keeping it would bias the characters).
+        let mut out = [b'.'; 4];
+        assert_eq!(fill_uniform(&[0xFB, 0xEF, 0xBE, 0, 0, 0], &mut out, 0), 4);
+        assert_eq!(&out, b"0000");
+        let mut out = [b'.'; 4];
+        assert_eq!(
+            fill_uniform(&[0xFB, 0xEF, 0xBE, 0xF7, 0xDF, 0x7D], &mut out, 0),
+            4
+        );
+        assert_eq!(&out, b"zzzz");
         // Never writes past `out`.
         let mut short = [b'.'; 3];
         assert_eq!(fill_uniform(&[0; 30], &mut short, 1), 3);

@@ -491,6 +491,115 @@ mod tests {
     }
 
     #[test]
+    fn peppered_digest_is_hmac_sha256_of_the_documented_layout() {
+        let pepper = Pepper::new(4, &[0x5A; 32]).unwrap();
+        let hasher = KeyHasher::with_peppers(Some(&pepper), &[]).unwrap();
+        let s = [b'Q'; 35];
+        let h = hasher.hash_new(&id(), Environment::Live, KeyKind::Secret, &s);
+        let mut message = vec![2u8, b'l', b's', 35];
+        message.extend_from_slice(&[7; 16]);
+        message.extend_from_slice(&s);
+        let mac = hmac::Hmac::<Sha256>::new_from_slice(&[0x5A; 32]).unwrap();
+        let expected: [u8; 32] = mac.chain_update(&message).finalize().into_bytes().into();
+        assert_eq!(h.digest, expected);
+        assert_eq!(h.pepper_version, Some(4));
+        // Another secret, another digest.
+        let other = hasher.hash_new(&id(), Environment::Live, KeyKind::Secret, &[b'R'; 35]);
+        assert_ne!(other.digest, h.digest);
+        assert!(hasher.hash_like(&h, &block_live(&[b'R'; 35])).unwrap() != h);
+        assert!(hasher.hash_like(&h, &block_live(&s)).unwrap() == h);
+    }
+
+    fn block_live(secret: &[u8]) -> MessageBlock {
+        MessageBlock::new(&id(), Environment::Live, KeyKind::Secret, secret)
+    }
+
+    #[test]
+    fn equality_sees_every_word_and_the_pepper_version() {
+        let digest: [u8; 32] = core::array::from_fn(|i| i as u8 * 7 + 1);
+        let hash = |pepper_version, digest| SecretHash {
+            pepper_version,
+            digest,
+        };
+        let base = hash(Some(1), digest);
+        assert!(base.ct_eq(&hash(Some(1), digest)) && base == hash(Some(1), digest));
+        for byte in 0..32 {
+            for bit in 0..8 {
+                let mut other = digest;
+                other[byte] ^= 1 << bit;
+                assert!(!base.ct_eq(&hash(Some(1), other)), "{byte} {bit}");
+                assert!(base != hash(Some(1), other));
+            }
+        }
+        // The same difference in two words must not cancel out.
+        let mut twice = digest;
+        twice[0] ^= 0x10;
+        twice[8] ^= 0x10;
+        assert!(!base.ct_eq(&hash(Some(1), twice)));
+        for version in [None, Some(2)] {
+            assert!(!base.ct_eq(&hash(version, digest)), "{version:?}");
+            assert!(base != hash(version, digest));
+        }
+    }
+
+    #[test]
+    fn debug_forms() {
+        let h = SecretHash {
+            pepper_version: Some(2),
+            digest: [0xEE; 32],
+        };
+        assert_eq!(
+            format!("{h:?}"),
+            r#"SecretHash { pepper_version: Some(2), digest: "[redacted]" }"#
+        );
+        let pepper = Pepper::new(3, &[0xAB; 32]).unwrap();
+        assert_eq!(
+            format!("{pepper:?}"),
+            "Pepper { version: 3, key: [redacted] }"
+        );
+        let hasher = KeyHasher::with_peppers(
+            Some(&Pepper::new(2, &[2; 32]).unwrap()),
+            &[pepper, Pepper::new(1, &[1; 32]).unwrap()],
+        )
+        .unwrap();
+        assert_eq!(
+            format!("{hasher:?}"),
+            "KeyHasher { current_pepper: Some(2), previous_peppers: [3, 1] }"
+        );
+        assert_eq!(
+            format!("{:?}", block(&[b'x'; 27])),
+            "MessageBlock([redacted; 27])"
+        );
+    }
+
+    #[test]
+    fn current_pepper_version() {
+        assert_eq!(KeyHasher::default().current_version(), None);
+        let p = Pepper::new(7, &[7; 32]).unwrap();
+        let h = KeyHasher::with_peppers(Some(&p), &[]).unwrap();
+        assert_eq!(h.current_version(), Some(7));
+        let only_old = KeyHasher::with_peppers(None, &[p]).unwrap();
+        assert_eq!(only_old.current_version(), None);
+    }
+
+    #[cfg(target_os = "linux")]
+    #[test]
+    fn drop_wipes_the_secret_from_freed_memory() {
+        use crate::freed_memory::{Memory, holds_any_of};
+        let secret: Vec<u8> = (0..MAX_SECRET_CHARS as u8).map(|i| b'A' + i).collect();
+        let boxed = Box::new(block(&secret));
+        let at = boxed.block.as_ptr() as usize;
+        let mut memory = Memory::open(64);
+        // The reader sees the secret in the live block...
+        assert_eq!(&memory.read(at)[SECRET_AT..][..secret.len()], &secret[..]);
+        drop(boxed);
+        // ...and none of it once the block is dropped (the secret lies past
+        // the allocator's bookkeeping at the start of the freed block).
+        let freed = memory.read(at);
+        assert!(!holds_any_of(freed, &secret), "{freed:?}");
+    }
+
+    #[test]
     fn debug_hides_digest() {
         let h = SecretHash {
             pepper_version: None,

@@ -13,6 +13,8 @@ mod events;
 #[cfg(any(test, feature = "test-util"))]
 mod failing_rng;
 mod feed;
+#[cfg(all(test, target_os = "linux"))]
+mod freed_memory;
 mod hash;
 pub mod http;
 pub mod ip;

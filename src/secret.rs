@@ -137,4 +137,25 @@ mod tests {
         assert_eq!(redact("sk_live_ab", 8), "sk_live_…ab");
         assert_eq!(redact("", 8), "…");
     }
+
+    #[cfg(target_os = "linux")]
+    #[test]
+    fn drop_wipes_the_token_from_freed_memory() {
+        use crate::freed_memory::{Memory, holds_any_of};
+        let text = "sk_live_0123456789abcdefghijSECRETPARTxyzWsecretsecretsecretsecret";
+        let token = Token::new(text.to_owned(), 8);
+        let at = token.expose_secret().as_ptr() as usize;
+        let mut memory = Memory::open(text.len());
+        // The reader sees the live token...
+        assert_eq!(memory.read(at), text.as_bytes());
+        drop(token);
+        // ...and none of it once the token is dropped (past the allocator's
+        // bookkeeping at the start of the freed block).
+        let freed = memory.read(at);
+        assert!(
+            !holds_any_of(&freed[16..], text.as_bytes()),
+            "{:?}",
+            String::from_utf8_lossy(freed)
+        );
+    }
 }

@@ -706,6 +706,154 @@ mod tests {
     }
 
     #[test]
+    fn lengths_follow_the_prefixes_and_the_strength() {
+        let d = KeyFormat::default();
+        assert_eq!(
+            (d.secret_bytes(), d.secret_chars(), d.body_len()),
+            (26, 35, 63)
+        );
+        assert_eq!(
+            (d.token_len(KeyKind::Publishable), d.max_token_len()),
+            (71, 71)
+        );
+        let f = KeyFormat::builder()
+            .secret_prefix("acme_sk")
+            .secret_bytes(20)
+            .build()
+            .unwrap();
+        assert_eq!(
+            (f.secret_bytes(), f.secret_chars(), f.body_len()),
+            (20, 27, 55)
+        );
+        assert_eq!(f.token_len(KeyKind::Secret), 68);
+        assert_eq!(f.token_len(KeyKind::Publishable), 63);
+        assert_eq!(f.max_token_len(), 68);
+        let g = KeyFormat::builder()
+            .publishable_prefix("public")
+            .build()
+            .unwrap();
+        assert_eq!(g.max_token_len(), 75);
+        assert_eq!((d.secret_prefix(), d.publishable_prefix()), ("sk", "pk"));
+        assert_eq!(
+            (g.secret_prefix(), g.publishable_prefix()),
+            ("sk", "public")
+        );
+        assert_eq!(g.prefix(KeyKind::Publishable), "public");
+    }
+
+    #[test]
+    fn prefixes_may_hold_digits_and_single_underscores() {
+        for ok in ["k8s", "k8s_sk", "a1_b2_c3", "x"] {
+            let f = KeyFormat::builder().secret_prefix(ok).build();
+            assert_eq!(f.map(|f| f.secret_prefix().to_owned()), Ok(ok.to_owned()));
+        }
+    }
+
+    #[test]
+    fn key_id_hashes_cover_both_halves() {
+        use std::hash::BuildHasher;
+        let hasher = std::collections::hash_map::RandomState::new();
+        let base = KeyId::from_bytes([0x11; KEY_ID_BYTES]);
+        let mut first = [0x11; KEY_ID_BYTES];
+        first[3] = 0x12;
+        let mut second = [0x11; KEY_ID_BYTES];
+        second[12] = 0x12;
+        let h = |id: KeyId| hasher.hash_one(id);
+        assert_eq!(h(base), h(KeyId::from_bytes([0x11; KEY_ID_BYTES])));
+        assert_ne!(h(base), h(KeyId::from_bytes(first)));
+        assert_ne!(h(base), h(KeyId::from_bytes(second)));
+    }
+
+    #[test]
+    fn debug_forms() {
+        let f = KeyFormat::default();
+        let t = f.generate(KeyKind::Publishable, Environment::Test).unwrap();
+        let id = t.id.to_string();
+        assert_eq!(format!("{:?}", t.id), format!("KeyId({id})"));
+        let presented = f.parse(t.token.expose_secret()).unwrap();
+        assert_eq!(
+            format!("{presented:?}"),
+            format!(
+                "PresentedKey {{ id: KeyId({id}), kind: Publishable, environment: Test, \
+                 secret: \"[redacted]\" }}"
+            )
+        );
+        assert!(format!("{f:?}").contains("heads: HeadChecksums }"), "{f:?}");
+    }
+
+    #[test]
+    fn formats_with_the_same_settings_are_equal() {
+        assert_eq!(KeyFormat::default(), KeyFormat::builder().build().unwrap());
+        let acme = || {
+            KeyFormat::builder()
+                .secret_prefix("acme_sk")
+                .secret_bytes(20)
+                .build()
+                .unwrap()
+        };
+        assert_eq!(acme(), acme());
+        assert_ne!(acme(), KeyFormat::default());
+    }
+
+    #[test]
+    fn each_key_is_one_draw_of_id_then_secret_candidates() {
+        // A generator that hands out 0, 1, 2, ... and records each request.
+        struct Counter(u8, Vec<usize>);
+        impl rand::TryRng for Counter {
+            type Error = core::convert::Infallible;
+            fn try_next_u32(&mut self) -> Result<u32, Self::Error> {
+                unreachable!()
+            }
+            fn try_next_u64(&mut self) -> Result<u64, Self::Error> {
+                unreachable!()
+            }
+            fn try_fill_bytes(&mut self, dst: &mut [u8]) -> Result<(), Self::Error> {
+                self.1.push(dst.len());
+                for b in dst {
+                    *b = self.0;
+                    self.0 = self.0.wrapping_add(1);
+                }
+                Ok(())
+            }
+        }
+        impl TryCryptoRng for Counter {}
+        let f = KeyFormat::default();
+        let mut rng = Counter(0, Vec::new());
+        let first = f
+            .generate_with_rng(KeyKind::Secret, Environment::Live, &mut rng)
+            .unwrap();
+        let second = f
+            .generate_with_rng(KeyKind::Secret, Environment::Live, &mut rng)
+            .unwrap();
+        // One call per key: 16 id bytes, then 32 bytes of candidates (42
+        // groups, enough for the 35 characters here).
+        assert_eq!(rng.1, [48, 48]);
+        assert_eq!(first.id.as_bytes(), &core::array::from_fn(|i| i as u8));
+        assert_eq!(
+            second.id.as_bytes(),
+            &core::array::from_fn(|i| (i + 48) as u8)
+        );
+    }
+
+    #[cfg(target_os = "linux")]
+    #[test]
+    fn drop_wipes_the_random_bytes_from_freed_memory() {
+        use crate::freed_memory::{Memory, holds_any_of};
+        let mut random = Box::new(SecretRandom::default());
+        for (i, b) in random.0.iter_mut().enumerate() {
+            *b = 0x80 | i as u8;
+        }
+        let drawn = random.0;
+        let at = random.0.as_ptr() as usize;
+        let mut memory = Memory::open(DRAW_BYTES);
+        assert_eq!(memory.read(at), &drawn[..]);
+        drop(random);
+        // Past the allocator's bookkeeping at the start of the freed block.
+        let freed = memory.read(at);
+        assert!(!holds_any_of(&freed[16..], &drawn), "{freed:?}");
+    }
+
+    #[test]
     fn continued_checksum_equals_the_whole_one() {
         let f = KeyFormat::builder()
             .secret_prefix("acme_sk")

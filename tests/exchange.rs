@@ -10,8 +10,8 @@
 )]
 
 use api_keys::http::{
-    BASIC_CHALLENGE, BasicForms, ClientAuth, ExchangeCode, ExchangeError, Presented, Requirements,
-    TokenExchange,
+    BASIC_CHALLENGE, BasicForms, ClientAuth, ExchangeCode, ExchangeError, Presented, Refusal,
+    Requirements, TokenExchange,
 };
 use api_keys::ip::TrustedProxies;
 use api_keys::testing::ManualClock;
@@ -126,8 +126,8 @@ fn read(
     exchange.read(&all[..], "POST", peer(), body.as_bytes())
 }
 
-fn exchange(
-    keys: &KeyManager<MemoryKeyStore>,
+fn exchange<S: api_keys::KeyStore>(
+    keys: &KeyManager<S>,
     exchange: &TokenExchange,
     headers: &[(&str, &str)],
     body: &str,
@@ -721,4 +721,199 @@ async fn check_key_async_matches() {
         .await
         .unwrap_err();
     assert_eq!(e.rejection(), Some(Rejection::Revoked));
+}
+
+/// A store that is down: every call fails with a backend error.
+struct Down;
+
+impl api_keys::KeyStore for Down {
+    fn insert(
+        &self,
+        _: &api_keys::KeyRecord,
+        _: api_keys::WriteCondition,
+    ) -> Result<(), api_keys::StoreError> {
+        Err(down())
+    }
+    fn get(
+        &self,
+        _: &api_keys::KeyId,
+    ) -> Result<Option<Arc<api_keys::KeyRecord>>, api_keys::StoreError> {
+        Err(down())
+    }
+    fn list_by_owner(
+        &self,
+        _: &OwnerId,
+    ) -> Result<Vec<Arc<api_keys::KeyRecord>>, api_keys::StoreError> {
+        Err(down())
+    }
+    fn update(
+        &self,
+        _: &api_keys::KeyRecord,
+        _: u64,
+        _: api_keys::WriteCondition,
+    ) -> Result<(), api_keys::StoreError> {
+        Err(down())
+    }
+    fn apply_roll(&self, _: &api_keys::RollPlan) -> Result<(), api_keys::StoreError> {
+        Err(down())
+    }
+    fn touch(&self, _: &api_keys::KeyId, _: UtcDateTime) -> Result<(), api_keys::StoreError> {
+        Err(down())
+    }
+}
+
+fn down() -> api_keys::StoreError {
+    api_keys::StoreError::new(api_keys::StoreErrorKind::Backend)
+}
+
+/// A store failure is a 500 that keeps its cause, and so is a failure an
+/// adapter hands over as a `Refusal`.
+#[test]
+fn the_exchange_fails_closed_and_keeps_the_cause() {
+    use std::error::Error as _;
+    let (keys, _) = manager();
+    let key = create(&keys, NewKey::secret(owner(), "app"));
+    let broken = KeyManager::new(Down);
+    let x = TokenExchange::new();
+    let e = exchange(
+        &broken,
+        &x,
+        &[("Authorization", &basic(key.token.expose_secret(), ""))],
+        "grant_type=client_credentials",
+    )
+    .unwrap_err();
+    assert_eq!(
+        (e.code(), e.reason(), e.response().status),
+        (ExchangeCode::ServerError, "service_failure", 500)
+    );
+    let cause = e.error().expect("the store failure");
+    assert_eq!(e.to_string(), format!("service_failure: {cause}"));
+    assert_eq!(e.source().map(ToString::to_string), Some(cause.to_string()));
+
+    // Adapters reading the body with a `BodyBuffer` convert its refusals.
+    let e = ExchangeError::from(Refusal::Rejected(Rejection::BodyTooLarge));
+    assert_eq!(
+        (e.code(), e.reason(), e.response().status),
+        (ExchangeCode::PayloadTooLarge, "body_too_large", 413)
+    );
+    let e = ExchangeError::from(Refusal::MissingCredentials);
+    assert_eq!(
+        (e.code(), e.reason(), e.response().status),
+        (ExchangeCode::InvalidRequest, "missing_credentials", 400)
+    );
+    assert!(e.error().is_none() && e.source().is_none());
+    assert_eq!(e.to_string(), "missing_credentials");
+    let failure = broken
+        .verify(key.token.expose_secret(), &RequestContext::new())
+        .unwrap_err();
+    let e = ExchangeError::from(Refusal::Failed(failure));
+    assert_eq!(
+        (e.code(), e.reason(), e.response().status),
+        (ExchangeCode::ServerError, "service_failure", 500)
+    );
+    assert!(e.error().is_some() && e.source().is_some());
+}
+
+#[test]
+fn the_exchange_settings_apply() {
+    let (keys, _) = manager();
+    let admin = create(
+        &keys,
+        NewKey::secret(owner(), "admin")
+            .scopes(Scopes::new(["admin", "read"]).unwrap())
+            .allowed_ips(IpAllowList::parse("198.51.100.0/24").unwrap()),
+    );
+    let reader = create(
+        &keys,
+        NewKey::secret(owner(), "reader").scopes(Scopes::new(["read"]).unwrap()),
+    );
+    let grant = "grant_type=client_credentials";
+    let auth = |key: &CreatedKey| basic(key.token.expose_secret(), "");
+
+    // Required scopes: a key without them is not exchanged at all.
+    let admins = TokenExchange::new().require_scopes(Scopes::new(["admin"]).unwrap());
+    assert!(exchange(&keys, &admins, &[("Authorization", &auth(&admin))], grant).is_ok());
+    expect_error(
+        exchange(&keys, &admins, &[("Authorization", &auth(&reader))], grant),
+        ExchangeCode::UnauthorizedClient,
+        "missing_scope",
+        400,
+    );
+    // Required kind.
+    let publishable = create(&keys, NewKey::publishable(owner(), "web"));
+    let secret_only = TokenExchange::new().require_kind(KeyKind::Secret);
+    expect_error(
+        exchange(
+            &keys,
+            &secret_only,
+            &[("Authorization", &auth(&publishable))],
+            grant,
+        ),
+        ExchangeCode::UnauthorizedClient,
+        "wrong_kind",
+        400,
+    );
+
+    // Behind a trusted proxy, the client address is the forwarded one.
+    let proxy: IpAddr = "10.0.0.1".parse().unwrap();
+    let admin_auth = auth(&admin);
+    let headers = [
+        FORM,
+        ("Authorization", admin_auth.as_str()),
+        ("X-Forwarded-For", "198.51.100.9"),
+    ];
+    let proxied = TokenExchange::new().trusted_proxies(TrustedProxies::new(
+        IpAllowList::parse("10.0.0.0/8").unwrap(),
+    ));
+    let request = proxied
+        .read(&headers[..], "POST", Some(proxy), grant.as_bytes())
+        .unwrap();
+    assert_eq!(
+        request.facts().client_ip(),
+        Some("198.51.100.9".parse().unwrap())
+    );
+    assert!(proxied.verify(&keys, &request).is_ok());
+    let x = TokenExchange::new();
+    let request = x
+        .read(&headers[..], "POST", Some(proxy), grant.as_bytes())
+        .unwrap();
+    assert_eq!(request.facts().client_ip(), Some(proxy));
+    assert_eq!(
+        x.verify(&keys, &request).unwrap_err().reason(),
+        "ip_not_allowed"
+    );
+
+    // A body of exactly the limit is read; one byte more is 413.
+    let body = format!("{grant}&scope=read&pad=");
+    let body = format!(
+        "{body}{}",
+        "x".repeat(api_keys::http::MAX_EXCHANGE_BODY_LEN - body.len())
+    );
+    let request = read(&x, &[("Authorization", &auth(&reader))], &body).unwrap();
+    assert_eq!(request.scope(), Some(&Scopes::new(["read"]).unwrap()));
+    let granted = x.verify(&keys, &request).unwrap();
+    let (key, scope) = granted.into_parts();
+    assert_eq!(key.id(), reader.record.id);
+    assert_eq!(scope, Some(Scopes::new(["read"]).unwrap()));
+    let e = read(
+        &x,
+        &[("Authorization", &auth(&reader))],
+        &format!("{body}x"),
+    )
+    .unwrap_err();
+    assert_eq!(e.response().status, 413);
+    // Requests show what they are, but no value sent.
+    let text = format!("{request:?}");
+    assert!(
+        text.starts_with(
+            r#"TokenRequest { client_auth: Basic(TokenAsUser), scope: Some(Scopes(["read"])), facts: RequestFacts {"#
+        ),
+        "{text}"
+    );
+    assert_eq!(
+        read(&x, &[], &format!("{grant}&client_id=a&client_secret=b"))
+            .unwrap()
+            .client_auth(),
+        ClientAuth::Body
+    );
 }

@@ -895,6 +895,38 @@ mod tests {
         }
     }
 
+    #[test]
+    fn debug_shows_lengths_and_names() {
+        let bearer = classify(&[("Authorization", "Bearer sekrit_token")]).unwrap();
+        assert_eq!(
+            format!("{bearer:?}"),
+            "Bearer { token: BearerToken(<12 bytes>), source: Authorization }"
+        );
+        let basic = format!("Basic {}", b64(b"user:password"));
+        assert_eq!(
+            format!("{:?}", classify(&[("Authorization", &basic)]).unwrap()),
+            "Basic(BasicCredential { user_len: 4, password_len: 8 })"
+        );
+        let pairs: &[(&str, &str)] = &[
+            ("X-Processing-Key", "keyid123"),
+            ("X-Processing-Signature", "deadbeef00"),
+            ("X-Processing-Nonce", "nonce"),
+        ];
+        assert_eq!(
+            format!("{:?}", classify(pairs).unwrap()),
+            "Signed(SignedCredential { key_len: 8, signature_len: 10, timestamp_len: 0, \
+             nonce_len: 5, target_len: 6, .. })"
+        );
+        for (source, name) in [
+            (CredentialSource::Authorization, "authorization"),
+            (CredentialSource::ApiKeyHeader, "api_key_header"),
+            (CredentialSource::Signature, "signature"),
+            (CredentialSource::Basic, "basic"),
+        ] {
+            assert_eq!(source.as_str(), name);
+        }
+    }
+
     fn token68_strategy() -> impl Strategy<Value = String> {
         "[A-Za-z0-9._~+/-]{1,80}={0,2}"
     }
