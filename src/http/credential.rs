@@ -415,17 +415,12 @@ impl Credential {
     /// anything else: nothing unchecked from the request comes back.
     #[must_use]
     pub fn key_id(&self, format: &KeyFormat) -> Option<KeyId> {
-        match self {
-            Credential::Bearer { token, .. } => format
-                .parse(token.expose_secret())
-                .ok()
-                .map(|presented| presented.id()),
-            Credential::Signed(signed) => KeyId::parse_bytes(&signed.key).ok(),
-            Credential::Basic(basic) => format
-                .parse(basic.token())
-                .ok()
-                .map(|presented| presented.id()),
-        }
+        let token = match self {
+            Credential::Signed(signed) => return KeyId::parse_bytes(&signed.key).ok(),
+            Credential::Bearer { token, .. } => token.expose_secret(),
+            Credential::Basic(basic) => basic.token(),
+        };
+        format.parse(token).ok().map(|presented| presented.id())
     }
 
     /// Where the credential was found.

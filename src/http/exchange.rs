@@ -372,10 +372,7 @@ impl TokenExchange {
                 self.invalid_client(r.as_str(), request.client.basic.is_some())
             }
             Some(r) => ExchangeError::new(ExchangeCode::UnauthorizedClient, r.as_str()),
-            None => ExchangeError {
-                failure: Some(e),
-                ..ExchangeError::new(ExchangeCode::ServerError, "service_failure")
-            },
+            None => ExchangeError::failed(e),
         })?;
         if let Some(scope) = &request.scope
             && !scope.iter().all(|s| keys.engine().grants(key.record(), s))
@@ -589,6 +586,14 @@ impl ExchangeError {
         }
     }
 
+    /// 500: the service could not decide; the cause is kept for logs.
+    fn failed(e: VerifyError) -> Self {
+        Self {
+            failure: Some(e),
+            ..Self::new(ExchangeCode::ServerError, "service_failure")
+        }
+    }
+
     /// The error code.
     #[must_use]
     pub fn code(&self) -> ExchangeCode {
@@ -638,10 +643,7 @@ impl From<Refusal> for ExchangeError {
             Refusal::Rejected(Rejection::BodyTooLarge) => {
                 ExchangeError::new(ExchangeCode::PayloadTooLarge, "body_too_large")
             }
-            Refusal::Failed(e) => ExchangeError {
-                failure: Some(e),
-                ..ExchangeError::new(ExchangeCode::ServerError, "service_failure")
-            },
+            Refusal::Failed(e) => ExchangeError::failed(e),
             other => ExchangeError::new(ExchangeCode::InvalidRequest, other.reason()),
         }
     }

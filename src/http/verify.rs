@@ -1,7 +1,7 @@
 //! A request's credential and facts, owned, and their verification against
 //! a route's requirements.
 
-use super::credential::{BasicForms, Credential};
+use super::credential::{BasicForms, Credential, SignedCredential};
 use super::facts::RequestFacts;
 use super::headers::Headers;
 use super::refusal::Refusal;
@@ -168,9 +168,9 @@ impl Presented {
         body: &[u8],
     ) -> Result<VerifiedKey, Refusal> {
         let context = self.facts.context(requirements);
-        match &self.credential {
-            Credential::Signed(signed) => Ok(keys.verify_signed(&signed.request(body), &context)?),
-            bearer => Ok(keys.verify(self.bearer(keys, requirements, bearer)?, &context)?),
+        match self.checked(keys, requirements)? {
+            Checked::Bearer(token) => Ok(keys.verify(token, &context)?),
+            Checked::Signed(signed) => Ok(keys.verify_signed(&signed.request(body), &context)?),
         }
     }
 
@@ -186,34 +186,36 @@ impl Presented {
         body: &[u8],
     ) -> Result<VerifiedKey, Refusal> {
         let context = self.facts.context(requirements);
-        match &self.credential {
-            Credential::Signed(signed) => Ok(keys
+        match self.checked(keys, requirements)? {
+            Checked::Bearer(token) => Ok(keys.verify_async(token, &context).await?),
+            Checked::Signed(signed) => Ok(keys
                 .verify_signed_async(&signed.request(body), &context)
                 .await?),
-            bearer => {
-                let token = self.bearer(keys, requirements, bearer)?;
-                Ok(keys.verify_async(token, &context).await?)
-            }
         }
     }
 
-    /// The token of a bearer or Basic credential the route accepts.
-    fn bearer<'a, S>(
+    /// What to verify: the token of a bearer or Basic credential the
+    /// route accepts, or the signed request.
+    fn checked<S>(
         &self,
         keys: &KeyManager<S>,
         requirements: &Requirements,
-        credential: &'a Credential,
-    ) -> Result<&'a str, Refusal> {
-        if requirements.signed {
-            return Err(Refusal::SignatureRequired);
-        }
-        match credential {
-            Credential::Bearer { token, .. } => Ok(token.expose_secret()),
-            Credential::Basic(basic) => basic.accepted(keys.engine().format(), requirements.basic),
-            // Not a bearer credential: handled by the callers.
-            Credential::Signed(_) => Err(Refusal::SignatureRequired),
-        }
+    ) -> Result<Checked<'_>, Refusal> {
+        Ok(match &self.credential {
+            Credential::Signed(signed) => Checked::Signed(signed),
+            _ if requirements.signed => return Err(Refusal::SignatureRequired),
+            Credential::Basic(basic) => {
+                Checked::Bearer(basic.accepted(keys.engine().format(), requirements.basic)?)
+            }
+            Credential::Bearer { token, .. } => Checked::Bearer(token.expose_secret()),
+        })
     }
+}
+
+/// A credential the route accepts, ready to verify.
+enum Checked<'a> {
+    Bearer(&'a str),
+    Signed(&'a SignedCredential),
 }
 
 #[cfg(test)]
