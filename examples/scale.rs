@@ -29,7 +29,7 @@
 use api_keys::cache::{CacheConfig, CachedKeyStore};
 use api_keys::{
     Actor, AsyncKeyStore, ChangeFeed, ChangePage, KeyId, KeyManager, KeyRecord, MemoryKeyStore,
-    NewKey, OwnerId, Policy, PostgresKeyStore, RequestContext, RollPlan, StoreError,
+    NewKey, OwnerId, Policy, PostgresKeyStore, RequestContext, RollPlan, StoreError, Usage,
     WriteBehindConfig, WriteBehindStore, WriteCondition,
 };
 use std::future::Future;
@@ -81,14 +81,14 @@ impl<S: AsyncKeyStore> AsyncKeyStore for Counted<S> {
     fn touch(
         &self,
         id: &KeyId,
-        at: UtcDateTime,
+        usage: Usage,
     ) -> impl Future<Output = Result<(), StoreError>> + Send {
         self.statements.fetch_add(1, Relaxed);
-        self.inner.touch(id, at)
+        self.inner.touch(id, usage)
     }
     fn touch_many(
         &self,
-        touches: &[(KeyId, UtcDateTime)],
+        touches: &[(KeyId, Usage)],
     ) -> impl Future<Output = Result<(), StoreError>> + Send {
         self.statements.fetch_add(1, Relaxed);
         self.inner.touch_many(touches)

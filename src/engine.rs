@@ -7,7 +7,7 @@
 
 use crate::environment::{Environment, KeyKind};
 use crate::error::{ConfigError, Error, Field, Rejection, VerifyError};
-use crate::hash::{KeyHasher, Pepper};
+use crate::hash::{KeyHasher, Pepper, SecretHash};
 use crate::ip::IpAllowList;
 use crate::lent::{Held, RecordView, StoredRecord};
 use crate::origin::DomainAllowList;
@@ -487,7 +487,10 @@ impl Engine {
         {
             return Err(Rejection::UnknownKey.into());
         }
-        let stored = record.secret_hash();
+        // A pending key has no secret yet: nothing presented is its.
+        let Some(stored) = record.secret_hash() else {
+            return Err(Rejection::UnknownKey.into());
+        };
         // The presented message binds the presented id, environment and
         // kind, just checked equal to the record's.
         let computed = self
@@ -552,7 +555,9 @@ impl Engine {
     fn validity<V: RecordView + ?Sized>(record: &V, now: UtcDateTime) -> Result<(), Rejection> {
         match record.status() {
             KeyStatus::Revoked => return Err(Rejection::Revoked),
-            KeyStatus::Inactive => return Err(Rejection::Inactive),
+            // A pending key is refused before this (it has no secret to
+            // possess); a record checked directly is refused as not active.
+            KeyStatus::Inactive | KeyStatus::Pending => return Err(Rejection::Inactive),
             KeyStatus::Active => {}
         }
         if now < record.created_at() {
@@ -694,6 +699,17 @@ impl Engine {
         now: UtcDateTime,
         rng: &mut R,
     ) -> Result<(KeyRecord, Token), Error> {
+        let scopes = self.validate_spec(spec, now)?;
+        let fresh = self
+            .format
+            .generate_with_rng(spec.kind, spec.environment, rng)?;
+        let record = self.new_record(spec, scopes, &fresh, now, None);
+        let record = self.seal_if(spec.signing, record, &fresh.token, rng)?;
+        Ok((record, fresh.token))
+    }
+
+    /// Checks a new key's settings; returns its scopes.
+    fn validate_spec(&self, spec: &NewKey, now: UtcDateTime) -> Result<Scopes, Error> {
         Self::validate_texts(
             &spec.name,
             spec.note.as_deref(),
@@ -705,12 +721,7 @@ impl Engine {
         if spec.signing && self.sealing.is_none() {
             return Err(Error::NoSealingKeys);
         }
-        let fresh = self
-            .format
-            .generate_with_rng(spec.kind, spec.environment, rng)?;
-        let record = self.new_record(spec, scopes, &fresh, now, None);
-        let record = self.seal_if(spec.signing, record, &fresh.token, rng)?;
-        Ok((record, fresh.token))
+        Ok(scopes)
     }
 
     /// The record of a freshly generated key with `spec`'s settings.
@@ -741,21 +752,123 @@ impl Engine {
             created_at: now,
             expires_at: spec.expires_at,
             last_used_at: None,
+            use_count: 0,
             revoked_at: None,
             predecessor,
             successor: None,
             rolled_at: None,
             grace_ends_at: None,
             version: 1,
-            secret_hash: self.hasher.hash_new(
-                &fresh.id,
-                spec.environment,
-                spec.kind,
-                fresh.secret_text(&self.format),
-            ),
+            secret_hash: Some(self.hash_of(fresh)),
+            signing: spec.signing,
             sealed_secret: None,
             redacted: fresh.token.redacted(),
         }
+    }
+
+    fn hash_of(&self, fresh: &NewToken) -> SecretHash {
+        self.hasher.hash_new(
+            &fresh.id,
+            fresh.environment,
+            fresh.kind,
+            fresh.secret_text(&self.format),
+        )
+    }
+
+    /// Plans a **pending** key (CoinsPaid's "generate"): `spec`'s settings
+    /// and a fresh id, but no secret; it cannot verify until its first
+    /// activation ([`plan_first_activation`](Self::plan_first_activation))
+    /// mints one. `spec`'s active flag is ignored.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Invalid`] for bad input (nothing is drawn),
+    /// [`Error::NoSealingKeys`] for a signing key without sealing keys,
+    /// [`Error::Randomness`].
+    pub fn plan_pending<R: TryCryptoRng + ?Sized>(
+        &self,
+        spec: &NewKey,
+        now: UtcDateTime,
+        rng: &mut R,
+    ) -> Result<KeyRecord, Error> {
+        let scopes = self.validate_spec(spec, now)?;
+        let id = KeyFormat::generate_id(rng)?;
+        Ok(KeyRecord {
+            id,
+            owner: spec.owner.clone(),
+            kind: spec.kind,
+            environment: spec.environment,
+            name: spec.name.clone(),
+            note: spec.note.clone(),
+            description: spec.description.clone(),
+            scopes,
+            allowed_domains: spec.allowed_domains.clone(),
+            allowed_ips: spec.allowed_ips.clone(),
+            status: KeyStatus::Pending,
+            created_at: now,
+            expires_at: spec.expires_at,
+            last_used_at: None,
+            use_count: 0,
+            revoked_at: None,
+            predecessor: None,
+            successor: None,
+            rolled_at: None,
+            grace_ends_at: None,
+            version: 1,
+            secret_hash: None,
+            signing: spec.signing,
+            sealed_secret: None,
+            redacted: self.format.redacted_head(spec.kind, spec.environment),
+        })
+    }
+
+    /// Plans a pending key's first activation: mints its secret (sealed
+    /// for a signing key), makes it active, and applies `allowed_ips` when
+    /// given, as one record to write with a compare-and-swap. The token
+    /// must be handed out only once that write committed.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Revoked`]; [`Error::SecretAlreadyRevealed`] when the key is
+    /// not pending (its first activation already happened);
+    /// [`Error::InvalidState`] when it has expired; [`Error::NoSealingKeys`],
+    /// [`Error::Randomness`], [`Error::Sealing`].
+    pub fn plan_first_activation<R: TryCryptoRng + ?Sized>(
+        &self,
+        current: &KeyRecord,
+        allowed_ips: Option<&IpAllowList>,
+        now: UtcDateTime,
+        rng: &mut R,
+    ) -> Result<(KeyRecord, Token), Error> {
+        match current.status {
+            KeyStatus::Pending => {}
+            KeyStatus::Revoked => return Err(Error::Revoked(current.id)),
+            KeyStatus::Active | KeyStatus::Inactive => {
+                return Err(Error::SecretAlreadyRevealed(current.id));
+            }
+        }
+        if current.effective_end().is_some_and(|end| now >= end) {
+            return Err(Error::InvalidState {
+                id: current.id,
+                reason: "an expired key cannot be activated",
+            });
+        }
+        if current.signing && self.sealing.is_none() {
+            return Err(Error::NoSealingKeys);
+        }
+        let fresh =
+            self.format
+                .generate_for_id(current.id, current.kind, current.environment, rng)?;
+        let mut next = current.clone();
+        next.status = KeyStatus::Active;
+        next.secret_hash = Some(self.hash_of(&fresh));
+        next.redacted = fresh.token.redacted();
+        if let Some(ips) = allowed_ips {
+            next.allowed_ips = ips.clone();
+        }
+        next.version = bump(current)?;
+        let next = self.seal_if(current.signing, next, &fresh.token, rng)?;
+        Ok((next, fresh.token))
     }
 
     fn seal_if<R: TryCryptoRng + ?Sized>(
@@ -799,6 +912,13 @@ impl Engine {
         }
         if current.status == KeyStatus::Revoked {
             return Err(Error::Revoked(current.id));
+        }
+        if current.status == KeyStatus::Pending && transition != Transition::Revoke {
+            return Err(Error::InvalidState {
+                id: current.id,
+                reason: "a pending key has no secret yet: its first activation is \
+                         `activate_pending`, which reveals the secret (or revoke it)",
+            });
         }
         if transition == Transition::Activate {
             if current.successor.is_some() {
@@ -910,7 +1030,9 @@ impl Engine {
         };
         match current.status {
             KeyStatus::Revoked => return Err(Error::Revoked(current.id)),
-            KeyStatus::Inactive => return Err(state("only an active key can be rolled")),
+            KeyStatus::Inactive | KeyStatus::Pending => {
+                return Err(state("only an active key can be rolled"));
+            }
             KeyStatus::Active => {}
         }
         if current.successor.is_some() {

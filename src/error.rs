@@ -409,6 +409,15 @@ pub enum Error {
     /// version failed): re-read and retry.
     #[error("key {0} was changed concurrently; re-read it and retry")]
     Conflict(KeyId),
+    /// [`activate_pending`](crate::KeyManager::activate_pending) on a key
+    /// that is no longer pending: its first activation already happened
+    /// (perhaps by a call whose answer was lost), and a secret is shown
+    /// once. Roll the key (or create a new one) for a new secret.
+    #[error(
+        "key {0} was already activated once and its secret shown; \
+         a secret is never shown again: roll the key for a new one"
+    )]
+    SecretAlreadyRevealed(KeyId),
     /// The one-active-key-per-owner rule is on and the owner already has a
     /// usable key: deactivate it first.
     #[error("the owner already has an active key; deactivate it first")]
@@ -451,6 +460,7 @@ impl Error {
             Error::Revoked(_)
             | Error::InvalidState { .. }
             | Error::Conflict(_)
+            | Error::SecretAlreadyRevealed(_)
             | Error::AnotherKeyActive => 409,
             _ => 500,
         }
@@ -458,8 +468,8 @@ impl Error {
 
     /// A stable `snake_case` code matching [`http_status`](Self::http_status)
     /// for response bodies: `invalid_request`, `not_found`, `conflict`,
-    /// `key_revoked`, `invalid_state`, `another_key_active` or
-    /// `internal_error`. Never carries a value from the request.
+    /// `key_revoked`, `invalid_state`, `secret_already_revealed`,
+    /// `another_key_active` or `internal_error`. Never carries a value from the request.
     #[must_use]
     pub fn public_code(&self) -> &'static str {
         match self {
@@ -468,6 +478,7 @@ impl Error {
             Error::Revoked(_) => "key_revoked",
             Error::InvalidState { .. } => "invalid_state",
             Error::Conflict(_) => "conflict",
+            Error::SecretAlreadyRevealed(_) => "secret_already_revealed",
             Error::AnotherKeyActive => "another_key_active",
             _ => "internal_error",
         }

@@ -87,7 +87,7 @@ pub(crate) trait RecordView {
     fn grace_ends_at(&self) -> Option<UtcDateTime>;
     fn last_used_at(&self) -> Option<UtcDateTime>;
     fn successor(&self) -> Option<KeyId>;
-    fn secret_hash(&self) -> &SecretHash;
+    fn secret_hash(&self) -> Option<&SecretHash>;
     fn is_signing_key(&self) -> bool;
     fn scopes(&self) -> &Scopes;
     fn allowed_ips(&self) -> &IpAllowList;
@@ -125,11 +125,11 @@ impl RecordView for KeyRecord {
     fn successor(&self) -> Option<KeyId> {
         self.successor
     }
-    fn secret_hash(&self) -> &SecretHash {
-        &self.secret_hash
+    fn secret_hash(&self) -> Option<&SecretHash> {
+        self.secret_hash.as_ref()
     }
     fn is_signing_key(&self) -> bool {
-        self.sealed_secret.is_some()
+        self.signing
     }
     fn scopes(&self) -> &Scopes {
         &self.scopes
@@ -183,13 +183,11 @@ impl RecordView for CompactRecord {
     fn successor(&self) -> Option<KeyId> {
         self.cold.as_ref().and_then(|c| c.successor)
     }
-    fn secret_hash(&self) -> &SecretHash {
-        &self.secret_hash
+    fn secret_hash(&self) -> Option<&SecretHash> {
+        self.secret_hash.as_ref()
     }
     fn is_signing_key(&self) -> bool {
-        self.cold
-            .as_ref()
-            .is_some_and(|c| c.sealed_secret.is_some())
+        self.signing
     }
     fn scopes(&self) -> &Scopes {
         self.cold.as_ref().map_or(&NO_SCOPES, |c| &c.scopes)
@@ -221,7 +219,7 @@ static ANY_DOMAIN: DomainAllowList = DomainAllowList::ANY;
 #[derive(Clone)]
 #[repr(C)]
 pub(crate) struct CompactRecord {
-    pub(crate) secret_hash: SecretHash,
+    pub(crate) secret_hash: Option<SecretHash>,
     pub(crate) id: KeyId,
     /// `None` when every rare field is empty (most keys).
     pub(crate) cold: Option<Arc<Cold>>,
@@ -232,8 +230,10 @@ pub(crate) struct CompactRecord {
     pub(crate) kind: KeyKind,
     pub(crate) environment: Environment,
     pub(crate) status: KeyStatus,
+    pub(crate) signing: bool,
     // Not read by a verification:
     pub(crate) version: u64,
+    pub(crate) use_count: u64,
     pub(crate) owner: OwnerId,
     pub(crate) name: Box<str>,
     pub(crate) redacted: Box<str>,
@@ -274,6 +274,7 @@ impl CompactRecord {
             created_at,
             expires_at,
             last_used_at,
+            use_count,
             revoked_at,
             predecessor,
             successor,
@@ -281,6 +282,7 @@ impl CompactRecord {
             grace_ends_at,
             version,
             secret_hash,
+            signing,
             sealed_secret,
             redacted,
         } = record;
@@ -303,6 +305,8 @@ impl CompactRecord {
             name: name.as_str().into(),
             redacted: redacted.as_str().into(),
             version: *version,
+            use_count: *use_count,
+            signing: *signing,
             created_at: *created_at,
             expires_at: *expires_at,
             last_used_at: *last_used_at,
@@ -332,6 +336,7 @@ impl CompactRecord {
             created_at: self.created_at,
             expires_at: self.expires_at,
             last_used_at: self.last_used_at,
+            use_count: self.use_count,
             revoked_at: cold.revoked_at,
             predecessor: cold.predecessor,
             successor: cold.successor,
@@ -339,6 +344,7 @@ impl CompactRecord {
             grace_ends_at: self.grace_ends_at,
             version: self.version,
             secret_hash: self.secret_hash,
+            signing: self.signing,
             sealed_secret: cold.sealed_secret,
             redacted: self.redacted.to_string(),
         }
@@ -364,16 +370,18 @@ pub(crate) fn sample_record(id: KeyId) -> KeyRecord {
         created_at: utc_datetime!(2026-01-01 00:00),
         expires_at: None,
         last_used_at: None,
+        use_count: 0,
         revoked_at: None,
         predecessor: None,
         successor: None,
         rolled_at: None,
         grace_ends_at: None,
         version: 1,
-        secret_hash: SecretHash {
+        secret_hash: Some(SecretHash {
             pepper_version: None,
             digest: [9; 32],
-        },
+        }),
+        signing: false,
         sealed_secret: None,
         redacted: "sk_live_…abcd".into(),
     }
@@ -411,6 +419,8 @@ mod tests {
         b.rolled_at = Some(utc_datetime!(2026-02-02 00:00));
         b.grace_ends_at = Some(utc_datetime!(2026-02-02 12:00));
         b.version = 7;
+        b.use_count = 41;
+        b.signing = true;
         b.sealed_secret = Some(SealedSecret {
             key_version: 1,
             nonce: [5; crate::sealing::SEALED_NONCE_LEN],

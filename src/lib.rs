@@ -36,6 +36,7 @@ mod stored;
 #[cfg_attr(docsrs, doc(cfg(feature = "test-util")))]
 pub mod testing;
 mod token;
+mod usage;
 mod wait;
 pub mod write_behind;
 
@@ -76,7 +77,7 @@ pub use store::MySqlKeyStore;
 pub use store::SqliteKeyStore;
 pub use store::{
     AsyncKeyAudit, AsyncKeyStore, KeyAudit, KeyFilter, KeyPage, KeyStore, MemoryKeyStore, RollPlan,
-    WriteCondition,
+    Usage, UseRank, WriteCondition,
 };
 #[cfg(feature = "postgres")]
 #[cfg_attr(docsrs, doc(cfg(feature = "postgres")))]

@@ -13,6 +13,7 @@ use crate::environment::Environment;
 use crate::error::{ConfigError, Error, Rejection, StoreError, StoreErrorKind, VerifyError};
 use crate::events::{EventKind, EventSink, KeyEvent};
 use crate::hash::Pepper;
+use crate::ip::IpAllowList;
 use crate::lent::Held;
 use crate::policy::Policy;
 use crate::record::{Actor, KeyRecord, OwnerId};
@@ -22,11 +23,13 @@ use crate::sealing::SealingKeyRing;
 use crate::secret::Token;
 use crate::signed::{SignedRequest, SigningKeyCache};
 use crate::store::{
-    AsyncKeyAudit, AsyncKeyStore, KeyAudit, KeyFilter, KeyPage, KeyStore, Ready, WriteCondition,
-    complete_now,
+    AsyncKeyAudit, AsyncKeyStore, KeyAudit, KeyFilter, KeyPage, KeyStore, Ready, Usage, UseRank,
+    WriteCondition, complete_now,
 };
 use crate::token::{KeyFormat, KeyId};
+use crate::usage::{FLUSH_BATCH, UsageTally};
 use rand::TryCryptoRng;
+use std::future::Future;
 use std::sync::Arc;
 use time::UtcDateTime;
 
@@ -75,6 +78,7 @@ pub struct KeyManager<S> {
     events: Option<Arc<dyn EventSink>>,
     replay: Arc<dyn ReplayCache>,
     signing_keys: SigningKeyCache,
+    usage: UsageTally,
 }
 
 impl<S> core::fmt::Debug for KeyManager<S> {
@@ -223,6 +227,7 @@ impl<S> KeyManagerBuilder<S> {
                 .replay
                 .unwrap_or_else(|| Arc::new(MemoryReplayCache::default())),
             signing_keys: SigningKeyCache::default(),
+            usage: UsageTally::default(),
         })
     }
 }
@@ -239,6 +244,7 @@ impl<S> KeyManager<S> {
             events: None,
             replay: Arc::new(MemoryReplayCache::default()),
             signing_keys: SigningKeyCache::default(),
+            usage: UsageTally::default(),
         }
     }
 
@@ -350,6 +356,143 @@ impl<S> KeyManager<S> {
         Ok(CreatedKey { record, token })
     }
 
+    async fn create_pending_in<A, R>(
+        &self,
+        store: &A,
+        actor: &Actor,
+        spec: NewKey,
+        rng: &mut R,
+    ) -> Result<KeyRecord, Error>
+    where
+        A: AsyncKeyStore + ?Sized,
+        R: TryCryptoRng + Send + ?Sized,
+    {
+        let now = self.clock.now();
+        let record = self.engine.plan_pending(&spec, now, rng)?;
+        store
+            .insert(&record, WriteCondition::Always)
+            .await
+            .map_err(|e| map_write(e, record.id))?;
+        self.emit(EventKind::Created, &record, Some(actor), now, None);
+        Ok(record)
+    }
+
+    async fn activate_pending_in<A, R>(
+        &self,
+        store: &A,
+        actor: &Actor,
+        id: &KeyId,
+        allowed_ips: Option<IpAllowList>,
+        rng: &mut R,
+    ) -> Result<CreatedKey, Error>
+    where
+        A: AsyncKeyStore + ?Sized,
+        R: TryCryptoRng + Send + ?Sized,
+    {
+        let now = self.clock.now();
+        for _ in 0..CAS_ATTEMPTS {
+            let current = self.get_in(store, id).await?;
+            let (next, token) =
+                self.engine
+                    .plan_first_activation(&current, allowed_ips.as_ref(), now, rng)?;
+            // The token is dropped (and wiped) unless this write commits; a
+            // retry re-reads the key, which is no longer pending if the
+            // write did commit, so no second secret is ever minted for it.
+            let write = store
+                .update(&next, current.version, self.exclusive(now))
+                .await;
+            if committed(write, id)? {
+                self.emit(EventKind::Activated, &next, Some(actor), now, None);
+                return Ok(CreatedKey {
+                    record: next,
+                    token,
+                });
+            }
+        }
+        Err(Error::Conflict(*id))
+    }
+
+    /// The record with the uses this manager has counted and not yet
+    /// written added (what `get` and `list` show).
+    fn with_pending_uses(&self, record: Arc<KeyRecord>) -> Arc<KeyRecord> {
+        match self.usage.peek(&record.id) {
+            Some(usage) => {
+                let mut counted = KeyRecord::clone(&record);
+                usage.apply_to(&mut counted);
+                Arc::new(counted)
+            }
+            None => record,
+        }
+    }
+
+    async fn read_in<A: AsyncKeyStore + ?Sized>(
+        &self,
+        store: &A,
+        id: &KeyId,
+    ) -> Result<Arc<KeyRecord>, Error> {
+        Ok(self.with_pending_uses(self.get_in(store, id).await?))
+    }
+
+    async fn listed_in<A: AsyncKeyStore + ?Sized>(
+        &self,
+        store: &A,
+        owner: &OwnerId,
+    ) -> Result<Vec<Arc<KeyRecord>>, Error> {
+        let keys = self.list_in(store, owner).await?;
+        Ok(keys
+            .into_iter()
+            .map(|r| self.with_pending_uses(r))
+            .collect())
+    }
+
+    /// Writes every use counted and not yet written, in batches; a batch
+    /// that fails goes back into the tally (with the rest), to be written
+    /// by a later flush or touch.
+    async fn flush_usage_in<A: AsyncKeyStore + ?Sized>(&self, store: &A) -> Result<usize, Error> {
+        let mut pending = self.usage.drain();
+        pending.sort_unstable_by_key(|(id, _)| *id);
+        let mut written = 0;
+        let mut chunks = pending.chunks(FLUSH_BATCH);
+        while let Some(chunk) = chunks.next() {
+            if let Err(e) = store.touch_many(chunk).await {
+                self.usage.put_back(chunk);
+                for rest in chunks {
+                    self.usage.put_back(rest);
+                }
+                return Err(Error::Store(e));
+            }
+            written += chunk.len();
+        }
+        Ok(written)
+    }
+
+    async fn rank_in<A: AsyncKeyStore + AsyncKeyAudit + ?Sized>(
+        &self,
+        store: &A,
+        rank: UseRank,
+        owner: Option<&OwnerId>,
+        limit: usize,
+    ) -> Result<Vec<Arc<KeyRecord>>, Error> {
+        self.flush_usage_in(store).await?;
+        let limit = limit.clamp(1, MAX_PAGE_SIZE);
+        let mut keys = store.ranked_by_use(rank, owner, limit).await?;
+        // A store that ignores the order, the filter or the limit would
+        // mislead an operator: refuse its answer.
+        let ordered = keys
+            .windows(2)
+            .all(|w| matches!(w, [a, b] if rank.order(a, b).is_lt()));
+        let filtered = keys.iter().all(|r| {
+            r.status != crate::record::KeyStatus::Revoked && owner.is_none_or(|o| *o == r.owner)
+        });
+        if !ordered || !filtered || keys.len() > limit {
+            return Err(Error::Store(StoreError::backend(
+                "the store's usage ranking is not in order, filtered or limited",
+            )));
+        }
+        keys.shrink_to_fit();
+        Ok(keys)
+    }
+
     async fn get_in<A: AsyncKeyStore + ?Sized>(
         &self,
         store: &A,
@@ -378,13 +521,16 @@ impl<S> KeyManager<S> {
 
     /// One page of an audit scan: asks the store for one record more than
     /// the page holds, so `next` is `None` exactly when the scan is over.
-    async fn scan_in<A: AsyncKeyAudit + ?Sized>(
+    async fn scan_in<A: AsyncKeyStore + AsyncKeyAudit + ?Sized>(
         &self,
         store: &A,
         filter: KeyFilter,
         after: Option<KeyId>,
         limit: usize,
     ) -> Result<KeyPage, Error> {
+        // The uses counted here first, so `last_used_at` and `use_count`
+        // are as exact as the store can make them.
+        self.flush_usage_in(store).await?;
         let limit = limit.clamp(1, MAX_PAGE_SIZE);
         let mut keys = store.scan(filter, after.as_ref(), limit + 1).await?;
         // A store that ignores the cursor, the order or the limit would make
@@ -645,25 +791,34 @@ impl<S> KeyManager<S> {
 
     /// The side effects of a decision that need no store, after every
     /// check that can refuse: an accepted request reports use during grace,
-    /// a refusal for expiry reports it. Returns the outcome and whether
-    /// `last_used_at` is due (the caller writes it; a failed write never
-    /// changes the outcome). A refused request writes nothing.
+    /// a refusal for expiry reports it, and an accepted use is counted.
+    /// Returns the outcome and, when `last_used_at` is due, the uses to
+    /// write with it (the caller writes them with [`store_uses`]; a failed
+    /// write never changes the outcome). A refused request counts nothing
+    /// and writes nothing.
+    ///
+    /// [`store_uses`]: Self::store_uses
     fn settle(
         &self,
         record: Held,
         outcome: Result<Decision, VerifyError>,
         now: UtcDateTime,
         signed: bool,
-    ) -> (Result<VerifiedKey, VerifyError>, bool) {
+    ) -> (Result<VerifiedKey, VerifyError>, Option<Usage>) {
         match outcome {
             Ok(decision) => {
                 if decision.in_grace {
                     self.emit_view(EventKind::UsedDuringGrace, &record, now);
                 }
-                (
-                    Ok(VerifiedKey::new(record, decision, signed)),
-                    decision.touch,
-                )
+                let id = record.view().id();
+                let due = if decision.touch {
+                    let this = Usage::once(now);
+                    Some(self.usage.take(&id).map_or(this, |u| u.merged(this)))
+                } else {
+                    self.usage.add(id, Usage::once(now));
+                    None
+                };
+                (Ok(VerifiedKey::new(record, decision, signed)), due)
             }
             Err(e) => {
                 if matches!(
@@ -672,8 +827,15 @@ impl<S> KeyManager<S> {
                 ) {
                     self.emit_view(EventKind::ExpiredOnUse, &record, now);
                 }
-                (Err(e), false)
+                (Err(e), None)
             }
+        }
+    }
+
+    /// After a failed write of due uses: they go back into the tally.
+    fn store_uses(&self, id: KeyId, usage: Usage, written: Result<(), StoreError>) {
+        if written.is_err() {
+            self.usage.add(id, usage);
         }
     }
 
@@ -687,9 +849,9 @@ impl<S> KeyManager<S> {
         signed: bool,
     ) -> Result<VerifiedKey, VerifyError> {
         let id = record.view().id();
-        let (result, touch) = self.settle(record, outcome, now, signed);
-        if touch {
-            let _ignored = store.touch(&id, now).await;
+        let (result, due) = self.settle(record, outcome, now, signed);
+        if let Some(usage) = due {
+            self.store_uses(id, usage, store.touch(&id, usage).await);
         }
         result
     }
@@ -727,13 +889,13 @@ macro_rules! both {
             ($($arg:ident : $ty:ty),*) -> $out:ty => $impl:ident($($call:expr),*);
     ) => {
         both! {
-            where KeyStore / AsyncKeyStore;
+            where [KeyStore] / [AsyncKeyStore];
             $(#[$doc])*
             fn $name / $async_name ($($arg : $ty),*) -> $out => $impl($($call),*);
         }
     };
     (
-        where $sync:ident / $async:ident;
+        where [$($sync:tt)+] / [$($async:tt)+];
         $(#[$doc:meta])*
         fn $name:ident / $async_name:ident
             ($($arg:ident : $ty:ty),*) -> $out:ty => $impl:ident($($call:expr),*);
@@ -744,17 +906,17 @@ macro_rules! both {
             $(#[$doc])*
             pub fn $name(&self, $($arg: $ty),*) -> $out
             where
-                S: $sync,
+                S: $($sync)+,
             {
                 sync(complete_now(self.$impl(&Ready(&self.store), $($call),*)))
             }
 
             $(#[$doc])*
             ///
-            #[doc = concat!("(Asynchronous variant, for [`", stringify!($async), "`]s.)")]
+            #[doc = concat!("(Asynchronous variant, for stores implementing `", stringify!($($async)+), "`.)")]
             pub async fn $async_name(&self, $($arg: $ty),*) -> $out
             where
-                S: $async,
+                S: $($async)+,
             {
                 self.$impl(&self.store, $($call),*).await
             }
@@ -777,6 +939,145 @@ both! {
 }
 
 both! {
+    /// Generates a **pending** key (CoinsPaid: "generate, then activate"):
+    /// `spec`'s settings and a public id, but no secret yet, so nothing can
+    /// leak or verify before the owner activates it. It is listed like any
+    /// key (status [`Pending`](crate::KeyStatus::Pending), redacted form
+    /// `sk_live_…`). Its first activation,
+    /// [`activate_pending`](Self::activate_pending), mints the secret and
+    /// returns the token, once. `spec`'s active flag is ignored.
+    ///
+    /// ```
+    /// use api_keys::{Actor, IpAllowList, KeyManager, KeyStatus, MemoryKeyStore, NewKey, OwnerId,
+    ///                RequestContext};
+    /// let keys = KeyManager::new(MemoryKeyStore::new());
+    /// let merchant = OwnerId::new("merchant_1")?;
+    /// let pending = keys.create_pending(&Actor::system(), NewKey::secret(merchant.clone(), "shop"))?;
+    /// assert_eq!(pending.status, KeyStatus::Pending);
+    /// assert_eq!(keys.list(&merchant)?.len(), 1); // listed, no secret anywhere
+    ///
+    /// // Later: the first activation, with the IP list, reveals the secret once.
+    /// let ips = IpAllowList::parse("203.0.113.7")?;
+    /// let active = keys.activate_pending(&Actor::system(), &pending.id, Some(ips))?;
+    /// let peer = "203.0.113.7".parse()?;
+    /// assert!(keys.verify(active.token.expose_secret(), &RequestContext::new().peer_ip(peer)).is_ok());
+    /// // Never again:
+    /// assert!(keys.activate_pending(&Actor::system(), &pending.id, None).is_err());
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Invalid`], [`Error::NoSealingKeys`] for a signing key
+    /// without sealing keys, [`Error::Randomness`], [`Error::Store`].
+    /// Nothing is stored on error.
+    fn create_pending / create_pending_async(actor: &Actor, spec: NewKey) -> Result<KeyRecord, Error>
+        => create_pending_in(actor, spec, &mut rand::rngs::SysRng);
+}
+
+both! {
+    /// The first activation of a [pending](Self::create_pending) key: mints
+    /// its secret from the OS CSPRNG (sealed for a signing key), stores the
+    /// hash, makes it active and, when `allowed_ips` is given, sets its IP
+    /// allow-list, in one compare-and-swap write checked against the
+    /// one-active-key rule. Returns the token, shown this once: a later
+    /// call never returns a secret again ([`Error::SecretAlreadyRevealed`]),
+    /// also when the earlier call's answer was lost after its write
+    /// committed. A failed write returns no token. Later activations of the
+    /// key (after a deactivation) are [`activate`](Self::activate).
+    ///
+    /// # Errors
+    ///
+    /// [`Error::SecretAlreadyRevealed`], [`Error::Revoked`],
+    /// [`Error::InvalidState`] for an expired key,
+    /// [`Error::AnotherKeyActive`] under the one-active-key rule,
+    /// [`Error::NoSealingKeys`], [`Error::Randomness`], [`Error::Conflict`]
+    /// when concurrent changes kept winning, [`Error::NotFound`],
+    /// [`Error::Store`].
+    fn activate_pending / activate_pending_async(actor: &Actor, id: &KeyId, allowed_ips: Option<IpAllowList>)
+        -> Result<CreatedKey, Error>
+        => activate_pending_in(actor, id, allowed_ips, &mut rand::rngs::SysRng);
+}
+
+both! {
+    /// Writes the accepted uses this manager has counted and not written
+    /// yet ([`KeyRecord::use_count`], `last_used_at`), in batches of 1 000
+    /// keys with the store's [`touch_many`](KeyStore::touch_many); returns
+    /// how many keys were written.
+    ///
+    /// Uses are counted in memory on every accepted request and written
+    /// with `last_used_at` when it is due (at most once per
+    /// [`Policy::touch_interval`](crate::Policy::touch_interval) per key);
+    /// the uses of a key's last interval wait for its next use or for this
+    /// call. Call it periodically (say every few seconds, or spawn
+    /// [`flush_usage_every`](Self::flush_usage_every)) and at shutdown. A
+    /// process that stops without it loses those uses: counts can be low
+    /// by at most the unflushed tally, never high. The audit queries call
+    /// it first; `get` and `list` add the tally without writing.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Store`]: the batch that failed and the ones after it go
+    /// back into the tally.
+    fn flush_usage / flush_usage_async() -> Result<usize, Error> => flush_usage_in();
+}
+
+impl<S> KeyManager<S> {
+    /// How many keys have uses counted and not yet written (for metrics).
+    #[must_use]
+    pub fn pending_usage(&self) -> usize {
+        self.usage.pending()
+    }
+
+    /// Every `every` (slept with `sleep`, the host's timer, e.g.
+    /// `tokio::time::sleep`), [flushes](Self::flush_usage_async) the usage
+    /// tally; a failed flush is retried at the next round. Never returns:
+    /// spawn it (with the manager in an `Arc`) and abort it at shutdown,
+    /// then call `flush_usage_async` once more.
+    pub async fn flush_usage_every<Sl, Fut>(&self, every: std::time::Duration, mut sleep: Sl)
+    where
+        S: AsyncKeyStore,
+        Sl: FnMut(std::time::Duration) -> Fut,
+        Fut: Future,
+    {
+        loop {
+            sleep(every).await;
+            let _retried_next_round = self.flush_usage_async().await;
+        }
+    }
+}
+
+both! {
+    where [KeyStore + KeyAudit] / [AsyncKeyStore + AsyncKeyAudit];
+    /// The `limit` most used keys that are not revoked (of `owner` only,
+    /// when given), highest [`use_count`](KeyRecord::use_count) first, ties
+    /// by id ([`UseRank::MostUsed`]). Writes the counted uses first
+    /// ([`flush_usage`](Self::flush_usage)). `limit` is clamped to
+    /// 1..=[`MAX_PAGE_SIZE`].
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Store`], also when the store's answer is out of order.
+    fn most_used / most_used_async(owner: Option<&OwnerId>, limit: usize) -> Result<Vec<Arc<KeyRecord>>, Error>
+        => rank_in(UseRank::MostUsed, owner, limit);
+}
+
+both! {
+    where [KeyStore + KeyAudit] / [AsyncKeyStore + AsyncKeyAudit];
+    /// The `limit` least used keys that are not revoked (of `owner` only,
+    /// when given), lowest [`use_count`](KeyRecord::use_count) first (never
+    /// used and pending keys first), ties by id ([`UseRank::LeastUsed`]).
+    /// Writes the counted uses first. `limit` is clamped to
+    /// 1..=[`MAX_PAGE_SIZE`].
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Store`], also when the store's answer is out of order.
+    fn least_used / least_used_async(owner: Option<&OwnerId>, limit: usize) -> Result<Vec<Arc<KeyRecord>>, Error>
+        => rank_in(UseRank::LeastUsed, owner, limit);
+}
+
+both! {
     /// Creates the publishable "Default API Key" a new account gets
     /// (Jahuty): call it when the host creates an account.
     ///
@@ -794,7 +1095,7 @@ both! {
     /// # Errors
     ///
     /// [`Error::NotFound`], [`Error::Store`].
-    fn get / get_async(id: &KeyId) -> Result<Arc<KeyRecord>, Error> => get_in(id);
+    fn get / get_async(id: &KeyId) -> Result<Arc<KeyRecord>, Error> => read_in(id);
 }
 
 both! {
@@ -804,11 +1105,11 @@ both! {
     /// # Errors
     ///
     /// [`Error::Store`].
-    fn list / list_async(owner: &OwnerId) -> Result<Vec<Arc<KeyRecord>>, Error> => list_in(owner);
+    fn list / list_async(owner: &OwnerId) -> Result<Vec<Arc<KeyRecord>>, Error> => listed_in(owner);
 }
 
 both! {
-    where KeyAudit / AsyncKeyAudit;
+    where [KeyStore + KeyAudit] / [AsyncKeyStore + AsyncKeyAudit];
     /// Every key of every owner, revoked ones included, one page at a time
     /// in ascending key-id order: pass `None` for the first page, then the
     /// previous page's [`next`](KeyPage::next) until it is `None`. `limit`
@@ -842,7 +1143,7 @@ both! {
 }
 
 both! {
-    where KeyAudit / AsyncKeyAudit;
+    where [KeyStore + KeyAudit] / [AsyncKeyStore + AsyncKeyAudit];
     /// Keys that are not revoked and expire strictly before `before`
     /// ([`KeyFilter::ExpiringBefore`]), paged like
     /// [`list_all`](Self::list_all): the keys whose owners to warn, e.g.
@@ -858,7 +1159,7 @@ both! {
 }
 
 both! {
-    where KeyAudit / AsyncKeyAudit;
+    where [KeyStore + KeyAudit] / [AsyncKeyStore + AsyncKeyAudit];
     /// Keys that are not revoked, existed at `since`, and have not been
     /// used since ([`KeyFilter::UnusedSince`]: never used, or last used
     /// strictly before `since`), paged like [`list_all`](Self::list_all):
@@ -986,9 +1287,9 @@ impl<S> KeyManager<S> {
             .engine
             .decide_bearer_stored(&presented, &record, request, now);
         let id = record.id();
-        let (result, touch) = self.settle(record.0, outcome, now, false);
-        if touch {
-            let _ignored = KeyStore::touch(&self.store, &id, now);
+        let (result, due) = self.settle(record.0, outcome, now, false);
+        if let Some(usage) = due {
+            self.store_uses(id, usage, KeyStore::touch(&self.store, &id, usage));
         }
         result
     }

@@ -161,6 +161,12 @@ pub enum KeyStatus {
     Active,
     /// Generated but not yet activated, or deactivated; can be activated.
     Inactive,
+    /// Generated without a secret (CoinsPaid's "generate, then activate"):
+    /// listed like any key, never accepted. Its first activation
+    /// ([`KeyManager::activate_pending`](crate::KeyManager::activate_pending))
+    /// mints the secret and returns the token, once; it never comes back
+    /// to this status.
+    Pending,
     /// Revoked: terminal and absorbing. Nothing changes a revoked key.
     Revoked,
 }
@@ -172,12 +178,18 @@ impl KeyStatus {
         match self {
             KeyStatus::Active => "active",
             KeyStatus::Inactive => "inactive",
+            KeyStatus::Pending => "pending",
             KeyStatus::Revoked => "revoked",
         }
     }
 
     /// Every status, in life order.
-    pub const ALL: [KeyStatus; 3] = [KeyStatus::Active, KeyStatus::Inactive, KeyStatus::Revoked];
+    pub const ALL: [KeyStatus; 4] = [
+        KeyStatus::Pending,
+        KeyStatus::Active,
+        KeyStatus::Inactive,
+        KeyStatus::Revoked,
+    ];
 }
 
 impl fmt::Display for KeyStatus {
@@ -189,7 +201,7 @@ impl fmt::Display for KeyStatus {
 impl core::str::FromStr for KeyStatus {
     type Err = crate::environment::ParseNameError;
     /// Parses the stable name ([`as_str`](Self::as_str)): `active`,
-    /// `inactive` or `revoked`, exact case.
+    /// `inactive`, `pending` or `revoked`, exact case.
     fn from_str(s: &str) -> Result<Self, Self::Err> {
         Self::ALL
             .into_iter()
@@ -342,14 +354,20 @@ pub struct KeyRecord {
     pub allowed_domains: DomainAllowList,
     /// Peer addresses allowed; empty = any.
     pub allowed_ips: IpAllowList,
-    /// Active, inactive or revoked.
+    /// Pending, active, inactive or revoked.
     pub status: KeyStatus,
     /// Start of validity (inclusive).
     pub created_at: UtcDateTime,
     /// End of validity (exclusive), if any. Keys do not expire by default.
     pub expires_at: Option<UtcDateTime>,
-    /// Last successful use (written at most once per touch interval).
+    /// Last accepted use, as written so far (see [`use_count`](Self::use_count)).
     pub last_used_at: Option<UtcDateTime>,
+    /// Accepted uses written so far (Mindee's "usage is tracked"): refused
+    /// requests never count. Uses are tallied in memory and written with
+    /// `last_used_at`, off the request; the manager's reads add the uses it
+    /// has not written yet. What a crash can lose is documented in the
+    /// crate docs ("Usage").
+    pub use_count: u64,
     /// When the key was revoked.
     pub revoked_at: Option<UtcDateTime>,
     /// The key this one replaced in a roll.
@@ -366,12 +384,18 @@ pub struct KeyRecord {
     pub grace_ends_at: Option<UtcDateTime>,
     /// Version for compare-and-swap; every change increments it.
     pub version: u64,
-    /// Hash of the secret (never the secret).
-    pub secret_hash: SecretHash,
+    /// Hash of the secret (never the secret); `None` exactly while the key
+    /// is [`Pending`](KeyStatus::Pending) (it has no secret yet).
+    pub secret_hash: Option<SecretHash>,
+    /// Whether the key signs requests (fixed at creation). A signing key's
+    /// secret is also sealed in [`sealed_secret`](Self::sealed_secret) once
+    /// it has one.
+    pub signing: bool,
     /// For signing keys: the signing secret sealed under a host-held key.
-    /// `None` for bearer keys.
+    /// `None` for bearer keys and pending keys.
     pub sealed_secret: Option<SealedSecret>,
-    /// Redacted display form of the token, e.g. `sk_live_…x9Qa`.
+    /// Redacted display form of the token, e.g. `sk_live_…x9Qa`; for a
+    /// pending key only its prefix, `sk_live_…`.
     pub redacted: String,
 }
 
@@ -409,10 +433,17 @@ impl KeyRecord {
         self.successor.is_some() && self.is_usable_at(now)
     }
 
-    /// Whether this is a signing key (its secret is sealed, not only hashed).
+    /// Whether this is a signing key (its secret is sealed, not only
+    /// hashed, once it has one).
     #[must_use]
     pub fn is_signing_key(&self) -> bool {
-        self.sealed_secret.is_some()
+        self.signing
+    }
+
+    /// Whether the key is pending: generated, with no secret yet.
+    #[must_use]
+    pub fn is_pending(&self) -> bool {
+        self.status == KeyStatus::Pending
     }
 }
 

@@ -260,7 +260,10 @@ impl CachedKey {
             && self.nonce == *nonce
             && self.environment == record.environment
             && self.kind == record.kind
-            && self.hash.ct_eq(&record.secret_hash)
+            && record
+                .secret_hash
+                .as_ref()
+                .is_some_and(|hash| self.hash.ct_eq(hash))
     }
 }
 
@@ -286,6 +289,9 @@ impl SigningKeyCache {
             }
         }
         let key = Arc::new(engine.signing_key(record)?);
+        // Checked by `signing_key` (possession): a record without a hash
+        // never gets this far.
+        let hash = record.secret_hash.ok_or(Rejection::UnknownKey)?;
         let mut map = self.map.write().unwrap_or_else(PoisonError::into_inner);
         if map.len() >= SIGNING_CACHE_CAPACITY {
             map.clear();
@@ -297,7 +303,7 @@ impl SigningKeyCache {
                 nonce: sealed.nonce,
                 environment: record.environment,
                 kind: record.kind,
-                hash: record.secret_hash,
+                hash,
                 key: Arc::clone(&key),
             },
         );
@@ -415,7 +421,7 @@ mod tests {
             ),
             (
                 "secret hash",
-                |r| r.secret_hash.digest[0] ^= 1,
+                |r| r.secret_hash.as_mut().unwrap().digest[0] ^= 1,
                 |e| e.rejection() == Some(Rejection::UnknownKey),
             ),
         ];

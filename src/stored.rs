@@ -19,6 +19,7 @@
 //!   "created_at": "2026-03-01T09:00:00.123456789Z",
 //!   "expires_at": null,
 //!   "last_used_at": null,
+//!   "use_count": 42,
 //!   "revoked_at": null,
 //!   "predecessor": null,
 //!   "successor": null,
@@ -309,6 +310,8 @@ struct RecordOut<'a> {
     expires_at: Option<UtcDateTime>,
     #[serde(with = "opt_instant")]
     last_used_at: Option<UtcDateTime>,
+    #[serde(skip_serializing_if = "is_zero")]
+    use_count: u64,
     #[serde(with = "opt_instant")]
     revoked_at: Option<UtcDateTime>,
     predecessor: Option<&'a KeyId>,
@@ -318,9 +321,18 @@ struct RecordOut<'a> {
     #[serde(with = "opt_instant")]
     grace_ends_at: Option<UtcDateTime>,
     version: u64,
-    secret_hash: &'a SecretHash,
+    secret_hash: Option<&'a SecretHash>,
+    /// Written only where it says more than `sealed_secret` does (a
+    /// pending signing key), so records of earlier versions are written
+    /// byte for byte as before.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    signing: Option<bool>,
     sealed_secret: Option<&'a SealedSecret>,
     redacted: &'a str,
+}
+
+fn is_zero(n: &u64) -> bool {
+    *n == 0
 }
 
 /// Format 1. Optional fields may be absent (read as `null`), so a field
@@ -347,6 +359,8 @@ struct RecordIn {
     expires_at: Option<UtcDateTime>,
     #[serde(default, with = "opt_instant")]
     last_used_at: Option<UtcDateTime>,
+    #[serde(default)]
+    use_count: u64,
     #[serde(default, with = "opt_instant")]
     revoked_at: Option<UtcDateTime>,
     #[serde(default)]
@@ -358,7 +372,11 @@ struct RecordIn {
     #[serde(default, with = "opt_instant")]
     grace_ends_at: Option<UtcDateTime>,
     version: u64,
-    secret_hash: SecretHash,
+    /// `null` exactly for a pending key.
+    secret_hash: Option<SecretHash>,
+    /// Absent: a signing key exactly when it has a sealed secret.
+    #[serde(default)]
+    signing: Option<bool>,
     #[serde(default)]
     sealed_secret: Option<SealedSecret>,
     redacted: String,
@@ -385,13 +403,15 @@ impl Serialize for KeyRecord {
             created_at: self.created_at,
             expires_at: self.expires_at,
             last_used_at: self.last_used_at,
+            use_count: self.use_count,
             revoked_at: self.revoked_at,
             predecessor: self.predecessor.as_ref(),
             successor: self.successor.as_ref(),
             rolled_at: self.rolled_at,
             grace_ends_at: self.grace_ends_at,
             version: self.version,
-            secret_hash: &self.secret_hash,
+            secret_hash: self.secret_hash.as_ref(),
+            signing: (self.signing != self.sealed_secret.is_some()).then_some(self.signing),
             sealed_secret: self.sealed_secret.as_ref(),
             redacted: &self.redacted,
         }
@@ -409,6 +429,19 @@ impl<'de> Deserialize<'de> for KeyRecord {
                 r.format
             )));
         }
+        let pending = r.status == KeyStatus::Pending;
+        if r.secret_hash.is_some() == pending {
+            return Err(D::Error::custom(
+                "secret_hash must be null for a pending key and set for any other",
+            ));
+        }
+        let sealed = r.sealed_secret.is_some();
+        let signing = r.signing.unwrap_or(sealed);
+        if (pending && sealed) || (!pending && signing != sealed) {
+            return Err(D::Error::custom(
+                "a signing key has a sealed secret once it is not pending; no other key has one",
+            ));
+        }
         Ok(KeyRecord {
             id: r.id,
             owner: r.owner,
@@ -424,6 +457,7 @@ impl<'de> Deserialize<'de> for KeyRecord {
             created_at: r.created_at,
             expires_at: r.expires_at,
             last_used_at: r.last_used_at,
+            use_count: r.use_count,
             revoked_at: r.revoked_at,
             predecessor: r.predecessor,
             successor: r.successor,
@@ -431,6 +465,7 @@ impl<'de> Deserialize<'de> for KeyRecord {
             grace_ends_at: r.grace_ends_at,
             version: r.version,
             secret_hash: r.secret_hash,
+            signing,
             sealed_secret: r.sealed_secret,
             redacted: r.redacted,
         })

@@ -49,7 +49,7 @@ use crate::origin::DomainAllowList;
 use crate::policy::Policy;
 use crate::record::{KeyRecord, KeyStatus, OwnerId, Scopes};
 use crate::sealing::{SealingKey, SealingKeyRing};
-use crate::store::{AsyncKeyStore, KeyStore, Ready, RollPlan, WriteCondition, complete_now};
+use crate::store::{AsyncKeyStore, KeyStore, Ready, RollPlan, Usage, WriteCondition, complete_now};
 use crate::token::KeyFormat;
 use core::fmt;
 use time::{Duration, UtcDateTime};
@@ -120,7 +120,7 @@ type FieldCheck = (&'static str, fn(&KeyRecord, &KeyRecord) -> bool);
 
 /// Every field the suite compares, in order. Instants compare exactly (the
 /// suite writes whole microseconds).
-const FIELD_CHECKS: [FieldCheck; 27] = [
+const FIELD_CHECKS: [FieldCheck; 30] = [
     ("id", |a, b| a.id == b.id),
     ("owner", |a, b| a.owner == b.owner),
     ("kind", |a, b| a.kind == b.kind),
@@ -137,18 +137,23 @@ const FIELD_CHECKS: [FieldCheck; 27] = [
     ("created_at", |a, b| a.created_at == b.created_at),
     ("expires_at", |a, b| a.expires_at == b.expires_at),
     ("last_used_at", |a, b| a.last_used_at == b.last_used_at),
+    ("use_count", |a, b| a.use_count == b.use_count),
     ("revoked_at", |a, b| a.revoked_at == b.revoked_at),
     ("predecessor", |a, b| a.predecessor == b.predecessor),
     ("successor", |a, b| a.successor == b.successor),
     ("rolled_at", |a, b| a.rolled_at == b.rolled_at),
     ("grace_ends_at", |a, b| a.grace_ends_at == b.grace_ends_at),
     ("version", |a, b| a.version == b.version),
+    ("secret_hash", |a, b| {
+        a.secret_hash.is_some() == b.secret_hash.is_some()
+    }),
     ("secret_hash.digest", |a, b| {
-        a.secret_hash.digest == b.secret_hash.digest
+        a.secret_hash.map(|h| h.digest) == b.secret_hash.map(|h| h.digest)
     }),
     ("secret_hash.pepper_version", |a, b| {
-        a.secret_hash.pepper_version == b.secret_hash.pepper_version
+        a.secret_hash.map(|h| h.pepper_version) == b.secret_hash.map(|h| h.pepper_version)
     }),
+    ("signing", |a, b| a.signing == b.signing),
     ("sealed_secret", |a, b| {
         a.sealed_secret.is_some() == b.sealed_secret.is_some()
     }),
@@ -194,6 +199,7 @@ fn every_field_is_compared(r: &KeyRecord) {
         created_at: _,
         expires_at: _,
         last_used_at: _,
+        use_count: _,
         revoked_at: _,
         predecessor: _,
         successor: _,
@@ -201,6 +207,7 @@ fn every_field_is_compared(r: &KeyRecord) {
         grace_ends_at: _,
         version: _,
         secret_hash: _,
+        signing: _,
         sealed_secret: _,
         redacted: _,
     } = r;
@@ -212,8 +219,8 @@ fn every_field_is_compared(r: &KeyRecord) {
     clippy::indexing_slicing,
     reason = "evaluated at compile time: an index out of range fails the build"
 )]
-pub const RECORD_FIELDS: [&str; 27] = {
-    let mut names = [""; 27];
+pub const RECORD_FIELDS: [&str; 30] = {
+    let mut names = [""; 30];
     let mut i = 0;
     while i < FIELD_CHECKS.len() {
         names[i] = FIELD_CHECKS[i].0;
@@ -256,13 +263,23 @@ fn same_record(want: &KeyRecord, got: &KeyRecord, check: &'static str, after: &s
             "created_at" => format!("{:?}", r.created_at),
             "expires_at" => format!("{:?}", r.expires_at),
             "last_used_at" => format!("{:?}", r.last_used_at),
+            "use_count" => format!("{}", r.use_count),
+            "signing" => format!("{}", r.signing),
+            "secret_hash" => if r.secret_hash.is_some() {
+                "set"
+            } else {
+                "none"
+            }
+            .into(),
             "revoked_at" => format!("{:?}", r.revoked_at),
             "predecessor" => format!("{:?}", r.predecessor),
             "successor" => format!("{:?}", r.successor),
             "rolled_at" => format!("{:?}", r.rolled_at),
             "grace_ends_at" => format!("{:?}", r.grace_ends_at),
             "version" => format!("{}", r.version),
-            "secret_hash.pepper_version" => format!("{:?}", r.secret_hash.pepper_version),
+            "secret_hash.pepper_version" => {
+                format!("{:?}", r.secret_hash.map(|h| h.pepper_version))
+            }
             "sealed_secret" | "sealed_secret.key_version" => format!("{:?}", r.sealed_secret),
             "redacted" => format!("{:?}", r.redacted),
             _ => "(not shown)".into(),
@@ -377,6 +394,7 @@ pub fn populated_record(owner: &OwnerId) -> Result<KeyRecord, ConformanceError> 
     ))?;
     let mut middle = roll.successor;
     middle.last_used_at = Some(at_us(2_345_678));
+    middle.use_count = 1_234_567_890_123;
     let (roll, _) = setup(engine.plan_roll(
         &middle,
         RollOptions::with_grace(Duration::minutes(30)),
@@ -475,13 +493,14 @@ async fn every_field_round_trips<S: AsyncKeyStore + ?Sized>(store: &S) -> Outcom
     ok(store.insert(&a, WriteCondition::Always).await, C)?;
     read_back(store, &a, C, "insert").await?;
 
-    // Touch: only last_used_at moves.
-    ok(store.touch(&a.id, at_us(1_000_001)).await, C)?;
+    // Touch: only last_used_at and use_count move.
+    ok(store.touch(&a.id, uses(1_000_001, 3)).await, C)?;
     a.last_used_at = Some(at_us(1_000_001));
+    a.use_count = 3;
     read_back(store, &a, C, "touch").await?;
 
-    // Update every setting; the update carries an older last_used_at,
-    // which the store must not take.
+    // Update every setting; the update carries an older last_used_at and a
+    // smaller use_count, which the store must not take.
     let mut changed = a.clone();
     changed.name = "conformance: renamed".into();
     changed.note = Some("moved to the other vault".into());
@@ -492,6 +511,7 @@ async fn every_field_round_trips<S: AsyncKeyStore + ?Sized>(store: &S) -> Outcom
     changed.expires_at = Some(at_us(86_400_000_000 * 60 + 777_777));
     changed.version = a.version.saturating_add(1);
     changed.last_used_at = Some(at_us(1));
+    changed.use_count = 1;
     ok(
         store
             .update(&changed, a.version, WriteCondition::Always)
@@ -499,6 +519,7 @@ async fn every_field_round_trips<S: AsyncKeyStore + ?Sized>(store: &S) -> Outcom
         C,
     )?;
     changed.last_used_at = a.last_used_at;
+    changed.use_count = a.use_count;
     read_back(store, &changed, C, "update").await?;
 
     // Roll: the predecessor gains successor, rolled_at and grace_ends_at;
@@ -527,10 +548,28 @@ async fn every_field_round_trips<S: AsyncKeyStore + ?Sized>(store: &S) -> Outcom
     read_back(store, &revoked, C, "update (revoke)").await?;
 
     // Touch the successor.
-    ok(store.touch(&plan.successor.id, at_us(4_000_004)).await, C)?;
+    ok(store.touch(&plan.successor.id, uses(4_000_004, 1)).await, C)?;
     let mut successor = plan.successor.clone();
     successor.last_used_at = Some(at_us(4_000_004));
+    successor.use_count = 1;
     read_back(store, &successor, C, "touch").await?;
+
+    // A pending signing key with every setting: no secret hash, no sealed
+    // secret, the signing flag; then its first activation, which adds
+    // both and narrows the IP list.
+    let pending = setup(engine.plan_pending(&full_spec(&owner)?, at_us(4_500_004), rng))?;
+    ok(store.insert(&pending, WriteCondition::Always).await, C)?;
+    read_back(store, &pending, C, "insert (pending)").await?;
+    let ips = setup(IpAllowList::parse("192.0.2.44"))?;
+    let (first, _) =
+        setup(engine.plan_first_activation(&pending, Some(&ips), at_us(4_600_004), rng))?;
+    ok(
+        store
+            .update(&first, pending.version, WriteCondition::Always)
+            .await,
+        C,
+    )?;
+    read_back(store, &first, C, "update (first activation)").await?;
 
     // A plain secret live key, inactive, with every optional field empty:
     // a store must not fill in defaults (an empty note, an expiry).
@@ -570,7 +609,65 @@ pub async fn run_conformance_async<S: AsyncKeyStore + ?Sized>(store: &S) -> Outc
     touch_forward_only(store).await?;
     touch_many_batches(store).await?;
     one_active_key(store).await?;
+    pending_keys(store).await?;
     Ok(())
+}
+
+/// `uses` uses, the latest at `t0 + micros`.
+fn uses(micros: i64, uses: u64) -> Usage {
+    Usage {
+        at: at_us(micros),
+        uses,
+    }
+}
+
+async fn pending_keys<S: AsyncKeyStore + ?Sized>(store: &S) -> Outcome {
+    const C: &str = "pending keys";
+    let f = Fixture::new("pending")?;
+    let rng = &mut rand::rngs::SysRng;
+    let pending = setup(f.engine.plan_pending(
+        &NewKey::secret(f.owner.clone(), "conformance: pending"),
+        t0(),
+        rng,
+    ))?;
+    // A pending key is not live: it never blocks another key's activation.
+    ok(store.insert(&pending, WriteCondition::Always).await, C)?;
+    let cond = WriteCondition::NoOtherUsableKey { now: t0() };
+    let a = f.record(true)?;
+    ok(store.insert(&a, cond).await, C)?;
+    // Its first activation is checked like any activation…
+    let (first, _) = setup(f.engine.plan_first_activation(&pending, None, t0(), rng))?;
+    expect_kind(
+        store.update(&first, pending.version, cond).await,
+        StoreErrorKind::ActiveKeyExists,
+        C,
+    )?;
+    same_record(
+        &pending,
+        &fetch(store, &pending, C).await?,
+        C,
+        "a refused first activation",
+    )?;
+    // …and, once it committed, a second one planned from the same read
+    // loses the compare-and-swap: one secret, ever.
+    let off = f.transition(&a, Transition::Deactivate)?;
+    ok(
+        store.update(&off, a.version, WriteCondition::Always).await,
+        C,
+    )?;
+    let (again, _) = setup(f.engine.plan_first_activation(&pending, None, t0(), rng))?;
+    ok(store.update(&first, pending.version, cond).await, C)?;
+    expect_kind(
+        store.update(&again, pending.version, cond).await,
+        StoreErrorKind::Conflict,
+        C,
+    )?;
+    same_record(
+        &first,
+        &fetch(store, &first, C).await?,
+        C,
+        "first activation",
+    )
 }
 
 async fn insert_get_duplicate<S: AsyncKeyStore + ?Sized>(store: &S) -> Outcome {
@@ -760,39 +857,65 @@ async fn list_by_owner<S: AsyncKeyStore + ?Sized>(store: &S) -> Outcome {
 }
 
 async fn touch_forward_only<S: AsyncKeyStore + ?Sized>(store: &S) -> Outcome {
-    const C: &str = "touch moves forward only";
+    const C: &str = "touch moves forward only and counts uses";
     let f = Fixture::new("touch")?;
     let r = f.record(true)?;
     ok(store.insert(&r, WriteCondition::Always).await, C)?;
     let later = t0().checked_add(Duration::hours(1)).unwrap_or(t0());
-    ok(store.touch(&r.id, later).await, C)?;
-    ok(store.touch(&r.id, t0()).await, C)?;
+    ok(store.touch(&r.id, Usage { at: later, uses: 2 }).await, C)?;
+    ok(store.touch(&r.id, Usage { at: t0(), uses: 5 }).await, C)?;
     let back = fetch(store, &r, C).await?;
     ensure(back.last_used_at == Some(later), C, || {
         format!("last_used_at = {:?}", back.last_used_at)
     })?;
+    ensure(back.use_count == 7, C, || {
+        format!(
+            "use_count = {}, want 2 + 5 (an earlier use still counts)",
+            back.use_count
+        )
+    })?;
     ensure(back.version == r.version, C, || {
         "touch must not change the version".into()
     })?;
-    // A CAS update carrying an older last_used_at keeps the later one.
+    // A CAS update carrying an older last_used_at and a smaller count
+    // keeps the later one and the larger one.
     let mut v2 = r.clone();
     v2.version = 2;
     ok(store.update(&v2, 1, WriteCondition::Always).await, C)?;
-    ensure(
-        fetch(store, &r, C).await?.last_used_at == Some(later),
+    let back = fetch(store, &r, C).await?;
+    ensure(back.last_used_at == Some(later), C, || {
+        "an update moved last_used_at backwards".into()
+    })?;
+    ensure(back.use_count == 7, C, || {
+        format!("an update lowered use_count to {}", back.use_count)
+    })?;
+    // The count saturates instead of wrapping or failing.
+    ok(
+        store
+            .touch(
+                &r.id,
+                Usage {
+                    at: t0(),
+                    uses: u64::MAX,
+                },
+            )
+            .await,
         C,
-        || "an update moved last_used_at backwards".into(),
     )?;
+    let back = fetch(store, &r, C).await?;
+    ensure(back.use_count >= i64::MAX.unsigned_abs(), C, || {
+        format!("use_count = {} after a saturating add", back.use_count)
+    })?;
     let ghost = f.record(true)?;
     expect_kind(
-        store.touch(&ghost.id, t0()).await,
+        store.touch(&ghost.id, Usage::once(t0())).await,
         StoreErrorKind::NotFound,
         C,
     )
 }
 
 async fn touch_many_batches<S: AsyncKeyStore + ?Sized>(store: &S) -> Outcome {
-    const C: &str = "touch_many moves forward only and skips unknown ids";
+    const C: &str = "touch_many moves forward only, counts uses and skips unknown ids";
     let f = Fixture::new("batch")?;
     let a = f.record(true)?;
     let b = f.record(true)?;
@@ -800,13 +923,22 @@ async fn touch_many_batches<S: AsyncKeyStore + ?Sized>(store: &S) -> Outcome {
     ok(store.insert(&a, WriteCondition::Always).await, C)?;
     ok(store.insert(&b, WriteCondition::Always).await, C)?;
     let later = t0().checked_add(Duration::hours(2)).unwrap_or(t0());
-    ok(store.touch(&a.id, later).await, C)?;
-    let batch = [(a.id, t0()), (ghost.id, later), (b.id, later)];
+    ok(store.touch(&a.id, Usage { at: later, uses: 1 }).await, C)?;
+    // A key named twice in one batch: both its uses count.
+    let batch = [
+        (a.id, Usage { at: t0(), uses: 2 }),
+        (ghost.id, Usage { at: later, uses: 9 }),
+        (b.id, Usage { at: later, uses: 4 }),
+        (a.id, Usage { at: t0(), uses: 3 }),
+    ];
     ok(store.touch_many(&batch).await, C)?;
-    for (r, want) in [(&a, later), (&b, later)] {
+    for (r, want, count) in [(&a, later, 6), (&b, later, 4)] {
         let back = fetch(store, r, C).await?;
         ensure(back.last_used_at == Some(want), C, || {
             format!("last_used_at = {:?}, want {want:?}", back.last_used_at)
+        })?;
+        ensure(back.use_count == count, C, || {
+            format!("use_count = {}, want {count}", back.use_count)
         })?;
         ensure(back.version == r.version, C, || {
             "touch_many must not change the version".into()

@@ -461,13 +461,48 @@ impl KeyFormat {
         environment: Environment,
         rng: &mut R,
     ) -> Result<NewToken, Error> {
+        self.generate_token(None, kind, environment, rng)
+    }
+
+    /// A new token for an existing key id: the secret a pending key gets
+    /// at its first activation (its id was drawn when it was generated).
+    pub(crate) fn generate_for_id<R: TryCryptoRng + ?Sized>(
+        &self,
+        id: KeyId,
+        kind: KeyKind,
+        environment: Environment,
+        rng: &mut R,
+    ) -> Result<NewToken, Error> {
+        self.generate_token(Some(id), kind, environment, rng)
+    }
+
+    /// A new key id alone, from the caller's CSPRNG (a pending key's).
+    pub(crate) fn generate_id<R: TryCryptoRng + ?Sized>(rng: &mut R) -> Result<KeyId, Error> {
+        let mut id = [0u8; KEY_ID_BYTES];
+        rng.try_fill_bytes(&mut id).map_err(|_| Error::Randomness)?;
+        Ok(KeyId(id))
+    }
+
+    /// The redacted form of a pending key, which has no token yet:
+    /// `<prefix>_<environment>_…`.
+    pub(crate) fn redacted_head(&self, kind: KeyKind, environment: Environment) -> String {
+        format!("{}_{}_…", self.prefix(kind), environment.as_str())
+    }
+
+    fn generate_token<R: TryCryptoRng + ?Sized>(
+        &self,
+        given: Option<KeyId>,
+        kind: KeyKind,
+        environment: Environment,
+        rng: &mut R,
+    ) -> Result<NewToken, Error> {
         let mut raw = SecretRandom::default();
         rng.try_fill_bytes(&mut raw.0)
             .map_err(|_| Error::Randomness)?;
         let (id_bytes, mut random) = raw.0.split_at(KEY_ID_BYTES);
         let mut id = [0u8; KEY_ID_BYTES];
         id.copy_from_slice(id_bytes);
-        let id = KeyId(id);
+        let id = given.unwrap_or(KeyId(id));
 
         // The whole token in one buffer: head, id, secret, then the
         // checksum over all of it. The lengths come from the format, so the

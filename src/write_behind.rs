@@ -1,18 +1,20 @@
 //! [`WriteBehindStore`]: `last_used_at` written behind the request, in
 //! batches.
 //!
-//! `last_used_at` is a hint for operators ("which keys are stale?"), not a
-//! security decision, so a verification should not wait for it. The
-//! wrapper records each touch in a bounded in-process buffer (key id →
-//! latest instant) and returns at once; a flusher the host spawns writes
+//! `last_used_at` and `use_count` are for operators ("which keys are
+//! stale?", "which are used most?"), not security decisions, so a
+//! verification should not wait for them. The wrapper records each touch
+//! in a bounded in-process buffer (key id → latest instant and uses) and
+//! returns at once; a flusher the host spawns writes
 //! the buffer in batches with [`touch_many`](AsyncKeyStore::touch_many)
 //! (one statement per batch on the SQL stores), which never moves a value
 //! backwards. Everything else goes straight to the wrapped store.
 //!
 //! * **Overflow**: when the buffer holds `capacity` keys, a touch of a new
-//!   key drops the oldest pending one (counted in
+//!   key drops the oldest pending one, with its uses (counted in
 //!   [`WriteBehindStats::dropped`]). Keys already pending only move their
-//!   instant forward, so the buffer holds at most one entry per key.
+//!   instant forward and add their uses, so the buffer holds at most one
+//!   entry per key.
 //! * **Failures**: a failed batch goes back into the buffer (as far as
 //!   there is room) and is retried at the next flush; each failure is
 //!   reported to the [`on_flush_error`](WriteBehindStore::on_flush_error)
@@ -23,6 +25,10 @@
 //!   it after the server stopped taking requests. Dropping the store
 //!   without closing it loses what is pending (a destructor cannot wait
 //!   for the database); the hook is told how many touches were abandoned.
+//! * **Crashes**: a process that dies loses the uses in its buffer (at
+//!   most one flush interval's worth, or `capacity` keys' worth): counts
+//!   can be low by that much, never high, except that a batch whose commit
+//!   was lost with the connection and is written again counts twice.
 //!
 //! Without the wrapper the manager writes `last_used_at` inline, as before
 //! (at most once per [`Policy::touch_interval`](crate::Policy) per key).
@@ -50,7 +56,9 @@
 use crate::error::StoreError;
 use crate::lent::StoredRecord;
 use crate::record::{KeyRecord, OwnerId};
-use crate::store::{AsyncKeyAudit, AsyncKeyStore, KeyFilter, RollPlan, WriteCondition};
+use crate::store::{
+    AsyncKeyAudit, AsyncKeyStore, KeyFilter, RollPlan, Usage, UseRank, WriteCondition,
+};
 use crate::token::KeyId;
 use crate::wait::first;
 use std::collections::{HashMap, VecDeque};
@@ -58,7 +66,6 @@ use std::future::Future;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
-use time::UtcDateTime;
 
 /// Settings of a [`WriteBehindStore`], with documented defaults.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -148,11 +155,11 @@ pub struct ShutdownReport {
 
 type Hook = Arc<dyn Fn(&FlushFailure<'_>) + Send + Sync>;
 
-/// Pending touches: the latest instant per key, and the keys in the order
-/// they entered (the front is the oldest).
+/// Pending touches: the latest instant and the uses per key, and the keys
+/// in the order they entered (the front is the oldest).
 #[derive(Default)]
 struct Pending {
-    latest: HashMap<KeyId, UtcDateTime>,
+    latest: HashMap<KeyId, Usage>,
     order: VecDeque<KeyId>,
 }
 
@@ -174,12 +181,10 @@ impl<S> Shared<S> {
         self.pending.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    fn record(&self, id: KeyId, at: UtcDateTime) {
+    fn record(&self, id: KeyId, usage: Usage) {
         let mut p = self.lock();
-        if let Some(t) = p.latest.get_mut(&id) {
-            if *t < at {
-                *t = at;
-            }
+        if let Some(u) = p.latest.get_mut(&id) {
+            *u = u.merged(usage);
             return;
         }
         while p.latest.len() >= self.config.capacity {
@@ -189,12 +194,12 @@ impl<S> Shared<S> {
             p.latest.remove(&old);
             self.dropped.fetch_add(1, Ordering::Relaxed);
         }
-        p.latest.insert(id, at);
+        p.latest.insert(id, usage);
         p.order.push_back(id);
     }
 
     /// Takes up to a batch of the oldest pending touches, counted in flight.
-    fn take_batch(&self) -> Vec<(KeyId, UtcDateTime)> {
+    fn take_batch(&self) -> Vec<(KeyId, Usage)> {
         let mut p = self.lock();
         let n = p.order.len().min(self.config.batch_size);
         let mut batch = Vec::with_capacity(n);
@@ -202,8 +207,8 @@ impl<S> Shared<S> {
             let Some(id) = p.order.pop_front() else {
                 break;
             };
-            if let Some(at) = p.latest.remove(&id) {
-                batch.push((id, at));
+            if let Some(usage) = p.latest.remove(&id) {
+                batch.push((id, usage));
             }
         }
         self.in_flight.fetch_add(batch.len(), Ordering::SeqCst);
@@ -214,16 +219,15 @@ impl<S> Shared<S> {
     }
 
     /// Puts a failed batch back as the oldest entries, as far as there is
-    /// room; a key touched again meanwhile keeps the later instant.
-    fn requeue(&self, batch: &[(KeyId, UtcDateTime)]) {
+    /// room; a key touched again meanwhile keeps the later instant and
+    /// the sum of the uses.
+    fn requeue(&self, batch: &[(KeyId, Usage)]) {
         let mut p = self.lock();
-        for &(id, at) in batch.iter().rev() {
-            if let Some(t) = p.latest.get_mut(&id) {
-                if *t < at {
-                    *t = at;
-                }
+        for &(id, usage) in batch.iter().rev() {
+            if let Some(u) = p.latest.get_mut(&id) {
+                *u = u.merged(usage);
             } else if p.latest.len() < self.config.capacity {
-                p.latest.insert(id, at);
+                p.latest.insert(id, usage);
                 p.order.push_front(id);
             } else {
                 self.dropped.fetch_add(1, Ordering::Relaxed);
@@ -465,11 +469,10 @@ impl<S: AsyncKeyStore> AsyncKeyStore for WriteBehindStore<S> {
     ) -> impl Future<Output = Result<(), StoreError>> + Send {
         self.shared.store.insert(record, condition)
     }
-    fn get(
-        &self,
-        id: &KeyId,
-    ) -> impl Future<Output = Result<Option<Arc<KeyRecord>>, StoreError>> + Send {
-        self.shared.store.get(id)
+    /// The store's record, with the touch still pending applied.
+    async fn get(&self, id: &KeyId) -> Result<Option<Arc<KeyRecord>>, StoreError> {
+        let record = self.shared.store.get(id).await?;
+        Ok(record.and_then(|r| self.shared.overlay(vec![r]).pop()))
     }
     fn get_for_verify(
         &self,
@@ -500,25 +503,26 @@ impl<S: AsyncKeyStore> AsyncKeyStore for WriteBehindStore<S> {
     fn touch(
         &self,
         id: &KeyId,
-        at: UtcDateTime,
+        usage: Usage,
     ) -> impl Future<Output = Result<(), StoreError>> + Send {
-        self.shared.record(*id, at);
+        self.shared.record(*id, usage);
         core::future::ready(Ok(()))
     }
     /// Records every touch in the buffer.
     fn touch_many(
         &self,
-        touches: &[(KeyId, UtcDateTime)],
+        touches: &[(KeyId, Usage)],
     ) -> impl Future<Output = Result<(), StoreError>> + Send {
-        for &(id, at) in touches {
-            self.shared.record(id, at);
+        for &(id, usage) in touches {
+            self.shared.record(id, usage);
         }
         core::future::ready(Ok(()))
     }
 }
 
 impl<S> Shared<S> {
-    /// The records with any later pending touch applied to `last_used_at`.
+    /// The records with any pending touch applied (`last_used_at` moved
+    /// forward, uses added).
     fn overlay(&self, records: Vec<Arc<KeyRecord>>) -> Vec<Arc<KeyRecord>> {
         let p = self.lock();
         if p.latest.is_empty() {
@@ -527,12 +531,12 @@ impl<S> Shared<S> {
         records
             .into_iter()
             .map(|record| match p.latest.get(&record.id) {
-                Some(&at) if record.last_used_at.is_none_or(|used| used < at) => {
+                Some(&usage) => {
                     let mut moved = KeyRecord::clone(&record);
-                    moved.last_used_at = Some(at);
+                    usage.apply_to(&mut moved);
                     Arc::new(moved)
                 }
-                _ => record,
+                None => record,
             })
             .collect()
     }
@@ -542,7 +546,7 @@ impl<S> Shared<S> {
 /// moment ago is not reported by `unused_since` because its `last_used_at`
 /// has not been written yet. (A batch being written is briefly visible to
 /// neither the buffer nor the store.)
-impl<S: AsyncKeyAudit> AsyncKeyAudit for WriteBehindStore<S> {
+impl<S: AsyncKeyAudit + AsyncKeyStore> AsyncKeyAudit for WriteBehindStore<S> {
     async fn scan(
         &self,
         filter: KeyFilter,
@@ -571,5 +575,17 @@ impl<S: AsyncKeyAudit> AsyncKeyAudit for WriteBehindStore<S> {
                 return Ok(out);
             }
         }
+    }
+
+    /// Writes what is pending first ([`flush`](WriteBehindStore::flush)),
+    /// so the store ranks exact counts.
+    async fn ranked_by_use(
+        &self,
+        rank: UseRank,
+        owner: Option<&OwnerId>,
+        limit: usize,
+    ) -> Result<Vec<Arc<KeyRecord>>, StoreError> {
+        self.shared.flush().await?;
+        self.shared.store.ranked_by_use(rank, owner, limit).await
     }
 }

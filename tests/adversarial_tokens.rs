@@ -55,8 +55,8 @@ impl KeyStore for Counting {
     fn apply_roll(&self, p: &RollPlan) -> Result<(), StoreError> {
         KeyStore::apply_roll(&self.inner, p)
     }
-    fn touch(&self, id: &KeyId, at: UtcDateTime) -> Result<(), StoreError> {
-        KeyStore::touch(&self.inner, id, at)
+    fn touch(&self, id: &KeyId, usage: api_keys::Usage) -> Result<(), StoreError> {
+        KeyStore::touch(&self.inner, id, usage)
     }
 }
 

@@ -24,7 +24,7 @@ use api_keys::{
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering::SeqCst};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
-use time::UtcDateTime;
+
 use tokio::sync::Notify;
 
 const BOUND: Duration = Duration::from_secs(1);
@@ -98,10 +98,10 @@ impl AsyncKeyStore for Faulty {
         self.check()?;
         AsyncKeyStore::apply_roll(&*self.inner, plan).await
     }
-    async fn touch(&self, id: &KeyId, at: UtcDateTime) -> Result<(), StoreError> {
+    async fn touch(&self, id: &KeyId, usage: api_keys::Usage) -> Result<(), StoreError> {
         self.touches.fetch_add(1, SeqCst);
         self.check()?;
-        AsyncKeyStore::touch(&*self.inner, id, at).await
+        AsyncKeyStore::touch(&*self.inner, id, usage).await
     }
 }
 

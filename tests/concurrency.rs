@@ -543,8 +543,8 @@ impl KeyStore for GateStore {
     fn apply_roll(&self, p: &RollPlan) -> Result<(), StoreError> {
         KeyStore::apply_roll(&self.inner, p)
     }
-    fn touch(&self, id: &KeyId, at: UtcDateTime) -> Result<(), StoreError> {
-        KeyStore::touch(&self.inner, id, at)
+    fn touch(&self, id: &KeyId, usage: api_keys::Usage) -> Result<(), StoreError> {
+        KeyStore::touch(&self.inner, id, usage)
     }
 }
 
@@ -670,7 +670,7 @@ fn touch_racing_update_never_moves_last_used_back() {
         thread::scope(|s| {
             s.spawn(|| {
                 barrier.wait();
-                KeyStore::touch(&*store, &id, at).unwrap();
+                KeyStore::touch(&*store, &id, api_keys::Usage::once(at)).unwrap();
             });
             s.spawn(|| {
                 barrier.wait();
@@ -686,7 +686,7 @@ fn touch_racing_update_never_moves_last_used_back() {
         if stored.last_used_at.is_none_or(|t| t < at) {
             lost.push((round, stored.last_used_at));
             // Repair, so later rounds test the race afresh.
-            KeyStore::touch(&*store, &id, at).unwrap();
+            KeyStore::touch(&*store, &id, api_keys::Usage::once(at)).unwrap();
         }
     }
     assert!(

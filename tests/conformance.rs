@@ -133,12 +133,16 @@ impl KeyStore for Lossy {
         };
         KeyStore::apply_roll(&self.inner, &plan)
     }
-    fn touch(&self, id: &KeyId, at: UtcDateTime) -> Result<(), StoreError> {
+    fn touch(&self, id: &KeyId, usage: api_keys::Usage) -> Result<(), StoreError> {
         if self.path == Path::Touch {
             // A touch that writes the instant truncated to the second.
-            return KeyStore::touch(&self.inner, id, whole_seconds(at));
+            let usage = api_keys::Usage {
+                at: whole_seconds(usage.at),
+                ..usage
+            };
+            return KeyStore::touch(&self.inner, id, usage);
         }
-        KeyStore::touch(&self.inner, id, at)
+        KeyStore::touch(&self.inner, id, usage)
     }
 }
 
@@ -178,16 +182,25 @@ const LOSSES: &[(&str, fn(&mut KeyRecord))] = &[
     ("created_at", |r| r.created_at = whole_seconds(r.created_at)),
     ("expires_at", |r| r.expires_at = None),
     ("last_used_at", |r| r.last_used_at = None),
+    ("use_count", |r| r.use_count = 0),
     ("revoked_at", |r| r.revoked_at = None),
     ("predecessor", |r| r.predecessor = None),
     ("successor", |r| r.successor = None),
     ("rolled_at", |r| r.rolled_at = None),
     ("grace_ends_at", |r| r.grace_ends_at = None),
     ("version", |r| r.version = r.version.saturating_add(1)),
-    ("secret_hash.digest", |r| r.secret_hash.digest[31] ^= 1),
-    ("secret_hash.pepper_version", |r| {
-        r.secret_hash.pepper_version = None
+    ("secret_hash", |r| r.secret_hash = None),
+    ("secret_hash.digest", |r| {
+        if let Some(h) = &mut r.secret_hash {
+            h.digest[31] ^= 1;
+        }
     }),
+    ("secret_hash.pepper_version", |r| {
+        if let Some(h) = &mut r.secret_hash {
+            h.pepper_version = None;
+        }
+    }),
+    ("signing", |r| r.signing = false),
     ("sealed_secret", |r| r.sealed_secret = None),
     ("sealed_secret.key_version", |r| {
         if let Some(s) = &mut r.sealed_secret {
@@ -309,8 +322,9 @@ fn the_populated_record_sets_every_field() {
         assert_eq!(t.nanosecond() % 1000, 0, "whole microseconds in {t}");
     }
     assert!(r.predecessor.is_some() && r.successor.is_some());
-    assert!(r.secret_hash.pepper_version.is_some());
-    assert!(r.sealed_secret.is_some());
+    assert!(r.secret_hash.unwrap().pepper_version.is_some());
+    assert!(r.sealed_secret.is_some() && r.signing);
+    assert!(r.use_count > 0);
     assert!(r.grace_ends_at <= r.expires_at);
     // Equal to itself in every field, and a change is named.
     assert!(testing::record_differences(&r, &r).is_empty());

@@ -755,7 +755,7 @@ impl api_keys::KeyStore for Down {
     fn apply_roll(&self, _: &api_keys::RollPlan) -> Result<(), api_keys::StoreError> {
         Err(down())
     }
-    fn touch(&self, _: &api_keys::KeyId, _: UtcDateTime) -> Result<(), api_keys::StoreError> {
+    fn touch(&self, _: &api_keys::KeyId, _: api_keys::Usage) -> Result<(), api_keys::StoreError> {
         Err(down())
     }
 }

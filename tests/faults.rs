@@ -180,8 +180,8 @@ impl KeyStore for FaultStore {
             Ok(())
         })
     }
-    fn touch(&self, id: &KeyId, at: UtcDateTime) -> Result<(), StoreError> {
-        self.write(Call::Touch, || KeyStore::touch(&self.inner, id, at))
+    fn touch(&self, id: &KeyId, usage: api_keys::Usage) -> Result<(), StoreError> {
+        self.write(Call::Touch, || KeyStore::touch(&self.inner, id, usage))
     }
 }
 
@@ -563,7 +563,7 @@ fn store_error_kinds_map_to_management_errors_without_tokens() {
         fn apply_roll(&self, _: &RollPlan) -> Result<(), StoreError> {
             Err(StoreError::new(self.0))
         }
-        fn touch(&self, _: &KeyId, _: UtcDateTime) -> Result<(), StoreError> {
+        fn touch(&self, _: &KeyId, _: api_keys::Usage) -> Result<(), StoreError> {
             Err(StoreError::new(self.0))
         }
     }
@@ -777,10 +777,10 @@ fn bearer_verification_refuses_mismatched_records() {
         (
             "hash zeroed",
             GetMode::Tamper(Box::new(|r| KeyRecord {
-                secret_hash: SecretHash {
+                secret_hash: Some(SecretHash {
                     pepper_version: None,
                     digest: [0; 32],
-                },
+                }),
                 ..r.clone()
             })),
             Some(Rejection::UnknownKey),
@@ -788,10 +788,10 @@ fn bearer_verification_refuses_mismatched_records() {
         (
             "hash under an unknown pepper version",
             GetMode::Tamper(Box::new(|r| KeyRecord {
-                secret_hash: SecretHash {
+                secret_hash: r.secret_hash.map(|h| SecretHash {
                     pepper_version: Some(9),
-                    ..r.secret_hash
-                },
+                    ..h
+                }),
                 ..r.clone()
             })),
             None,

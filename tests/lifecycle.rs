@@ -608,8 +608,8 @@ impl KeyStore for FaultyStore {
     fn apply_roll(&self, p: &RollPlan) -> Result<(), StoreError> {
         self.step(|| KeyStore::apply_roll(&self.inner, p))
     }
-    fn touch(&self, id: &KeyId, at: UtcDateTime) -> Result<(), StoreError> {
-        self.step(|| KeyStore::touch(&self.inner, id, at))
+    fn touch(&self, id: &KeyId, usage: api_keys::Usage) -> Result<(), StoreError> {
+        self.step(|| KeyStore::touch(&self.inner, id, usage))
     }
 }
 
@@ -822,7 +822,7 @@ mod model {
         fn expect(&self, now: UtcDateTime) -> Result<bool, Rejection> {
             match self.status {
                 KeyStatus::Revoked => return Err(Rejection::Revoked),
-                KeyStatus::Inactive => return Err(Rejection::Inactive),
+                KeyStatus::Inactive | KeyStatus::Pending => return Err(Rejection::Inactive),
                 KeyStatus::Active => {}
             }
             if now < self.created {
@@ -965,8 +965,8 @@ impl KeyStore for HookedStore {
     fn apply_roll(&self, p: &RollPlan) -> Result<(), StoreError> {
         KeyStore::apply_roll(&*self.inner, p)
     }
-    fn touch(&self, id: &KeyId, at: UtcDateTime) -> Result<(), StoreError> {
-        KeyStore::touch(&*self.inner, id, at)
+    fn touch(&self, id: &KeyId, usage: api_keys::Usage) -> Result<(), StoreError> {
+        KeyStore::touch(&*self.inner, id, usage)
     }
 }
 
@@ -1478,7 +1478,7 @@ fn pepper_rotation_over_several_versions() {
     let old = v1
         .create(&admin, NewKey::secret(owner.clone(), "old"))
         .unwrap();
-    assert_eq!(old.record.secret_hash.pepper_version, Some(1));
+    assert_eq!(old.record.secret_hash.unwrap().pepper_version, Some(1));
 
     let v2 = manager(2, &[1], &[&old.record]);
     assert!(
@@ -1488,7 +1488,7 @@ fn pepper_rotation_over_several_versions() {
     let mid = v2
         .create(&admin, NewKey::secret(owner.clone(), "mid"))
         .unwrap();
-    assert_eq!(mid.record.secret_hash.pepper_version, Some(2));
+    assert_eq!(mid.record.secret_hash.unwrap().pepper_version, Some(2));
 
     let v3 = manager(3, &[2, 1], &[&old.record, &mid.record]);
     assert!(
@@ -1498,7 +1498,7 @@ fn pepper_rotation_over_several_versions() {
     let new = v3
         .create(&admin, NewKey::secret(owner.clone(), "new"))
         .unwrap();
-    assert_eq!(new.record.secret_hash.pepper_version, Some(3));
+    assert_eq!(new.record.secret_hash.unwrap().pepper_version, Some(3));
     for t in [&old.token, &mid.token, &new.token] {
         assert!(v3.verify(t.expose_secret(), &ctx()).is_ok());
     }

@@ -77,16 +77,18 @@ mod codec {
             created_at: utc_datetime!(2026-03-01 09:00:00.123_456_789),
             expires_at: Some(utc_datetime!(2027-03-01 00:00)),
             last_used_at: Some(utc_datetime!(2026-03-02 10:30:00.5)),
+            use_count: 0,
             revoked_at: None,
             predecessor: Some(id("0aVXhVb3JmN2UY8Thbb0Cu")),
             successor: Some(id("3Zk0fL7s2Qe9XcVbN1mPqR")),
             rolled_at: Some(utc_datetime!(2026-03-03 00:00:00.000_001)),
             grace_ends_at: Some(utc_datetime!(2026-03-03 12:00:00.000_001)),
             version: 4,
-            secret_hash: SecretHash {
+            secret_hash: Some(SecretHash {
                 pepper_version: Some(2),
                 digest: core::array::from_fn(|i| i as u8 * 7),
-            },
+            }),
+            signing: true,
             sealed_secret: Some(SealedSecret {
                 key_version: 3,
                 nonce: core::array::from_fn(|i| 0xF0 ^ i as u8),
@@ -113,16 +115,18 @@ mod codec {
             created_at: utc_datetime!(2026-01-01 00:00),
             expires_at: None,
             last_used_at: None,
+            use_count: 0,
             revoked_at: Some(utc_datetime!(2026-01-02 00:00)),
             predecessor: None,
             successor: None,
             rolled_at: None,
             grace_ends_at: None,
             version: 2,
-            secret_hash: SecretHash {
+            secret_hash: Some(SecretHash {
                 pepper_version: None,
                 digest: [0xA5; 32],
-            },
+            }),
+            signing: false,
             sealed_secret: None,
             redacted: "pk_test_…AbCd".into(),
         }

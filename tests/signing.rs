@@ -185,7 +185,8 @@ fn stored_hash_is_not_the_hmac_key() {
     let f = fx();
     let (rec, _) = f.signing_key(Environment::Live);
     let stored = f.keys.get(&rec.id).unwrap();
-    let forger = RequestSigner::new(rec.id.to_string(), &stored.secret_hash.digest).unwrap();
+    let forger =
+        RequestSigner::new(rec.id.to_string(), &stored.secret_hash.unwrap().digest).unwrap();
     let h = forger.sign(BODY);
     assert_eq!(
         f.rejection(&h.key, &h.signature, BODY),

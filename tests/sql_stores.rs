@@ -34,7 +34,7 @@ use api_keys::{
     Actor, AsyncKeyAudit, AsyncKeyStore, DomainAllowList, Environment, Error, IpAllowList,
     KeyFilter, KeyId, KeyKind, KeyManager, KeyPage, KeyRecord, KeyStatus, KeyUpdate, NewKey,
     OwnerId, Policy, Rejection, RequestContext, RollOptions, Scopes, SealedSecret, SecretHash,
-    StoreError, StoreErrorKind, WriteCondition,
+    StoreError, StoreErrorKind, Usage, WriteCondition,
 };
 use std::collections::BTreeSet;
 use std::future::Future;
@@ -329,16 +329,18 @@ fn full_record() -> KeyRecord {
         created_at: t,
         expires_at: Some(t + Duration::days(30)),
         last_used_at: Some(t + Duration::seconds(1)),
+        use_count: 9_000_000_000,
         revoked_at: Some(t + Duration::seconds(2)),
         predecessor: Some(random_id()),
         successor: Some(random_id()),
         rolled_at: Some(t + Duration::seconds(3)),
         grace_ends_at: Some(t + Duration::hours(12)),
         version: 7,
-        secret_hash: SecretHash {
+        secret_hash: Some(SecretHash {
             pepper_version: Some(u32::MAX),
             digest: [0xA5; 32],
-        },
+        }),
+        signing: true,
         sealed_secret: Some(SealedSecret {
             key_version: u32::MAX,
             nonce: [9; 24],
@@ -404,8 +406,12 @@ async fn every_field_round_trips<S: AsyncKeyStore>(store: &S, lossy_nanos: bool)
     changed.revoked_at = None;
     changed.successor = None;
     changed.version = 8;
-    changed.secret_hash.pepper_version = None;
+    changed.secret_hash = changed.secret_hash.map(|h| SecretHash {
+        pepper_version: None,
+        ..h
+    });
     changed.sealed_secret = None;
+    changed.signing = false;
     changed.redacted = "sk_live_…abcd".into();
     store
         .update(&changed, 7, WriteCondition::Always)
@@ -428,8 +434,13 @@ async fn every_field_round_trips<S: AsyncKeyStore>(store: &S, lossy_nanos: bool)
     bare.successor = None;
     bare.rolled_at = None;
     bare.grace_ends_at = None;
-    bare.secret_hash.pepper_version = None;
+    bare.secret_hash = bare.secret_hash.map(|h| SecretHash {
+        pepper_version: None,
+        ..h
+    });
     bare.sealed_secret = None;
+    bare.signing = false;
+    bare.use_count = 0;
     let micro = bare.created_at;
     bare.created_at = utc_datetime!(2026-03-01 09:00:00.123_456_789);
     store.insert(&bare, WriteCondition::Always).await.unwrap();
@@ -442,9 +453,12 @@ async fn every_field_round_trips<S: AsyncKeyStore>(store: &S, lossy_nanos: bool)
 
     // touch at sub-microsecond precision: forward only, no version change.
     let later = utc_datetime!(2026-03-02 00:00:00.000_001_999);
-    store.touch(&bare.id, later).await.unwrap();
+    store.touch(&bare.id, Usage::once(later)).await.unwrap();
     store
-        .touch(&bare.id, utc_datetime!(2026-03-02 00:00:00.000_001_500))
+        .touch(
+            &bare.id,
+            Usage::once(utc_datetime!(2026-03-02 00:00:00.000_001_500)),
+        )
         .await
         .unwrap();
     let back = store.get(&bare.id).await.unwrap().unwrap();
@@ -712,7 +726,7 @@ async fn lifecycle<S: AsyncKeyStore>(store: S) {
 }
 
 /// Every page of a scan, checking the paging contract on the way.
-async fn scan_all<S: AsyncKeyAudit>(
+async fn scan_all<S: AsyncKeyStore + AsyncKeyAudit>(
     keys: &KeyManager<S>,
     filter: KeyFilter,
     limit: usize,
@@ -913,11 +927,30 @@ async fn foreign_rows<D: Db>(store: &D::Store) {
     assert_eq!(r.last_used_at, None);
     assert_eq!(r.scopes, Scopes::new(["a", "b"]).unwrap());
     let at = utc_datetime!(2026-06-01 00:00:00.000_001);
-    store.touch(&id, at).await.unwrap();
+    store.touch(&id, Usage::once(at)).await.unwrap();
     assert_eq!(
         store.get(&id).await.unwrap().unwrap().last_used_at,
         Some(at)
     );
+    // The usage row the touch created counts on.
+    store.touch(&id, Usage { at, uses: 4 }).await.unwrap();
+    assert_eq!(store.get(&id).await.unwrap().unwrap().use_count, 5);
+
+    // A signing flag without a sealed secret does not decode.
+    let unsealed = random_id();
+    D::raw(
+        store,
+        &insert(&unsealed, good.as_str(), "", "", "", now)
+            .replace(
+                "secret_digest, redacted)",
+                "secret_digest, redacted, signing)",
+            )
+            .replace("'sk_live_…')", "'sk_live_…', 1)"),
+    )
+    .await;
+    let e = store.get(&unsealed).await.unwrap_err();
+    let cause = std::error::Error::source(&e).unwrap().to_string();
+    assert!(cause.starts_with("api_keys.signing"), "{cause}");
 
     // A usage row that does not decode names its column too.
     D::raw(

@@ -54,6 +54,7 @@ fn render_vectors() -> String {
                         .unwrap();
                     let digest: String = record
                         .secret_hash
+                        .unwrap()
                         .digest
                         .iter()
                         .map(|b| format!("{b:02x}"))

@@ -13,7 +13,7 @@ use api_keys::testing::ManualClock;
 use api_keys::{
     Actor, DomainAllowList, Environment, HeaderField, IpAllowList, KeyId, KeyKind, KeyManager,
     KeyRecord, KeyStore, MemoryKeyStore, NewKey, OriginRefusal, OwnerId, Policy, Rejection,
-    RequestContext, RollPlan, Scopes, StoreError, Token, VerifyError, WriteCondition,
+    RequestContext, RollPlan, Scopes, StoreError, Token, Usage, VerifyError, WriteCondition,
 };
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -48,9 +48,9 @@ impl KeyStore for Counting {
         self.writes.fetch_add(1, Ordering::SeqCst);
         KeyStore::apply_roll(&self.inner, p)
     }
-    fn touch(&self, id: &KeyId, at: UtcDateTime) -> Result<(), StoreError> {
+    fn touch(&self, id: &KeyId, usage: Usage) -> Result<(), StoreError> {
         self.writes.fetch_add(1, Ordering::SeqCst);
-        KeyStore::touch(&self.inner, id, at)
+        KeyStore::touch(&self.inner, id, usage)
     }
 }
 

@@ -9,6 +9,7 @@
     clippy::indexing_slicing,
     reason = "test code: a failed expectation should panic"
 )]
+use api_keys::Usage;
 use api_keys::{
     Actor, AsyncKeyStore, FlushFailure, KeyId, KeyManager, KeyRecord, KeyStore, MemoryKeyStore,
     NewKey, OwnerId, RequestContext, RollPlan, StoreError, WriteBehindConfig, WriteBehindStore,
@@ -67,12 +68,12 @@ impl AsyncKeyStore for Spy {
     fn touch(
         &self,
         id: &KeyId,
-        at: UtcDateTime,
+        usage: Usage,
     ) -> impl Future<Output = Result<(), StoreError>> + Send {
         self.touches.fetch_add(1, SeqCst);
-        AsyncKeyStore::touch(&self.inner, id, at)
+        AsyncKeyStore::touch(&self.inner, id, usage)
     }
-    async fn touch_many(&self, touches: &[(KeyId, UtcDateTime)]) -> Result<(), StoreError> {
+    async fn touch_many(&self, touches: &[(KeyId, Usage)]) -> Result<(), StoreError> {
         if self.hang.load(SeqCst) {
             std::future::pending::<()>().await;
         }
@@ -148,15 +149,15 @@ async fn one_entry_per_key_with_the_latest_instant_never_backwards() {
     let ids: Vec<KeyId> = keys(&spy, 2).into_iter().map(|(id, _)| id).collect();
     let store = WriteBehindStore::new(Arc::clone(&spy), WriteBehindConfig::default());
     let later = T0 + time::Duration::minutes(5);
-    store.touch(&ids[0], T0).await.unwrap();
-    store.touch(&ids[0], later).await.unwrap();
-    store.touch(&ids[0], T0).await.unwrap(); // older: ignored
-    store.touch(&ids[1], T0).await.unwrap();
+    store.touch(&ids[0], Usage::once(T0)).await.unwrap();
+    store.touch(&ids[0], Usage::once(later)).await.unwrap();
+    store.touch(&ids[0], Usage::once(T0)).await.unwrap(); // older: ignored
+    store.touch(&ids[1], Usage::once(T0)).await.unwrap();
     assert_eq!(store.stats().pending, 2);
     store.flush().await.unwrap();
     assert_eq!(last_used(&spy, &ids[0]), Some(later));
     // A later flush of an older instant does not move it back.
-    store.touch(&ids[0], T0).await.unwrap();
+    store.touch(&ids[0], Usage::once(T0)).await.unwrap();
     store.flush().await.unwrap();
     assert_eq!(last_used(&spy, &ids[0]), Some(later));
 }
@@ -173,7 +174,7 @@ async fn a_failed_flush_loses_nothing_while_there_is_room_and_is_reported() {
             seen.lock().unwrap().push((f.keys, f.error.to_string()));
         });
     for id in &ids {
-        store.touch(id, T0).await.unwrap();
+        store.touch(id, Usage::once(T0)).await.unwrap();
     }
     spy.fail.store(true, SeqCst);
     assert!(store.flush().await.is_err());
@@ -183,7 +184,7 @@ async fn a_failed_flush_loses_nothing_while_there_is_room_and_is_reported() {
     assert_eq!(failures.lock().unwrap()[0].0, 2);
     // A newer touch while the database is down keeps the newer instant.
     let later = T0 + time::Duration::minutes(1);
-    store.touch(&ids[0], later).await.unwrap();
+    store.touch(&ids[0], Usage::once(later)).await.unwrap();
 
     spy.fail.store(false, SeqCst);
     assert_eq!(store.flush().await.unwrap(), 5);
@@ -200,7 +201,7 @@ async fn overflow_drops_the_oldest_pending_and_counts_it() {
     let ids: Vec<KeyId> = keys(&spy, 5).into_iter().map(|(id, _)| id).collect();
     let store = WriteBehindStore::new(Arc::clone(&spy), WriteBehindConfig::default().capacity(3));
     for id in &ids {
-        store.touch(id, T0).await.unwrap();
+        store.touch(id, Usage::once(T0)).await.unwrap();
     }
     let stats = store.stats();
     assert_eq!((stats.pending, stats.dropped), (3, 2));
@@ -221,14 +222,14 @@ async fn the_flusher_writes_every_interval_until_closed() {
         WriteBehindConfig::default().flush_interval(Duration::from_secs(2)),
     );
     let flusher = tokio::spawn(store.flusher().run(tokio::time::sleep));
-    store.touch(&ids[0], T0).await.unwrap();
+    store.touch(&ids[0], Usage::once(T0)).await.unwrap();
     tokio::time::sleep(Duration::from_millis(1_500)).await;
     assert_eq!(last_used(&spy, &ids[0]), None, "not before the interval");
     tokio::time::sleep(Duration::from_secs(1)).await;
     assert_eq!(last_used(&spy, &ids[0]), Some(T0));
 
-    store.touch(&ids[1], T0).await.unwrap();
-    store.touch(&ids[2], T0).await.unwrap();
+    store.touch(&ids[1], Usage::once(T0)).await.unwrap();
+    store.touch(&ids[2], Usage::once(T0)).await.unwrap();
     let report = store
         .close(Duration::from_secs(5), tokio::time::sleep)
         .await;
@@ -247,7 +248,7 @@ async fn close_gives_up_at_the_deadline_and_reports_what_was_abandoned() {
     let ids: Vec<KeyId> = keys(&spy, 4).into_iter().map(|(id, _)| id).collect();
     let store = WriteBehindStore::new(Arc::clone(&spy), WriteBehindConfig::default());
     for id in &ids {
-        store.touch(id, T0).await.unwrap();
+        store.touch(id, Usage::once(T0)).await.unwrap();
     }
     spy.hang.store(true, SeqCst);
     let report = store
@@ -259,7 +260,7 @@ async fn close_gives_up_at_the_deadline_and_reports_what_was_abandoned() {
     spy.hang.store(false, SeqCst);
     spy.fail.store(true, SeqCst);
     let store = WriteBehindStore::new(Arc::clone(&spy), WriteBehindConfig::default());
-    store.touch(&ids[0], T0).await.unwrap();
+    store.touch(&ids[0], Usage::once(T0)).await.unwrap();
     let report = store
         .close(Duration::from_secs(1), tokio::time::sleep)
         .await;
@@ -282,7 +283,7 @@ fn dropping_with_touches_pending_tells_the_hook() {
         .unwrap();
     runtime.block_on(async {
         for id in &ids {
-            store.touch(id, T0).await.unwrap();
+            store.touch(id, Usage::once(T0)).await.unwrap();
         }
     });
     drop(store);

@@ -28,7 +28,7 @@ CREATE TABLE IF NOT EXISTS api_keys (
     scopes            TEXT         NOT NULL,
     allowed_domains   TEXT         NOT NULL,
     allowed_ips       TEXT         NOT NULL,
-    status            VARCHAR(16)  NOT NULL CHECK (status IN ('active', 'inactive', 'revoked')),
+    status            VARCHAR(16)  NOT NULL CHECK (status IN ('pending', 'active', 'inactive', 'revoked')),
     created_at        BIGINT       NOT NULL,
     expires_at        BIGINT,
     revoked_at        BIGINT,
@@ -38,12 +38,16 @@ CREATE TABLE IF NOT EXISTS api_keys (
     grace_ends_at     BIGINT,
     version           BIGINT       NOT NULL CHECK (version >= 0),
     pepper_version    BIGINT       CHECK (pepper_version BETWEEN 0 AND 4294967295),
-    secret_digest     BINARY(32)   NOT NULL,
+    secret_digest     BINARY(32),
     sealed_version    BIGINT       CHECK (sealed_version BETWEEN 0 AND 4294967295),
     sealed_nonce      BINARY(24),
     sealed_ciphertext BLOB,
     redacted          VARCHAR(255) NOT NULL,
+    signing           BIGINT       NOT NULL DEFAULT 0 CHECK (signing IN (0, 1)),
     INDEX api_keys_owner_idx (owner),
+    CONSTRAINT api_keys_digest_unless_pending CHECK (
+        (secret_digest IS NULL) = (status = 'pending')
+    ),
     CONSTRAINT api_keys_sealed_all_or_none CHECK (
         (sealed_version IS NULL) = (sealed_nonce IS NULL)
         AND (sealed_nonce IS NULL) = (sealed_ciphertext IS NULL)
@@ -54,7 +58,8 @@ CREATE TABLE IF NOT EXISTS api_keys (
 -- small row). One row per key, written with it; no constraints on purpose.
 CREATE TABLE IF NOT EXISTS api_key_usage (
     id           BINARY(16) NOT NULL PRIMARY KEY,
-    last_used_at BIGINT
+    last_used_at BIGINT,
+    use_count    BIGINT     NOT NULL DEFAULT 0
 ) ENGINE=InnoDB;
 
 -- One row per owner that ever had a key written: the lock row that serialises

@@ -28,7 +28,7 @@ CREATE TABLE IF NOT EXISTS api_keys (
     scopes            TEXT   NOT NULL,
     allowed_domains   TEXT   NOT NULL,
     allowed_ips       TEXT   NOT NULL,
-    status            TEXT   NOT NULL CHECK (status IN ('active', 'inactive', 'revoked')),
+    status            TEXT   NOT NULL CHECK (status IN ('pending', 'active', 'inactive', 'revoked')),
     created_at        BIGINT NOT NULL,
     expires_at        BIGINT,
     revoked_at        BIGINT,
@@ -39,15 +39,21 @@ CREATE TABLE IF NOT EXISTS api_keys (
     grace_ends_at     BIGINT,
     -- Compare-and-swap version; every change increments it.
     version           BIGINT NOT NULL CHECK (version >= 0),
-    -- The secret's hash: SHA-256, or HMAC-SHA256 under pepper `pepper_version`.
+    -- The secret's hash: SHA-256, or HMAC-SHA256 under pepper `pepper_version`;
+    -- NULL exactly while the key is pending (it has no secret yet).
     pepper_version    BIGINT CHECK (pepper_version BETWEEN 0 AND 4294967295),
-    secret_digest     BYTEA  NOT NULL CHECK (length(secret_digest) = 32),
+    secret_digest     BYTEA  CHECK (length(secret_digest) = 32),
     -- Signing keys only: the sealed secret (all three or none).
     sealed_version    BIGINT CHECK (sealed_version BETWEEN 0 AND 4294967295),
     sealed_nonce      BYTEA  CHECK (length(sealed_nonce) = 24),
     sealed_ciphertext BYTEA,
     -- Display form of the token, e.g. `sk_live_…x9Qa`.
     redacted          TEXT   NOT NULL,
+    -- 1 for a signing key (fixed at creation), else 0.
+    signing           BIGINT NOT NULL DEFAULT 0 CHECK (signing IN (0, 1)),
+    CONSTRAINT api_keys_digest_unless_pending CHECK (
+        (secret_digest IS NULL) = (status = 'pending')
+    ),
     CONSTRAINT api_keys_sealed_all_or_none CHECK (
         (sealed_version IS NULL) = (sealed_nonce IS NULL)
         AND (sealed_nonce IS NULL) = (sealed_ciphertext IS NULL)
@@ -61,7 +67,9 @@ CREATE INDEX IF NOT EXISTS api_keys_owner_idx ON api_keys (owner);
 -- key, written with it; no constraints on purpose.
 CREATE TABLE IF NOT EXISTS api_key_usage (
     id           BYTEA  NOT NULL PRIMARY KEY,
-    last_used_at BIGINT
+    last_used_at BIGINT,
+    -- Accepted uses written so far.
+    use_count    BIGINT NOT NULL DEFAULT 0
 );
 
 -- One row per owner that ever had a key written: the lock row that serialises

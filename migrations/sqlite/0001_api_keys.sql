@@ -23,7 +23,7 @@ CREATE TABLE IF NOT EXISTS api_keys (
     scopes            TEXT    NOT NULL,
     allowed_domains   TEXT    NOT NULL,
     allowed_ips       TEXT    NOT NULL,
-    status            TEXT    NOT NULL CHECK (status IN ('active', 'inactive', 'revoked')),
+    status            TEXT    NOT NULL CHECK (status IN ('pending', 'active', 'inactive', 'revoked')),
     created_at        INTEGER NOT NULL,
     expires_at        INTEGER,
     revoked_at        INTEGER,
@@ -33,11 +33,13 @@ CREATE TABLE IF NOT EXISTS api_keys (
     grace_ends_at     INTEGER,
     version           INTEGER NOT NULL CHECK (version >= 0),
     pepper_version    INTEGER CHECK (pepper_version BETWEEN 0 AND 4294967295),
-    secret_digest     BLOB    NOT NULL CHECK (length(secret_digest) = 32),
+    secret_digest     BLOB    CHECK (length(secret_digest) = 32),
     sealed_version    INTEGER CHECK (sealed_version BETWEEN 0 AND 4294967295),
     sealed_nonce      BLOB    CHECK (length(sealed_nonce) = 24),
     sealed_ciphertext BLOB,
     redacted          TEXT    NOT NULL,
+    signing           INTEGER NOT NULL DEFAULT 0 CHECK (signing IN (0, 1)),
+    CHECK ((secret_digest IS NULL) = (status = 'pending')),
     CHECK (
         (sealed_version IS NULL) = (sealed_nonce IS NULL)
         AND (sealed_nonce IS NULL) = (sealed_ciphertext IS NULL)
@@ -50,7 +52,8 @@ CREATE INDEX IF NOT EXISTS api_keys_owner_idx ON api_keys (owner);
 -- small row). One row per key, written with it; no constraints on purpose.
 CREATE TABLE IF NOT EXISTS api_key_usage (
     id           BLOB    NOT NULL PRIMARY KEY,
-    last_used_at INTEGER
+    last_used_at INTEGER,
+    use_count    INTEGER NOT NULL DEFAULT 0
 ) STRICT, WITHOUT ROWID;
 
 -- No owner lock table: `BEGIN IMMEDIATE` serialises every writer of the file.

@@ -1,12 +1,14 @@
 //! Audit queries: every key page by page, keys about to expire, keys
-//! nobody uses. An optional capability of a store ([`KeyAudit`],
-//! [`AsyncKeyAudit`]), offered to operators through
+//! nobody uses, the most and least used keys. An optional capability of a
+//! store ([`KeyAudit`], [`AsyncKeyAudit`]), offered to operators through
 //! [`KeyManager::list_all`](crate::KeyManager::list_all),
-//! [`expiring_before`](crate::KeyManager::expiring_before) and
-//! [`unused_since`](crate::KeyManager::unused_since).
+//! [`expiring_before`](crate::KeyManager::expiring_before),
+//! [`unused_since`](crate::KeyManager::unused_since),
+//! [`most_used`](crate::KeyManager::most_used) and
+//! [`least_used`](crate::KeyManager::least_used).
 
 use crate::error::StoreError;
-use crate::record::{KeyRecord, KeyStatus};
+use crate::record::{KeyRecord, KeyStatus, OwnerId};
 use crate::token::KeyId;
 use std::future::Future;
 use std::sync::Arc;
@@ -68,6 +70,88 @@ impl KeyFilter {
                     && last_used_at.is_none_or(|used| used < since)
             }
         }
+    }
+}
+
+/// Which end of the usage ranking
+/// ([`KeyAudit::ranked_by_use`]): keys that are not revoked, by
+/// [`use_count`](KeyRecord::use_count), ties in ascending key-id order.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum UseRank {
+    /// Highest `use_count` first.
+    MostUsed,
+    /// Lowest `use_count` first (never-used and pending keys included).
+    LeastUsed,
+}
+
+impl UseRank {
+    /// Whether `a` comes before `b` in this ranking (the order every store
+    /// implements; SQL stores in their `ORDER BY`).
+    #[must_use]
+    pub fn order(self, a: &KeyRecord, b: &KeyRecord) -> core::cmp::Ordering {
+        let by_use = match self {
+            UseRank::MostUsed => b.use_count.cmp(&a.use_count),
+            UseRank::LeastUsed => a.use_count.cmp(&b.use_count),
+        };
+        by_use.then(a.id.cmp(&b.id))
+    }
+}
+
+/// Scan pages a default ranking reads at a time.
+const RANK_PAGE: usize = 1_000;
+
+/// The best `limit` records seen so far, in ranking order.
+struct Ranking<'a> {
+    rank: UseRank,
+    owner: Option<&'a OwnerId>,
+    limit: usize,
+    kept: Vec<Arc<KeyRecord>>,
+    after: Option<KeyId>,
+}
+
+impl<'a> Ranking<'a> {
+    fn new(rank: UseRank, owner: Option<&'a OwnerId>, limit: usize) -> Self {
+        Self {
+            rank,
+            owner,
+            limit,
+            kept: Vec::new(),
+            after: None,
+        }
+    }
+
+    fn trim(&mut self) {
+        let rank = self.rank;
+        self.kept.sort_by(|a, b| rank.order(a, b));
+        self.kept.truncate(self.limit);
+    }
+
+    /// Takes one scan page; `Ok(true)` when the scan is over. A page that
+    /// does not move past the cursor is refused (a store that ignores it
+    /// would loop forever).
+    fn offer(&mut self, page: Vec<Arc<KeyRecord>>) -> Result<bool, StoreError> {
+        let over = page.len() < RANK_PAGE;
+        for record in page {
+            if self.after.is_some_and(|a| record.id <= a) {
+                return Err(StoreError::backend(
+                    "the store's audit scan is not in ascending id order after the cursor",
+                ));
+            }
+            self.after = Some(record.id);
+            if record.status != KeyStatus::Revoked && self.owner.is_none_or(|o| *o == record.owner)
+            {
+                self.kept.push(record);
+            }
+        }
+        if self.kept.len() >= self.limit.saturating_mul(2).max(RANK_PAGE) {
+            self.trim();
+        }
+        Ok(over)
+    }
+
+    fn finish(mut self) -> Vec<Arc<KeyRecord>> {
+        self.trim();
+        self.kept
     }
 }
 
@@ -136,6 +220,30 @@ pub trait KeyAudit: Send + Sync {
         after: Option<&KeyId>,
         limit: usize,
     ) -> Result<Vec<Arc<KeyRecord>>, StoreError>;
+
+    /// Up to `limit` records that are not revoked (of `owner` only, when
+    /// given), ranked by `use_count` ([`UseRank::order`]). The default reads
+    /// every record with [`scan`](Self::scan), a page at a time, keeping
+    /// at most a few pages in memory; the SQL stores answer with one
+    /// ordered query.
+    ///
+    /// # Errors
+    ///
+    /// `Backend` on failure, or when the scan does not advance.
+    fn ranked_by_use(
+        &self,
+        rank: UseRank,
+        owner: Option<&OwnerId>,
+        limit: usize,
+    ) -> Result<Vec<Arc<KeyRecord>>, StoreError> {
+        let mut ranking = Ranking::new(rank, owner, limit);
+        loop {
+            let page = self.scan(KeyFilter::All, ranking.after.as_ref(), RANK_PAGE)?;
+            if ranking.offer(page)? {
+                return Ok(ranking.finish());
+            }
+        }
+    }
 }
 
 /// [`KeyAudit`] for stores that do I/O; the same contract.
@@ -151,6 +259,26 @@ pub trait AsyncKeyAudit: Send + Sync {
         after: Option<&KeyId>,
         limit: usize,
     ) -> impl Future<Output = Result<Vec<Arc<KeyRecord>>, StoreError>> + Send;
+
+    /// See [`KeyAudit::ranked_by_use`]; the same default over `scan`.
+    fn ranked_by_use(
+        &self,
+        rank: UseRank,
+        owner: Option<&OwnerId>,
+        limit: usize,
+    ) -> impl Future<Output = Result<Vec<Arc<KeyRecord>>, StoreError>> + Send {
+        async move {
+            let mut ranking = Ranking::new(rank, owner, limit);
+            loop {
+                let page = self
+                    .scan(KeyFilter::All, ranking.after.as_ref(), RANK_PAGE)
+                    .await?;
+                if ranking.offer(page)? {
+                    return Ok(ranking.finish());
+                }
+            }
+        }
+    }
 }
 
 impl<T: KeyAudit + ?Sized> KeyAudit for Arc<T> {
@@ -161,6 +289,14 @@ impl<T: KeyAudit + ?Sized> KeyAudit for Arc<T> {
         limit: usize,
     ) -> Result<Vec<Arc<KeyRecord>>, StoreError> {
         (**self).scan(filter, after, limit)
+    }
+    fn ranked_by_use(
+        &self,
+        rank: UseRank,
+        owner: Option<&OwnerId>,
+        limit: usize,
+    ) -> Result<Vec<Arc<KeyRecord>>, StoreError> {
+        (**self).ranked_by_use(rank, owner, limit)
     }
 }
 
@@ -173,6 +309,14 @@ impl<T: AsyncKeyAudit + ?Sized> AsyncKeyAudit for Arc<T> {
     ) -> impl Future<Output = Result<Vec<Arc<KeyRecord>>, StoreError>> + Send {
         (**self).scan(filter, after, limit)
     }
+    fn ranked_by_use(
+        &self,
+        rank: UseRank,
+        owner: Option<&OwnerId>,
+        limit: usize,
+    ) -> impl Future<Output = Result<Vec<Arc<KeyRecord>>, StoreError>> + Send {
+        (**self).ranked_by_use(rank, owner, limit)
+    }
 }
 
 impl<S: KeyAudit + ?Sized> AsyncKeyAudit for super::Ready<'_, S> {
@@ -183,5 +327,13 @@ impl<S: KeyAudit + ?Sized> AsyncKeyAudit for super::Ready<'_, S> {
         limit: usize,
     ) -> impl Future<Output = Result<Vec<Arc<KeyRecord>>, StoreError>> + Send {
         core::future::ready(self.0.scan(filter, after, limit))
+    }
+    fn ranked_by_use(
+        &self,
+        rank: UseRank,
+        owner: Option<&OwnerId>,
+        limit: usize,
+    ) -> impl Future<Output = Result<Vec<Arc<KeyRecord>>, StoreError>> + Send {
+        core::future::ready(self.0.ranked_by_use(rank, owner, limit))
     }
 }

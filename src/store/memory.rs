@@ -1,7 +1,7 @@
 //! The embedded default store.
 
 use super::audit::{AsyncKeyAudit, KeyAudit, KeyFilter};
-use super::{AsyncKeyStore, KeyStore, RollPlan, WriteCondition};
+use super::{AsyncKeyStore, KeyStore, RollPlan, Usage, WriteCondition};
 use crate::error::{StoreError, StoreErrorKind};
 use crate::feed::{Change, ChangeFeed, ChangePage};
 use crate::lent::{CompactRecord, Held, StoredRecord};
@@ -12,7 +12,6 @@ use std::collections::{HashMap, VecDeque};
 use std::future::Future;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering, fence};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
-use time::UtcDateTime;
 
 /// Shards of a new store: 2^12 (32 KiB of pointers). A write copies one
 /// shard, so with a million keys a write copies about 250 entries.
@@ -354,7 +353,8 @@ impl MemoryKeyStore {
     }
 
     /// Validates a compare-and-swap against the stored record and returns
-    /// the compact record to store, keeping the later `last_used_at`.
+    /// the compact record to store, keeping the later `last_used_at` and
+    /// the larger `use_count`.
     fn checked_replacement(
         &self,
         new: &KeyRecord,
@@ -368,6 +368,7 @@ impl MemoryKeyStore {
         }
         let mut next = CompactRecord::of(new);
         next.last_used_at = next.last_used_at.max(old.last_used_at);
+        next.use_count = next.use_count.max(old.use_count);
         Ok(Arc::new(next))
     }
 
@@ -441,15 +442,35 @@ impl MemoryKeyStore {
         Ok(())
     }
 
-    fn touch_now(&self, id: &KeyId, at: UtcDateTime) -> Result<(), StoreError> {
+    fn touch_now(&self, id: &KeyId, usage: Usage) -> Result<(), StoreError> {
         let w = self.writer();
+        self.touch_locked(&w, id, usage)
+    }
+
+    /// Every touch of a batch under one writer lock; unknown ids skipped.
+    fn touch_many_now(&self, touches: &[(KeyId, Usage)]) -> Result<(), StoreError> {
+        let w = self.writer();
+        for (id, usage) in touches {
+            match self.touch_locked(&w, id, *usage) {
+                Err(e) if e.kind() != StoreErrorKind::NotFound => return Err(e),
+                _ => {}
+            }
+        }
+        Ok(())
+    }
+
+    fn touch_locked(&self, w: &Writer, id: &KeyId, usage: Usage) -> Result<(), StoreError> {
         let current = self
             .find(key_of(id))?
             .ok_or(StoreError::new(StoreErrorKind::NotFound))?;
-        if current.last_used_at.is_none_or(|t| t < at) {
+        let later = current.last_used_at.is_none_or(|t| t < usage.at);
+        if later || usage.uses > 0 {
             let mut next = (*current).clone();
-            next.last_used_at = Some(at);
-            self.publish(&w, Arc::new(next))?;
+            if later {
+                next.last_used_at = Some(usage.at);
+            }
+            next.use_count = next.use_count.saturating_add(usage.uses);
+            self.publish(w, Arc::new(next))?;
         }
         Ok(())
     }
@@ -528,8 +549,11 @@ impl KeyStore for MemoryKeyStore {
     fn apply_roll(&self, plan: &RollPlan) -> Result<(), StoreError> {
         self.roll_now(plan)
     }
-    fn touch(&self, id: &KeyId, at: UtcDateTime) -> Result<(), StoreError> {
-        self.touch_now(id, at)
+    fn touch(&self, id: &KeyId, usage: Usage) -> Result<(), StoreError> {
+        self.touch_now(id, usage)
+    }
+    fn touch_many(&self, touches: &[(KeyId, Usage)]) -> Result<(), StoreError> {
+        self.touch_many_now(touches)
     }
     fn get_for_verify(&self, id: &KeyId) -> Result<Option<StoredRecord>, StoreError> {
         self.get_for_verify_now(id)
@@ -594,9 +618,15 @@ impl AsyncKeyStore for MemoryKeyStore {
     fn touch(
         &self,
         id: &KeyId,
-        at: UtcDateTime,
+        usage: Usage,
     ) -> impl Future<Output = Result<(), StoreError>> + Send {
-        core::future::ready(self.touch_now(id, at))
+        core::future::ready(self.touch_now(id, usage))
+    }
+    fn touch_many(
+        &self,
+        touches: &[(KeyId, Usage)],
+    ) -> impl Future<Output = Result<(), StoreError>> + Send {
+        core::future::ready(self.touch_many_now(touches))
     }
     fn get_for_verify(
         &self,

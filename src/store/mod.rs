@@ -14,8 +14,8 @@
 //!   predecessor's lifetime as one operation, also a compare-and-swap;
 //! * a [`WriteCondition`] lets the one-active-key rule be checked in the
 //!   same atomic step as the write;
-//! * [`touch`](KeyStore::touch) only moves `last_used_at` forward and does
-//!   not change the version.
+//! * [`touch`](KeyStore::touch) only moves `last_used_at` forward and adds
+//!   to `use_count` ([`Usage`]); it does not change the version.
 //!
 //! Every implementation should pass the conformance suite in
 //! [`testing`](crate::testing) (feature `test-util`).
@@ -29,7 +29,7 @@ pub(crate) mod memory;
 #[cfg(any(feature = "postgres", feature = "sqlite", feature = "mysql"))]
 mod sql;
 
-pub use audit::{AsyncKeyAudit, KeyAudit, KeyFilter, KeyPage};
+pub use audit::{AsyncKeyAudit, KeyAudit, KeyFilter, KeyPage, UseRank};
 pub use memory::MemoryKeyStore;
 #[cfg(feature = "mysql")]
 pub use sql::MySqlKeyStore;
@@ -91,6 +91,44 @@ impl WriteCondition {
     }
 }
 
+/// Accepted uses of one key, as one touch writes them: the latest instant
+/// and how many uses it adds to the record's
+/// [`use_count`](KeyRecord::use_count).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Usage {
+    /// The latest use: `last_used_at` moves forward to it, never back.
+    pub at: UtcDateTime,
+    /// Uses to add to `use_count` (saturating at `u64::MAX`).
+    pub uses: u64,
+}
+
+impl Usage {
+    /// One use at `at`.
+    #[must_use]
+    pub const fn once(at: UtcDateTime) -> Self {
+        Self { at, uses: 1 }
+    }
+
+    /// `self` and `other` as one: the later instant, the sum of the uses.
+    #[must_use]
+    pub fn merged(self, other: Usage) -> Self {
+        Self {
+            at: self.at.max(other.at),
+            uses: self.uses.saturating_add(other.uses),
+        }
+    }
+
+    /// Applies this usage to a record the way a store must: `last_used_at`
+    /// only forward, `use_count` added to (a helper for store
+    /// implementations).
+    pub fn apply_to(self, record: &mut KeyRecord) {
+        if record.last_used_at.is_none_or(|t| t < self.at) {
+            record.last_used_at = Some(self.at);
+        }
+        record.use_count = record.use_count.saturating_add(self.uses);
+    }
+}
+
 /// A roll, planned by the core and applied atomically by a store: the
 /// successor is inserted and the predecessor replaced (its successor link
 /// and grace end set, its version incremented) in one step, or neither.
@@ -116,10 +154,13 @@ pub struct RollPlan {
 /// * `update`: replaces the record if the stored version equals
 ///   `expected_version` and the stored status is not revoked, else
 ///   `Conflict`; `NotFound` if absent; checks `condition`; keeps the later
-///   of the stored and the new `last_used_at`.
+///   of the stored and the new `last_used_at`, and the larger of the stored
+///   and the new `use_count` (touches may land between a read and its
+///   update).
 /// * `apply_roll`: as `update` for the predecessor plus `insert` for the
 ///   successor, all or nothing.
-/// * `touch`: sets `last_used_at` to `at` if later than the stored value;
+/// * `touch`: sets `last_used_at` to the usage's instant if later than the
+///   stored value and adds its uses to `use_count` ([`Usage::apply_to`]);
 ///   no version change; `NotFound` if absent.
 ///
 /// Instants must round-trip with at least microsecond precision, and every
@@ -132,7 +173,7 @@ pub struct RollPlan {
 ///
 /// ```
 /// use api_keys::{KeyId, KeyRecord, KeyStatus, KeyStore, OwnerId, RollPlan, StoreError,
-///                StoreErrorKind, WriteCondition};
+///                StoreErrorKind, Usage, WriteCondition};
 /// use std::{collections::HashMap, sync::{Arc, Mutex}};
 ///
 /// /// The simplest correct store: one mutex around a map.
@@ -154,6 +195,7 @@ pub struct RollPlan {
 ///     }
 ///     let mut new = new.clone();
 ///     new.last_used_at = new.last_used_at.max(old.last_used_at);
+///     new.use_count = new.use_count.max(old.use_count);
 ///     map.insert(new.id, Arc::new(new));
 ///     Ok(())
 /// }
@@ -190,12 +232,10 @@ pub struct RollPlan {
 ///         map.insert(plan.successor.id, Arc::new(plan.successor.clone()));
 ///         Ok(())
 ///     }
-///     fn touch(&self, id: &KeyId, at: time::UtcDateTime) -> Result<(), StoreError> {
+///     fn touch(&self, id: &KeyId, usage: Usage) -> Result<(), StoreError> {
 ///         let mut map = self.map();
 ///         let rec = map.get_mut(id).ok_or(StoreError::new(StoreErrorKind::NotFound))?;
-///         if rec.last_used_at.is_none_or(|t| t < at) {
-///             Arc::make_mut(rec).last_used_at = Some(at);
-///         }
+///         usage.apply_to(Arc::make_mut(rec));
 ///         Ok(())
 ///     }
 /// }
@@ -253,27 +293,30 @@ pub trait KeyStore: Send + Sync {
     /// As `update` for the predecessor, `Duplicate` for the successor.
     fn apply_roll(&self, plan: &RollPlan) -> Result<(), StoreError>;
 
-    /// Moves `last_used_at` forward.
+    /// Records uses: moves `last_used_at` forward and adds to `use_count`
+    /// ([`Usage::apply_to`]), without changing the version.
     ///
     /// # Errors
     ///
     /// `NotFound`, `Backend`.
-    fn touch(&self, id: &KeyId, at: UtcDateTime) -> Result<(), StoreError>;
+    fn touch(&self, id: &KeyId, usage: Usage) -> Result<(), StoreError>;
 
-    /// Moves `last_used_at` forward for many keys: each pair as
-    /// [`touch`](Self::touch), except that an id the store does not hold is
-    /// skipped (a batch is not refused for one key). Never moves a value
-    /// backwards. The default loops over `touch`; a database store should
-    /// override it with one statement per batch (what
-    /// [`WriteBehindStore`](crate::WriteBehindStore) calls).
+    /// Records uses of many keys: each pair as [`touch`](Self::touch),
+    /// except that an id the store does not hold is skipped (a batch is not
+    /// refused for one key). The default loops over `touch`; a database
+    /// store should override it with one atomic statement or transaction
+    /// per batch (what [`WriteBehindStore`](crate::WriteBehindStore) and
+    /// [`KeyManager::flush_usage`](crate::KeyManager::flush_usage) call).
     ///
     /// # Errors
     ///
-    /// `Backend`. Some pairs may have been written when it fails; writing
-    /// them again is harmless.
-    fn touch_many(&self, touches: &[(KeyId, UtcDateTime)]) -> Result<(), StoreError> {
-        for (id, at) in touches {
-            match self.touch(id, *at) {
+    /// `Backend`. With the default loop some pairs may have been written
+    /// when it fails; the caller puts the whole batch back, so their uses
+    /// may be counted twice (the SQL stores write a batch in one
+    /// transaction: all or nothing).
+    fn touch_many(&self, touches: &[(KeyId, Usage)]) -> Result<(), StoreError> {
+        for (id, usage) in touches {
+            match self.touch(id, *usage) {
                 Err(e) if e.kind() != StoreErrorKind::NotFound => return Err(e),
                 _ => {}
             }
@@ -336,17 +379,17 @@ pub trait AsyncKeyStore: Send + Sync {
     fn touch(
         &self,
         id: &KeyId,
-        at: UtcDateTime,
+        usage: Usage,
     ) -> impl Future<Output = Result<(), StoreError>> + Send;
     /// See [`KeyStore::touch_many`]; the default awaits `touch` for each
     /// pair in turn.
     fn touch_many(
         &self,
-        touches: &[(KeyId, UtcDateTime)],
+        touches: &[(KeyId, Usage)],
     ) -> impl Future<Output = Result<(), StoreError>> + Send {
         async move {
-            for (id, at) in touches {
-                match self.touch(id, *at).await {
+            for (id, usage) in touches {
+                match self.touch(id, *usage).await {
                     Err(e) if e.kind() != StoreErrorKind::NotFound => return Err(e),
                     _ => {}
                 }
@@ -387,10 +430,10 @@ impl<T: KeyStore + ?Sized> KeyStore for Arc<T> {
     fn apply_roll(&self, plan: &RollPlan) -> Result<(), StoreError> {
         (**self).apply_roll(plan)
     }
-    fn touch(&self, id: &KeyId, at: UtcDateTime) -> Result<(), StoreError> {
-        (**self).touch(id, at)
+    fn touch(&self, id: &KeyId, usage: Usage) -> Result<(), StoreError> {
+        (**self).touch(id, usage)
     }
-    fn touch_many(&self, touches: &[(KeyId, UtcDateTime)]) -> Result<(), StoreError> {
+    fn touch_many(&self, touches: &[(KeyId, Usage)]) -> Result<(), StoreError> {
         (**self).touch_many(touches)
     }
 
@@ -433,13 +476,13 @@ impl<T: AsyncKeyStore + ?Sized> AsyncKeyStore for Arc<T> {
     fn touch(
         &self,
         id: &KeyId,
-        at: UtcDateTime,
+        usage: Usage,
     ) -> impl Future<Output = Result<(), StoreError>> + Send {
-        (**self).touch(id, at)
+        (**self).touch(id, usage)
     }
     fn touch_many(
         &self,
-        touches: &[(KeyId, UtcDateTime)],
+        touches: &[(KeyId, Usage)],
     ) -> impl Future<Output = Result<(), StoreError>> + Send {
         (**self).touch_many(touches)
     }
@@ -491,13 +534,13 @@ impl<S: KeyStore + ?Sized> AsyncKeyStore for Ready<'_, S> {
     fn touch(
         &self,
         id: &KeyId,
-        at: UtcDateTime,
+        usage: Usage,
     ) -> impl Future<Output = Result<(), StoreError>> + Send {
-        core::future::ready(self.0.touch(id, at))
+        core::future::ready(self.0.touch(id, usage))
     }
     fn touch_many(
         &self,
-        touches: &[(KeyId, UtcDateTime)],
+        touches: &[(KeyId, Usage)],
     ) -> impl Future<Output = Result<(), StoreError>> + Send {
         core::future::ready(self.0.touch_many(touches))
     }

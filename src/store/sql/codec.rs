@@ -28,8 +28,9 @@ use core::fmt;
 use time::UtcDateTime;
 
 /// The columns of `api_keys`, in the order of [`Encoded::insert_params`]
-/// and of the `SELECT` list (which adds `api_key_usage.last_used_at`).
-pub(super) const KEY_COLUMNS: [&str; 25] = [
+/// and of the `SELECT` list (which adds `api_key_usage.last_used_at` and
+/// `api_key_usage.use_count`).
+pub(super) const KEY_COLUMNS: [&str; 26] = [
     "id",
     "owner",
     "kind",
@@ -55,10 +56,13 @@ pub(super) const KEY_COLUMNS: [&str; 25] = [
     "sealed_nonce",
     "sealed_ciphertext",
     "redacted",
+    "signing",
 ];
 
 /// Index of `last_used_at` in a selected row.
 const LAST_USED_AT: usize = KEY_COLUMNS.len();
+/// Index of `use_count` in a selected row.
+const USE_COUNT: usize = KEY_COLUMNS.len() + 1;
 
 /// Read access to a result row by column index: one implementation per
 /// engine, over its sqlx row type.
@@ -101,11 +105,15 @@ pub(super) struct Encoded {
     values: [Value; KEY_COLUMNS.len()],
     id: Vec<u8>,
     last_used_at: Option<i64>,
+    use_count: i64,
 }
 
 impl Encoded {
     pub(super) fn new(r: &KeyRecord) -> Result<Self, StoreError> {
         let version = i64::try_from(r.version).map_err(|e| bad_value("version", e))?;
+        // A BIGINT: the count saturates there (as a touch's add does).
+        let use_count = i64::try_from(r.use_count).unwrap_or(i64::MAX);
+        let hash = r.secret_hash.as_ref();
         let sealed = r.sealed_secret.as_ref();
         let time = |t: Option<UtcDateTime>| Value::Int(t.map(micros_floor));
         let text = |t: &str| Value::Text(Some(t.to_owned()));
@@ -131,15 +139,17 @@ impl Encoded {
                 time(r.rolled_at),
                 time(r.grace_ends_at),
                 Value::Int(Some(version)),
-                Value::Int(r.secret_hash.pepper_version.map(i64::from)),
-                Value::Bytes(Some(r.secret_hash.digest.to_vec())),
+                Value::Int(hash.and_then(|h| h.pepper_version).map(i64::from)),
+                Value::Bytes(hash.map(|h| h.digest.to_vec())),
                 Value::Int(sealed.map(|s| i64::from(s.key_version))),
                 Value::Bytes(sealed.map(|s| s.nonce.to_vec())),
                 Value::Bytes(sealed.map(|s| s.ciphertext.clone())),
                 text(&r.redacted),
+                Value::Int(Some(i64::from(r.signing))),
             ],
             id: r.id.as_bytes().to_vec(),
             last_used_at: r.last_used_at.map(micros_floor),
+            use_count,
         })
     }
 
@@ -166,6 +176,20 @@ impl Encoded {
     /// `last_used_at` in stored form.
     pub(super) fn last_used_at(&self) -> Option<i64> {
         self.last_used_at
+    }
+
+    /// `use_count` in stored form.
+    pub(super) fn use_count(&self) -> i64 {
+        self.use_count
+    }
+
+    /// The usage row's upsert parameters: id, `last_used_at`, `use_count`.
+    pub(super) fn usage_params(&self) -> Vec<Value> {
+        vec![
+            self.id(),
+            Value::Int(self.last_used_at),
+            Value::Int(Some(self.use_count)),
+        ]
     }
 }
 
@@ -212,7 +236,7 @@ impl std::error::Error for BadValue {
 }
 
 /// A [`Backend`](crate::StoreErrorKind::Backend) error naming the column
-/// (`api_keys.<column>` or `api_key_usage.last_used_at`).
+/// (`api_keys.<column>` or `api_key_usage.<column>`).
 pub(super) fn bad_value(
     column: &'static str,
     reason: impl Into<Box<dyn std::error::Error + Send + Sync>>,
@@ -232,7 +256,8 @@ impl<R: SqlRow> Reader<'_, R> {
     fn name(index: usize) -> &'static str {
         match KEY_COLUMNS.get(index) {
             Some(name) => name,
-            None => "api_key_usage.last_used_at",
+            None if index == LAST_USED_AT => "api_key_usage.last_used_at",
+            None => "api_key_usage.use_count",
         }
     }
 
@@ -288,6 +313,45 @@ impl<R: SqlRow> Reader<'_, R> {
             .transpose()
     }
 
+    /// The secret's hash: absent exactly while the key is pending.
+    fn secret_hash(&self, status: KeyStatus) -> Result<Option<SecretHash>, StoreError> {
+        match (self.u32(19)?, self.array(20)?) {
+            (pepper_version, Some(digest)) if status != KeyStatus::Pending => {
+                Ok(Some(SecretHash {
+                    pepper_version,
+                    digest,
+                }))
+            }
+            (None, None) if status == KeyStatus::Pending => Ok(None),
+            _ => Err(bad_value(
+                "secret_digest",
+                "a pending key has no secret_digest (nor pepper_version); any other key has one",
+            )),
+        }
+    }
+
+    /// The signing flag, 0 or 1, which a sealed secret must agree with.
+    fn signing(&self, status: KeyStatus, sealed: bool) -> Result<bool, StoreError> {
+        let signing = match self.int(25)? {
+            Some(0) => false,
+            Some(1) => true,
+            _ => return Err(bad_value("signing", "must be 0 or 1")),
+        };
+        let agrees = if status == KeyStatus::Pending {
+            !sealed
+        } else {
+            signing == sealed
+        };
+        if agrees {
+            Ok(signing)
+        } else {
+            Err(bad_value(
+                "signing",
+                "a signing key has a sealed secret once it is not pending; no other key has one",
+            ))
+        }
+    }
+
     fn key_id(&self, index: usize) -> Result<Option<KeyId>, StoreError> {
         Ok(self.array::<KEY_ID_BYTES>(index)?.map(KeyId::from_bytes))
     }
@@ -324,7 +388,9 @@ pub(super) fn decode(row: &impl SqlRow) -> Result<KeyRecord, StoreError> {
     let id = r.key_id(0)?;
     let created_at = r.time(11)?;
     let version = r.int(18)?;
-    let digest = r.array(20)?;
+    let status = r.parsed::<KeyStatus>(10)?;
+    let sealed_secret = r.sealed()?;
+    let use_count = r.int(USE_COUNT)?.unwrap_or(0);
     Ok(KeyRecord {
         id: r.required(0, id)?,
         owner: OwnerId::new(r.req_text(1)?).map_err(|e| bad_value("owner", e))?,
@@ -338,21 +404,21 @@ pub(super) fn decode(row: &impl SqlRow) -> Result<KeyRecord, StoreError> {
             .map_err(|e| bad_value("allowed_domains", e))?,
         allowed_ips: IpAllowList::parse(&r.req_text(9)?)
             .map_err(|e| bad_value("allowed_ips", e))?,
-        status: r.parsed::<KeyStatus>(10)?,
+        status,
         created_at: r.required(11, created_at)?,
         expires_at: r.time(12)?,
         last_used_at: r.time(LAST_USED_AT)?,
+        // No usage row (a key written by something else): never used.
+        use_count: u64::try_from(use_count).map_err(|e| bad_value("api_key_usage.use_count", e))?,
         revoked_at: r.time(13)?,
         predecessor: r.key_id(14)?,
         successor: r.key_id(15)?,
         rolled_at: r.time(16)?,
         grace_ends_at: r.time(17)?,
         version: u64::try_from(r.required(18, version)?).map_err(|e| bad_value("version", e))?,
-        secret_hash: SecretHash {
-            pepper_version: r.u32(19)?,
-            digest: r.required(20, digest)?,
-        },
-        sealed_secret: r.sealed()?,
+        secret_hash: r.secret_hash(status)?,
+        signing: r.signing(status, sealed_secret.is_some())?,
+        sealed_secret,
         redacted: r.req_text(24)?,
     })
 }

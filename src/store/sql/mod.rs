@@ -58,8 +58,8 @@ pub use postgres::{PgChangeListener, PostgresKeyStore};
 #[cfg(feature = "sqlite")]
 pub use sqlite::SqliteKeyStore;
 
-use super::audit::KeyFilter;
-use super::{RollPlan, WriteCondition};
+use super::audit::{KeyFilter, UseRank};
+use super::{RollPlan, Usage, WriteCondition};
 use crate::error::{StoreError, StoreErrorKind};
 use crate::feed::{Change, ChangePage};
 use crate::record::{KeyRecord, OwnerId};
@@ -71,7 +71,6 @@ use std::future::Future;
 use std::marker::PhantomData;
 use std::sync::Arc;
 use std::time::Duration;
-use time::UtcDateTime;
 
 /// Attempts of an operation that failed transiently (serialization
 /// failure, deadlock, lock timeout, busy database).
@@ -88,6 +87,12 @@ pub(crate) enum Value {
     Int(Option<i64>),
     Text(Option<String>),
     Bytes(Option<Vec<u8>>),
+}
+
+/// Uses as stored (a BIGINT): at most `i64::MAX`, where the count
+/// saturates anyway.
+fn stored_uses(uses: u64) -> i64 {
+    i64::try_from(uses).unwrap_or(i64::MAX)
 }
 
 fn id_value(id: &KeyId) -> Value {
@@ -460,8 +465,7 @@ impl<E: Engine> SqlStore<E> {
             }
             Err(e) => return Err(db(e)),
         }
-        let usage = vec![row.id(), Value::Int(row.last_used_at())];
-        E::execute(tx, &sql.upsert_usage, usage)
+        E::execute(tx, &sql.upsert_usage, row.usage_params())
             .await
             .map(drop)
             .map_err(db)
@@ -495,7 +499,8 @@ impl<E: Engine> SqlStore<E> {
     }
 
     /// The compare-and-swap `UPDATE`; on no match, `NotFound` or
-    /// `Conflict`. Then `last_used_at`, forward only.
+    /// `Conflict`. Then `last_used_at`, forward only, and `use_count`, up
+    /// only.
     async fn compare_and_swap(
         tx: &mut Conn<E>,
         row: &Encoded,
@@ -515,9 +520,10 @@ impl<E: Engine> SqlStore<E> {
                 StoreErrorKind::Conflict
             }));
         }
-        if row.last_used_at().is_some() {
-            let usage = vec![row.id(), Value::Int(row.last_used_at())];
-            E::execute(tx, &sql.upsert_usage, usage).await.map_err(db)?;
+        if row.last_used_at().is_some() || row.use_count() > 0 {
+            E::execute(tx, &sql.upsert_usage, row.usage_params())
+                .await
+                .map_err(db)?;
         }
         Ok(())
     }
@@ -573,15 +579,23 @@ impl<E: Engine> SqlStore<E> {
 
     // ---- touch and reads ----------------------------------------------------
 
-    pub(crate) async fn touch(&self, id: &KeyId, at: UtcDateTime) -> Result<(), StoreError> {
-        let at = micros_floor(at);
-        retry::<E, _, _, _>(|| self.touch_once(id, at)).await
+    pub(crate) async fn touch(&self, id: &KeyId, usage: Usage) -> Result<(), StoreError> {
+        let at = micros_floor(usage.at);
+        let uses = stored_uses(usage.uses);
+        retry::<E, _, _, _>(|| self.touch_once(id, at, uses)).await
     }
 
-    async fn touch_once(&self, id: &KeyId, at: i64) -> Result<(), StoreError> {
+    async fn touch_once(&self, id: &KeyId, at: i64, uses: i64) -> Result<(), StoreError> {
         let sql = E::statements();
         let mut conn = self.acquire().await?;
-        let params = vec![Value::Int(Some(at)), id_value(id), Value::Int(Some(at))];
+        let (at, uses) = (Value::Int(Some(at)), Value::Int(Some(uses)));
+        let params = vec![
+            at.clone(),
+            at.clone(),
+            uses.clone(),
+            uses.clone(),
+            id_value(id),
+        ];
         if E::execute(&mut conn, &sql.touch, params)
             .await
             .map_err(db)?
@@ -589,16 +603,24 @@ impl<E: Engine> SqlStore<E> {
         {
             return Ok(());
         }
-        // Nothing changed: the stored value is as late, the usage row is
-        // missing (a key row written by something else), or there is no key.
+        // Nothing changed: the usage row is missing (a key row written by
+        // something else), there is no key, or (MySQL counts changed rows)
+        // the touch changed nothing.
         let exists = E::fetch(&mut conn, &sql.key_exists, vec![id_value(id)])
             .await
             .map_err(db)?;
         if exists.is_empty() {
             return Err(StoreError::new(StoreErrorKind::NotFound));
         }
-        let usage = vec![id_value(id), Value::Int(Some(at))];
-        E::execute(&mut conn, &sql.upsert_usage, usage)
+        // The MySQL case: the row exists and the upsert adds nothing more
+        // than the update did (no uses, no later instant).
+        let exists_usage = E::fetch(&mut conn, &sql.usage_exists, vec![id_value(id)])
+            .await
+            .map_err(db)?;
+        if !exists_usage.is_empty() {
+            return Ok(());
+        }
+        E::execute(&mut conn, &sql.upsert_touch, vec![id_value(id), at, uses])
             .await
             .map(drop)
             .map_err(db)
@@ -654,28 +676,48 @@ impl<E: Engine> SqlStore<E> {
         .await
     }
 
-    /// Moves `last_used_at` forward for many keys, in batches of one
-    /// statement each (a batch is sorted by id, so two servers flushing
-    /// overlapping batches lock rows in the same order).
-    pub(crate) async fn touch_many(
-        &self,
-        touches: &[(KeyId, UtcDateTime)],
-    ) -> Result<(), StoreError> {
-        let sql = E::statements();
-        let mut sorted: Vec<(KeyId, i64)> = touches
-            .iter()
-            .map(|(id, at)| (*id, micros_floor(*at)))
-            .collect();
-        sorted.sort_unstable();
-        // The latest instant per key (a batch may name a key twice).
+    /// Records uses of many keys in one transaction, one statement per
+    /// chunk of keys (sorted by id, so two servers flushing overlapping
+    /// batches lock rows in the same order): all or nothing, so a failed
+    /// batch put back and written again is not counted twice.
+    pub(crate) async fn touch_many(&self, touches: &[(KeyId, Usage)]) -> Result<(), StoreError> {
+        let mut sorted: Vec<(KeyId, Usage)> = touches.to_vec();
+        sorted.sort_unstable_by_key(|(id, _)| *id);
+        // One entry per key (a batch may name a key twice).
         sorted.dedup_by(|later, earlier| {
             if later.0 == earlier.0 {
-                earlier.1 = earlier.1.max(later.1);
+                earlier.1 = earlier.1.merged(later.1);
                 true
             } else {
                 false
             }
         });
+        let sorted: Vec<(KeyId, i64, i64)> = sorted
+            .iter()
+            .map(|(id, u)| (*id, micros_floor(u.at), stored_uses(u.uses)))
+            .collect();
+        if sorted.is_empty() {
+            return Ok(());
+        }
+        retry::<E, _, _, _>(|| self.touch_many_once(&sorted)).await
+    }
+
+    async fn touch_many_once(&self, sorted: &[(KeyId, i64, i64)]) -> Result<(), StoreError> {
+        let sql = E::statements();
+        let mut conn = self.acquire().await?;
+        if let Some(before) = sql.before_begin {
+            E::run_script(&mut conn, before).await.map_err(db)?;
+        }
+        let mut tx = conn.begin_with(sql.begin).await.map_err(db)?;
+        let outcome = Self::touch_chunks(&mut tx, sorted).await;
+        finish(tx, outcome).await
+    }
+
+    async fn touch_chunks(
+        tx: &mut Conn<E>,
+        sorted: &[(KeyId, i64, i64)],
+    ) -> Result<(), StoreError> {
+        let sql = E::statements();
         let largest = statements::TOUCH_SIZES.last().copied().unwrap_or(1);
         for chunk in sorted.chunks(largest) {
             let Some((size, statement)) = statements::TOUCH_SIZES
@@ -685,25 +727,51 @@ impl<E: Engine> SqlStore<E> {
             else {
                 return Err(StoreError::backend("no batch touch statement"));
             };
-            let mut params = Vec::with_capacity(size * 2);
-            for (id, at) in chunk
+            // Padded to the statement's size with the last key and no uses
+            // (the statement groups by key, so the repeats change nothing).
+            let padding = chunk.last().map(|&(id, at, _)| (id, at, 0));
+            let mut params = Vec::with_capacity(size * 3);
+            for (id, at, uses) in chunk
                 .iter()
-                .chain(core::iter::repeat(chunk.last()).flatten())
+                .copied()
+                .chain(core::iter::repeat(padding).flatten())
                 .take(*size)
             {
-                params.push(id_value(id));
-                params.push(Value::Int(Some(*at)));
+                params.push(id_value(&id));
+                params.push(Value::Int(Some(at)));
+                params.push(Value::Int(Some(uses)));
             }
-            retry::<E, _, _, _>(|| async {
-                let mut conn = self.acquire().await?;
-                E::execute(&mut conn, statement, params.clone())
-                    .await
-                    .map(drop)
-                    .map_err(db)
-            })
-            .await?;
+            E::execute(tx, statement, params).await.map_err(db)?;
         }
         Ok(())
+    }
+
+    /// The usage ranking in one ordered query.
+    pub(crate) async fn ranked_by_use(
+        &self,
+        rank: UseRank,
+        owner: Option<&OwnerId>,
+        limit: usize,
+    ) -> Result<Vec<Arc<KeyRecord>>, StoreError> {
+        let by_rank = match rank {
+            UseRank::MostUsed => 0,
+            UseRank::LeastUsed => 1,
+        };
+        let sql = E::statements()
+            .ranked
+            .get(by_rank)
+            .and_then(|by_owner| by_owner.get(usize::from(owner.is_some())))
+            .ok_or_else(|| StoreError::backend("no ranking statement"))?;
+        let mut params = Vec::new();
+        if let Some(owner) = owner {
+            params.push(Value::Text(Some(owner.as_str().to_owned())));
+        }
+        params.push(Value::Int(Some(i64::try_from(limit).unwrap_or(i64::MAX))));
+        retry::<E, _, _, _>(|| async {
+            let rows = self.query(sql, params.clone()).await?;
+            rows.iter().map(|r| decode(r).map(Arc::new)).collect()
+        })
+        .await
     }
 
     // ---- the change feed ------------------------------------------------------
@@ -983,16 +1051,16 @@ macro_rules! sql_store {
             async fn touch(
                 &self,
                 id: &$crate::KeyId,
-                at: time::UtcDateTime,
+                usage: $crate::Usage,
             ) -> Result<(), $crate::StoreError> {
-                self.inner.touch(id, at).await
+                self.inner.touch(id, usage).await
             }
 
-            /// One statement per 500 keys; never moves a value backwards; skips
-            /// unknown ids.
+            /// One transaction, one statement per 500 keys (all or
+            /// nothing); never moves a value backwards; skips unknown ids.
             async fn touch_many(
                 &self,
-                touches: &[($crate::KeyId, time::UtcDateTime)],
+                touches: &[($crate::KeyId, $crate::Usage)],
             ) -> Result<(), $crate::StoreError> {
                 self.inner.touch_many(touches).await
             }
@@ -1020,6 +1088,16 @@ macro_rules! sql_store {
                 limit: usize,
             ) -> Result<Vec<std::sync::Arc<$crate::KeyRecord>>, $crate::StoreError> {
                 self.inner.scan(filter, after, limit).await
+            }
+
+            /// One ordered query (`ORDER BY use_count`, then id).
+            async fn ranked_by_use(
+                &self,
+                rank: $crate::UseRank,
+                owner: Option<&$crate::OwnerId>,
+                limit: usize,
+            ) -> Result<Vec<std::sync::Arc<$crate::KeyRecord>>, $crate::StoreError> {
+                self.inner.ranked_by_use(rank, owner, limit).await
             }
         }
     };

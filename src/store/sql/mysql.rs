@@ -1,6 +1,6 @@
 //! MySQL and MariaDB: SQL text, transient errors and `connect`.
 
-use super::statements::Dialect;
+use super::statements::{Dialect, touch_set};
 use super::{ACQUIRE_TIMEOUT, Migration, migrations, sql_store, sqlx_engine};
 use crate::error::StoreError;
 
@@ -8,14 +8,15 @@ use crate::error::StoreError;
 pub(crate) struct My;
 
 /// A multi-table `UPDATE` over a derived table (`UNION ALL`: MariaDB has
-/// no `VALUES ROW`); a key named twice updates once.
+/// no `VALUES ROW`), the batch grouped by key first.
 fn touch_many(n: usize) -> String {
-    let mut rows = vec!["SELECT ? AS id, ? AS at".to_owned()];
-    rows.extend((1..n).map(|_| "SELECT ?, ?".to_owned()));
+    let mut rows = vec!["SELECT ? AS id, ? AS at, ? AS uses".to_owned()];
+    rows.extend((1..n).map(|_| "SELECT ?, ?, ?".to_owned()));
     format!(
-        "UPDATE api_key_usage u JOIN ({}) v ON u.id = v.id SET u.last_used_at = v.at \
-         WHERE u.last_used_at IS NULL OR u.last_used_at < v.at",
-        rows.join(" UNION ALL ")
+        "UPDATE api_key_usage u JOIN (SELECT id, MAX(at) AS at, SUM(uses) AS uses FROM ({}) b \
+         GROUP BY id) v ON u.id = v.id SET {}",
+        rows.join(" UNION ALL "),
+        touch_set("u.")
     )
 }
 
@@ -31,11 +32,18 @@ const DIALECT: Dialect = Dialect {
         "INSERT INTO api_key_owners (owner) VALUES (?) \
          ON DUPLICATE KEY UPDATE owner = VALUES(owner)",
     ),
-    upsert_usage: "INSERT INTO api_key_usage (id, last_used_at) VALUES (?, ?) \
+    upsert_usage: "INSERT INTO api_key_usage (id, last_used_at, use_count) VALUES (?, ?, ?) \
          ON DUPLICATE KEY UPDATE last_used_at = CASE \
          WHEN VALUES(last_used_at) IS NOT NULL \
          AND (last_used_at IS NULL OR last_used_at < VALUES(last_used_at)) \
-         THEN VALUES(last_used_at) ELSE last_used_at END",
+         THEN VALUES(last_used_at) ELSE last_used_at END, \
+         use_count = GREATEST(use_count, VALUES(use_count))",
+    upsert_touch: "INSERT INTO api_key_usage (id, last_used_at, use_count) VALUES (?, ?, ?) \
+         ON DUPLICATE KEY UPDATE last_used_at = CASE \
+         WHEN last_used_at IS NULL OR last_used_at < VALUES(last_used_at) \
+         THEN VALUES(last_used_at) ELSE last_used_at END, \
+         use_count = CASE WHEN use_count > 9223372036854775807 - VALUES(use_count) \
+         THEN 9223372036854775807 ELSE use_count + VALUES(use_count) END",
     create_migrations_table: "CREATE TABLE IF NOT EXISTS api_keys_schema_migrations (\
          version BIGINT NOT NULL PRIMARY KEY, name VARCHAR(255) NOT NULL) \
          ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_bin",

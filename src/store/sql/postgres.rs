@@ -1,6 +1,6 @@
 //! PostgreSQL: SQL text, transient errors and `connect`.
 
-use super::statements::{Dialect, pairs};
+use super::statements::{Dialect, touch_set, triples};
 use super::{ACQUIRE_TIMEOUT, Migration, migrations, sql_store, sqlx_engine};
 use crate::error::StoreError;
 use std::future::Future;
@@ -8,17 +8,19 @@ use std::future::Future;
 /// The PostgreSQL engine.
 pub(crate) struct Pg;
 
-/// `UPDATE … FROM (VALUES …)`: a key named twice updates once.
+/// `UPDATE … FROM (VALUES …)`, the batch grouped by key first.
 fn touch_many(n: usize) -> String {
     // The first row's casts type the whole VALUES list.
-    let mut values = String::from("(?::bytea, ?::bigint)");
+    let mut values = String::from("(?::bytea, ?::bigint, ?::bigint)");
     if n > 1 {
         values.push_str(", ");
-        values.push_str(&pairs(n - 1));
+        values.push_str(&triples(n - 1));
     }
     format!(
-        "UPDATE api_key_usage AS u SET last_used_at = v.at FROM (VALUES {values}) AS v (id, at) \
-         WHERE u.id = v.id AND (u.last_used_at IS NULL OR u.last_used_at < v.at)"
+        "UPDATE api_key_usage AS u SET {} FROM (SELECT id, MAX(at) AS at, \
+         SUM(uses)::bigint AS uses FROM (VALUES {values}) AS b (id, at, uses) GROUP BY id) AS v \
+         WHERE u.id = v.id",
+        touch_set("u.")
     )
 }
 
@@ -31,10 +33,19 @@ const DIALECT: Dialect = Dialect {
         "INSERT INTO api_key_owners (owner) VALUES (?) \
          ON CONFLICT (owner) DO UPDATE SET owner = EXCLUDED.owner",
     ),
-    upsert_usage: "INSERT INTO api_key_usage (id, last_used_at) VALUES (?, ?) \
-         ON CONFLICT (id) DO UPDATE SET last_used_at = EXCLUDED.last_used_at \
-         WHERE api_key_usage.last_used_at IS NULL \
-         OR api_key_usage.last_used_at < EXCLUDED.last_used_at",
+    upsert_usage: "INSERT INTO api_key_usage (id, last_used_at, use_count) VALUES (?, ?, ?) \
+         ON CONFLICT (id) DO UPDATE SET last_used_at = CASE \
+         WHEN EXCLUDED.last_used_at IS NOT NULL AND (api_key_usage.last_used_at IS NULL \
+         OR api_key_usage.last_used_at < EXCLUDED.last_used_at) \
+         THEN EXCLUDED.last_used_at ELSE api_key_usage.last_used_at END, \
+         use_count = GREATEST(api_key_usage.use_count, EXCLUDED.use_count)",
+    upsert_touch: "INSERT INTO api_key_usage (id, last_used_at, use_count) VALUES (?, ?, ?) \
+         ON CONFLICT (id) DO UPDATE SET last_used_at = CASE \
+         WHEN api_key_usage.last_used_at IS NULL \
+         OR api_key_usage.last_used_at < EXCLUDED.last_used_at \
+         THEN EXCLUDED.last_used_at ELSE api_key_usage.last_used_at END, \
+         use_count = CASE WHEN api_key_usage.use_count > 9223372036854775807 - EXCLUDED.use_count \
+         THEN 9223372036854775807 ELSE api_key_usage.use_count + EXCLUDED.use_count END",
     create_migrations_table: "CREATE TABLE IF NOT EXISTS api_keys_schema_migrations (\
          version BIGINT PRIMARY KEY, name TEXT NOT NULL)",
     // Transactional DDL: one migrator at a time applies and records.

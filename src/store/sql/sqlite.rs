@@ -1,6 +1,6 @@
 //! SQLite: SQL text, transient errors, `open` and `connect`.
 
-use super::statements::{Dialect, pairs};
+use super::statements::{Dialect, touch_set, triples};
 use super::{ACQUIRE_TIMEOUT, Migration, migrations, sql_store, sqlx_engine};
 use crate::error::StoreError;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions};
@@ -14,14 +14,16 @@ const BUSY_TIMEOUT: Duration = Duration::from_secs(10);
 /// The SQLite engine.
 pub(crate) struct Lite;
 
-/// `UPDATE … FROM (VALUES …)` (SQLite 3.33+): a key named twice updates once.
+/// `UPDATE … FROM (VALUES …)` (SQLite 3.33+), the batch grouped by key
+/// first.
 fn touch_many(n: usize) -> String {
     format!(
-        "UPDATE api_key_usage SET last_used_at = v.at FROM \
-         (SELECT column1 AS id, column2 AS at FROM (VALUES {})) AS v \
-         WHERE api_key_usage.id = v.id \
-         AND (api_key_usage.last_used_at IS NULL OR api_key_usage.last_used_at < v.at)",
-        pairs(n)
+        "UPDATE api_key_usage SET {} FROM \
+         (SELECT column1 AS id, MAX(column2) AS at, SUM(column3) AS uses \
+         FROM (VALUES {}) GROUP BY column1) AS v \
+         WHERE api_key_usage.id = v.id",
+        touch_set("api_key_usage."),
+        triples(n)
     )
 }
 
@@ -33,10 +35,19 @@ const DIALECT: Dialect = Dialect {
     // to upgrade a read lock it cannot get.
     begin: "BEGIN IMMEDIATE",
     lock_owner: None,
-    upsert_usage: "INSERT INTO api_key_usage (id, last_used_at) VALUES (?, ?) \
-         ON CONFLICT (id) DO UPDATE SET last_used_at = excluded.last_used_at \
-         WHERE api_key_usage.last_used_at IS NULL \
-         OR api_key_usage.last_used_at < excluded.last_used_at",
+    upsert_usage: "INSERT INTO api_key_usage (id, last_used_at, use_count) VALUES (?, ?, ?) \
+         ON CONFLICT (id) DO UPDATE SET last_used_at = CASE \
+         WHEN excluded.last_used_at IS NOT NULL AND (api_key_usage.last_used_at IS NULL \
+         OR api_key_usage.last_used_at < excluded.last_used_at) \
+         THEN excluded.last_used_at ELSE api_key_usage.last_used_at END, \
+         use_count = MAX(api_key_usage.use_count, excluded.use_count)",
+    upsert_touch: "INSERT INTO api_key_usage (id, last_used_at, use_count) VALUES (?, ?, ?) \
+         ON CONFLICT (id) DO UPDATE SET last_used_at = CASE \
+         WHEN api_key_usage.last_used_at IS NULL \
+         OR api_key_usage.last_used_at < excluded.last_used_at \
+         THEN excluded.last_used_at ELSE api_key_usage.last_used_at END, \
+         use_count = CASE WHEN api_key_usage.use_count > 9223372036854775807 - excluded.use_count \
+         THEN 9223372036854775807 ELSE api_key_usage.use_count + excluded.use_count END",
     create_migrations_table: "CREATE TABLE IF NOT EXISTS api_keys_schema_migrations (\
          version INTEGER NOT NULL PRIMARY KEY, name TEXT NOT NULL) STRICT",
     // `BEGIN IMMEDIATE` already serialises migrators.

@@ -5,18 +5,34 @@
 
 use super::codec::KEY_COLUMNS;
 
-/// Every selected row: the key's columns and its `last_used_at` (a `LEFT
-/// JOIN`, so a key without a usage row still reads, as never used).
+/// Every selected row: the key's columns, its `last_used_at` and its
+/// `use_count` (a `LEFT JOIN`, so a key without a usage row still reads, as
+/// never used).
 const FROM_KEYS: &str = "FROM api_keys k LEFT JOIN api_key_usage u ON u.id = k.id";
 
 /// Parameter: id.
 const KEY_EXISTS: &str = "SELECT 1 FROM api_keys WHERE id = ?";
 
-/// `last_used_at`, forward only, in the narrow usage table (parameters: at,
-/// id, at): a touch rewrites one small row and re-checks none of the key
-/// table's constraints.
-const TOUCH: &str = "UPDATE api_key_usage SET last_used_at = ? \
-     WHERE id = ? AND (last_used_at IS NULL OR last_used_at < ?)";
+/// Parameter: id.
+const USAGE_EXISTS: &str = "SELECT 1 FROM api_key_usage WHERE id = ?";
+
+/// `last_used_at`, forward only, and `use_count`, added to (saturating at
+/// the largest BIGINT), in the narrow usage table (parameters: at, at,
+/// uses, uses, id): a touch rewrites one small row and re-checks none of
+/// the key table's constraints.
+const TOUCH: &str = "UPDATE api_key_usage SET \
+     last_used_at = CASE WHEN last_used_at IS NULL OR last_used_at < ? THEN ? \
+     ELSE last_used_at END, \
+     use_count = CASE WHEN use_count > 9223372036854775807 - ? THEN 9223372036854775807 \
+     ELSE use_count + ? END \
+     WHERE id = ?";
+
+/// The usage ranking's order ([`UseRank`](crate::UseRank)): most used
+/// first, and least used first; ties by id.
+const RANK_ORDER: [&str; 2] = [
+    "COALESCE(u.use_count, 0) DESC, k.id",
+    "COALESCE(u.use_count, 0), k.id",
+];
 
 /// Whether the owner has a key other than the one written that is live at
 /// `now` ([`KeyRecord::is_live_at`](crate::KeyRecord::is_live_at): active
@@ -71,9 +87,15 @@ pub(crate) struct Dialect {
     /// transaction start already serialises every writer (SQLite's
     /// `BEGIN IMMEDIATE`).
     pub(crate) lock_owner: Option<&'static str>,
-    /// Inserts the usage row or moves `last_used_at` forward (parameters:
-    /// id, last_used_at); never moves it back, and a NULL changes nothing.
+    /// Inserts the usage row, or keeps the later `last_used_at` and the
+    /// larger `use_count` (parameters: id, last_used_at, use_count): what
+    /// an insert or an update of a key writes. Never moves a value back,
+    /// and a NULL `last_used_at` changes nothing.
     pub(crate) upsert_usage: &'static str,
+    /// Inserts the usage row, or moves `last_used_at` forward and adds to
+    /// `use_count` (parameters: id, at, uses): a touch of a key whose
+    /// usage row is missing.
+    pub(crate) upsert_touch: &'static str,
     /// Creates the migration bookkeeping table if it does not exist.
     pub(crate) create_migrations_table: &'static str,
     /// Serialises concurrent `migrate()` calls inside the migration
@@ -90,19 +112,32 @@ pub(crate) struct Dialect {
     /// Wakes the followers at commit (PostgreSQL `pg_notify`; one
     /// parameter, the payload).
     pub(crate) notify: Option<&'static str>,
-    /// The batch touch for `n` (id, at) pairs: one statement that moves
-    /// each existing usage row's `last_used_at` forward (a pair may repeat).
+    /// The batch touch for `n` (id, at, uses) triples: one statement that
+    /// moves each existing usage row's `last_used_at` forward and adds the
+    /// uses (a triple may repeat: see [`touch_set`]).
     pub(crate) touch_many: fn(usize) -> String,
 }
 
 /// The sizes of the batch touch statements; a batch is padded (with its
-/// last pair repeated) to the next size, so each connection prepares at
-/// most four of them.
+/// last key repeated, with no uses) to the next size, so each connection
+/// prepares at most four of them.
 pub(crate) const TOUCH_SIZES: [usize; 4] = [1, 8, 64, 500];
 
-/// `(?, ?), (?, ?), …` — `n` pairs.
-pub(crate) fn pairs(n: usize) -> String {
-    vec!["(?, ?)"; n].join(", ")
+/// `(?, ?, ?), (?, ?, ?), …` — `n` triples.
+pub(crate) fn triples(n: usize) -> String {
+    vec!["(?, ?, ?)"; n].join(", ")
+}
+
+/// The batch touch's `SET` list for usage row `u` and the batch row `v`
+/// (columns `id`, `at`, `uses`), where `v` is the batch grouped by id
+/// (`MAX(at)`, `SUM(uses)`), so the padding's repeats change nothing.
+pub(crate) fn touch_set(u: &str) -> String {
+    format!(
+        "last_used_at = CASE WHEN {u}last_used_at IS NULL OR {u}last_used_at < v.at THEN v.at \
+         ELSE {u}last_used_at END, \
+         use_count = CASE WHEN {u}use_count > 9223372036854775807 - v.uses \
+         THEN 9223372036854775807 ELSE {u}use_count + v.uses END"
+    )
 }
 
 /// Every statement of one engine, placeholders in its style.
@@ -115,9 +150,13 @@ pub(crate) struct Statements {
     pub(crate) insert_key: String,
     pub(crate) update_key: String,
     pub(crate) key_exists: String,
+    pub(crate) usage_exists: String,
     pub(crate) touch: String,
     pub(crate) upsert_usage: String,
+    pub(crate) upsert_touch: String,
     pub(crate) other_usable: String,
+    /// `[rank][has owner]`: ranks in the order MostUsed, LeastUsed.
+    pub(crate) ranked: [[String; 2]; 2],
     /// `[filter][has cursor]`: filters in the order All, ExpiringBefore,
     /// UnusedSince.
     pub(crate) scan: [[String; 2]; 3],
@@ -172,8 +211,18 @@ impl Statements {
             insert_key: p(&insert_key()),
             update_key: p(&update_key()),
             key_exists: p(KEY_EXISTS),
+            usage_exists: p(USAGE_EXISTS),
             touch: p(TOUCH),
             upsert_usage: p(d.upsert_usage),
+            upsert_touch: p(d.upsert_touch),
+            ranked: RANK_ORDER.map(|order| {
+                [false, true].map(|owner| {
+                    let only = if owner { " AND k.owner = ?" } else { "" };
+                    p(&format!(
+                        "{from} WHERE k.status <> 'revoked'{only} ORDER BY {order} LIMIT ?"
+                    ))
+                })
+            }),
             other_usable: p(OTHER_USABLE),
             scan: [scan(""), scan(EXPIRING_BEFORE), scan(UNUSED_SINCE)],
             create_migrations_table: d.create_migrations_table,
@@ -193,10 +242,11 @@ impl Statements {
     }
 }
 
-/// `k.id, k.owner, …, u.last_used_at`.
+/// `k.id, k.owner, …, u.last_used_at, u.use_count`.
 fn select_list() -> String {
     let mut cols: Vec<String> = KEY_COLUMNS.iter().map(|c| format!("k.{c}")).collect();
     cols.push("u.last_used_at".into());
+    cols.push("u.use_count".into());
     cols.join(", ")
 }
 
