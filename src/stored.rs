@@ -43,6 +43,11 @@
 //!   string (`""` = any address).
 //! * the digest (32 bytes), the sealing nonce (24 bytes) and the sealed
 //!   ciphertext: lower-case hex (either case is read).
+//! * `secret_hash` is `null` exactly for a `pending` key (it has no secret
+//!   yet); `use_count` is written when it is not 0 (absent reads as 0);
+//!   `signing` is written only for a pending signing key (absent: a key
+//!   signs exactly when it has a `sealed_secret`). Records written before
+//!   these fields existed read, and are written, byte for byte as before.
 //!
 //! Reading validates like the constructors do: a bad owner, scope, domain,
 //! IP list, id, length or instant is a deserialization error, never a

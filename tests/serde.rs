@@ -132,11 +132,40 @@ mod codec {
         }
     }
 
+    /// A pending signing key (no secret yet), with uses counted: the fields
+    /// format 1 gained with pending keys and usage counts.
+    fn pending_key() -> KeyRecord {
+        let mut r = bare_key();
+        r.id = id("4PqZr8Ld2VxN6tWc0KbHsE");
+        r.kind = KeyKind::Secret;
+        r.environment = Environment::Live;
+        r.status = KeyStatus::Pending;
+        r.revoked_at = None;
+        r.secret_hash = None;
+        r.signing = true;
+        r.use_count = 0;
+        r.redacted = "sk_live_…".into();
+        r
+    }
+
+    /// An active key with uses counted.
+    fn used_key() -> KeyRecord {
+        let mut r = bare_key();
+        r.id = id("5RsAt9Me3WyO7uXd1LcItF");
+        r.status = KeyStatus::Active;
+        r.revoked_at = None;
+        r.last_used_at = Some(utc_datetime!(2026-01-05 08:00:00.000_001));
+        r.use_count = 18_446_744_073_709_551_615;
+        r
+    }
+
     #[test]
     fn committed_fixtures_read_back_and_are_written_byte_for_byte() {
         for (name, record) in [
             ("v1_signing_key.json", signing_key()),
             ("v1_bare_key.json", bare_key()),
+            ("v1_pending_key.json", pending_key()),
+            ("v1_used_key.json", used_key()),
         ] {
             let stored = fixture(name, &record);
             let read: KeyRecord = serde_json::from_str(&stored).unwrap();
@@ -218,6 +247,52 @@ mod codec {
         let mut missing = json;
         missing.as_object_mut().unwrap().remove("format");
         assert!(serde_json::from_value::<KeyRecord>(missing).is_err());
+
+        // A hash exactly when the key is not pending, a sealed secret
+        // exactly when a non-pending key signs.
+        let pending = serde_json::to_value(pending_key()).unwrap();
+        assert_eq!(pending["secret_hash"], serde_json::Value::Null);
+        assert_eq!(pending["signing"], true);
+        let active = serde_json::to_value(bare_key()).unwrap();
+        for (base, field, value, why) in [
+            (
+                &pending,
+                "secret_hash",
+                active["secret_hash"].clone(),
+                "a pending key with a hash",
+            ),
+            (
+                &active,
+                "secret_hash",
+                serde_json::Value::Null,
+                "a key without a hash",
+            ),
+            (
+                &active,
+                "signing",
+                serde_json::json!(true),
+                "a signing key without a sealed secret",
+            ),
+            (
+                &pending,
+                "status",
+                serde_json::json!("active"),
+                "an active key without a hash",
+            ),
+            (
+                &active,
+                "use_count",
+                serde_json::json!(-1),
+                "a negative count",
+            ),
+        ] {
+            let mut bad = base.clone();
+            bad[field] = value;
+            assert!(
+                serde_json::from_value::<KeyRecord>(bad).is_err(),
+                "{why} must be refused"
+            );
+        }
     }
 
     #[test]

@@ -1025,6 +1025,163 @@ async fn connect_reports_a_bad_location<D: Db>() {
 
 // ---- the tests, per engine ---------------------------------------------------------
 
+/// Usage tracking through the manager: counted on accepted requests only,
+/// written with `last_used_at` in batches, ranked by the store (one ordered
+/// query on the SQL stores).
+async fn usage_tracking<S: AsyncKeyStore + AsyncKeyAudit>(store: S) {
+    let t: UtcDateTime = utc_datetime!(2032-01-01 00:00:00.000_001);
+    let (keys, clock) = manager(store, t, Policy::default());
+    let org = owner("usage");
+    let mut made = Vec::new();
+    for (name, uses) in [("a", 3u64), ("b", 0), ("c", 7), ("d", 3)] {
+        let k = keys
+            .create_async(&admin(), NewKey::secret(org.clone(), name))
+            .await
+            .unwrap();
+        for _ in 0..uses {
+            check(&keys, &k.token).await.unwrap();
+        }
+        made.push((k, uses));
+    }
+    // Refused requests never count.
+    keys.deactivate_async(&admin(), &made[1].0.record.id)
+        .await
+        .unwrap();
+    assert_eq!(
+        check(&keys, &made[1].0.token).await,
+        Err(Rejection::Inactive)
+    );
+    for (k, uses) in &made {
+        let r = keys.get_async(&k.record.id).await.unwrap();
+        assert_eq!(r.use_count, *uses, "{}", r.name);
+        // The store has the first use of each used key so far.
+        let written = keys.store().get(&k.record.id).await.unwrap().unwrap();
+        assert_eq!(written.use_count, (*uses).min(1), "{}", r.name);
+    }
+    // A ranking writes the counted uses first, then asks the store.
+    let most = keys.most_used_async(Some(&org), 10).await.unwrap();
+    let ranked: Vec<(&str, u64)> = most
+        .iter()
+        .map(|r| (r.name.as_str(), r.use_count))
+        .collect();
+    let (a, d) = (made[0].0.record.id, made[3].0.record.id);
+    let ties = if a < d { ["a", "d"] } else { ["d", "a"] };
+    assert_eq!(
+        ranked,
+        [("c", 7), (ties[0], 3), (ties[1], 3), ("b", 0)],
+        "most used, ties by id"
+    );
+    for (k, uses) in &made {
+        let written = keys.store().get(&k.record.id).await.unwrap().unwrap();
+        assert_eq!(written.use_count, *uses);
+    }
+    let least = keys.least_used_async(Some(&org), 2).await.unwrap();
+    assert_eq!(least.first().map(|r| r.name.as_str()), Some("b"));
+    assert_eq!(least.len(), 2);
+    // A revoked key leaves the ranking; later uses add up across writes.
+    keys.revoke_async(&admin(), &made[2].0.record.id)
+        .await
+        .unwrap();
+    clock.set(t + Duration::minutes(5));
+    for _ in 0..4 {
+        check(&keys, &made[0].0.token).await.unwrap();
+    }
+    let most = keys.most_used_async(Some(&org), 1).await.unwrap();
+    assert_eq!((most[0].name.as_str(), most[0].use_count), ("a", 7));
+    assert_eq!(most[0].last_used_at, Some(t + Duration::minutes(5)));
+    // The ranking wrote them: the store holds the same count.
+    let written = keys.store().get(&a).await.unwrap().unwrap();
+    assert_eq!(written.use_count, 7);
+}
+
+/// CoinsPaid's flow on a store: generate (pending, listed, no secret),
+/// activate with an IP list (the secret, once), sign, deactivate, replace.
+async fn pending_flow<S: AsyncKeyStore>(store: S) {
+    use api_keys::{RequestSigner, SealingKey, SealingKeyRing, SignedRequest};
+    let t: UtcDateTime = utc_datetime!(2032-02-01 00:00:00.000_001);
+    let clock = Arc::new(ManualClock::new(t));
+    let keys = KeyManager::builder(store)
+        .clock(Arc::clone(&clock))
+        .policy(Policy {
+            one_active_key_per_owner: true,
+            ..Policy::default()
+        })
+        .sealing_keys(SealingKeyRing::new(SealingKey::new(1, &[3; 32]).unwrap()))
+        .build()
+        .unwrap();
+    let shop = owner("pending");
+    let first = keys
+        .create_pending_async(&admin(), NewKey::secret(shop.clone(), "shop").signing())
+        .await
+        .unwrap();
+    let listed = keys.list_async(&shop).await.unwrap();
+    assert_eq!(listed.len(), 1);
+    assert_eq!(listed[0].as_ref(), &first);
+    assert_eq!(first.status, KeyStatus::Pending);
+    assert!(first.secret_hash.is_none() && first.sealed_secret.is_none() && first.signing);
+
+    let ips = IpAllowList::parse("203.0.113.7, 2001:db8::7").unwrap();
+    let active = keys
+        .activate_pending_async(&admin(), &first.id, Some(ips.clone()))
+        .await
+        .unwrap();
+    assert_eq!(active.record.allowed_ips, ips);
+    assert_eq!(
+        keys.get_async(&first.id).await.unwrap().as_ref(),
+        &active.record
+    );
+    let body = b"{\"amount\":\"1\"}";
+    let verify = |signer: RequestSigner, peer: &'static str| {
+        let keys = &keys;
+        async move {
+            let h = signer.sign(body);
+            let ctx = RequestContext::new().peer_ip(peer.parse().unwrap());
+            keys.verify_signed_async(
+                &SignedRequest::new(h.key.as_bytes(), h.signature.as_bytes(), body),
+                &ctx,
+            )
+            .await
+            .map(|v| v.id())
+            .map_err(|e| e.rejection())
+        }
+    };
+    let signer = || RequestSigner::for_token(active.token.expose_secret()).unwrap();
+    assert_eq!(verify(signer(), "203.0.113.7").await, Ok(first.id));
+    assert_eq!(
+        verify(signer(), "198.51.100.9").await,
+        Err(Some(Rejection::IpNotAllowed))
+    );
+    assert!(matches!(
+        keys.activate_pending_async(&admin(), &first.id, None).await,
+        Err(Error::SecretAlreadyRevealed(_))
+    ));
+
+    let second = keys
+        .create_pending_async(&admin(), NewKey::secret(shop.clone(), "shop v2").signing())
+        .await
+        .unwrap();
+    assert!(matches!(
+        keys.activate_pending_async(&admin(), &second.id, None)
+            .await,
+        Err(Error::AnotherKeyActive)
+    ));
+    assert_eq!(
+        keys.get_async(&second.id).await.unwrap().status,
+        KeyStatus::Pending
+    );
+    keys.deactivate_async(&admin(), &first.id).await.unwrap();
+    assert_eq!(
+        verify(signer(), "203.0.113.7").await,
+        Err(Some(Rejection::Inactive))
+    );
+    let replacement = keys
+        .activate_pending_async(&admin(), &second.id, None)
+        .await
+        .unwrap();
+    let new_signer = RequestSigner::for_token(replacement.token.expose_secret()).unwrap();
+    assert_eq!(verify(new_signer, "198.51.100.9").await, Ok(second.id));
+}
+
 macro_rules! engine_tests {
     ($module:ident, $feature:literal, $db:ty) => {
         #[cfg(feature = $feature)]
@@ -1069,6 +1226,18 @@ macro_rules! engine_tests {
             }
 
             #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn usage_tracking() {
+                let loc = located!("usage_tracking");
+                super::usage_tracking(open::<D>(&loc.url).await).await;
+            }
+
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn pending_flow() {
+                let loc = located!("pending_flow");
+                super::pending_flow(open::<D>(&loc.url).await).await;
+            }
+
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
             async fn two_servers_share_one_database() {
                 let loc = located!("two_servers_share_one_database");
                 let (a, b) = (open::<D>(&loc.url).await, open::<D>(&loc.url).await);
@@ -1092,7 +1261,15 @@ macro_rules! engine_tests {
             #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
             async fn foreign_rows_fail_closed() {
                 let loc = located!("foreign_rows_fail_closed");
-                super::foreign_rows::<D>(&open::<D>(&loc.url).await).await;
+                // A database of its own: its corrupt rows must not meet
+                // the other tests' scans of every key.
+                let (fresh, drop_sql) = D::fresh(&loc).await;
+                let store = open::<D>(&fresh.url).await;
+                super::foreign_rows::<D>(&store).await;
+                drop(store);
+                if let Some(sql) = drop_sql {
+                    D::raw(&D::connect(&loc.url).await.unwrap(), &sql).await;
+                }
             }
 
             #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -1134,6 +1311,16 @@ mod memory {
     #[tokio::test]
     async fn audit_queries() {
         super::audit_queries(MemoryKeyStore::new()).await;
+    }
+
+    #[tokio::test]
+    async fn usage_tracking() {
+        super::usage_tracking(MemoryKeyStore::new()).await;
+    }
+
+    #[tokio::test]
+    async fn pending_flow() {
+        super::pending_flow(MemoryKeyStore::new()).await;
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
