@@ -1,6 +1,6 @@
 //! The main job, end to end against the embedded store: issue a key and show
-//! it once, list keys, verify requests (accepted and refused), roll with a
-//! grace window, revoke.
+//! it once, list keys, verify requests (accepted and refused), see each
+//! key's usage, roll with a grace window, revoke.
 //!
 //! Run with `cargo run --example quickstart`.
 #![allow(clippy::print_stdout)]
@@ -49,6 +49,28 @@ fn timestamp(t: UtcDateTime) -> String {
     )
 }
 
+/// The owner's keys: id, name, kind, status, uses, last use, display form.
+fn list(
+    keys: &KeyManager<MemoryKeyStore>,
+    shop: &OwnerId,
+) -> Result<(), Box<dyn std::error::Error>> {
+    for record in keys.list(shop)? {
+        println!(
+            "  {}  {:<15} {:<11} {:<6} {:>3} uses, last {:<23} {}",
+            record.id,
+            record.name,
+            record.kind,
+            record.status.as_str(),
+            record.use_count,
+            record
+                .last_used_at
+                .map_or_else(|| "never".to_owned(), timestamp),
+            record.redacted
+        );
+    }
+    Ok(())
+}
+
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let keys = KeyManager::new(MemoryKeyStore::new());
     let admin = Actor::new("user:42")?;
@@ -80,16 +102,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     );
 
     println!("\n2. List the account's keys (no secrets)");
-    for record in keys.list(&shop)? {
-        println!(
-            "  {}  {:<16} {:<11} {:<6} {}",
-            record.id,
-            record.name,
-            record.kind,
-            record.status.as_str(),
-            record.redacted
-        );
-    }
+    list(&keys, &shop)?;
 
     println!("\n3. Verify requests");
     let good = RequestContext::new()
@@ -131,6 +144,12 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         })
         .collect();
     show("with a typo (refused offline)", &keys.verify(&typo, &good));
+
+    for _ in 0..2 {
+        keys.verify(token.expose_secret(), &good)?;
+    }
+    println!("\n   Usage is tracked per key (the refused requests do not count)");
+    list(&keys, &shop)?;
 
     println!("\n4. Roll: new secret, the old key keeps working for 12 hours");
     let id = created.record.id;

@@ -22,17 +22,27 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let admin = Actor::new("owner:1")?;
     let merchant = OwnerId::new("merchant_42")?;
 
-    // Generate, then activate (CoinsPaid): the secret is shown once.
-    let created = server.create(
+    // Generate (CoinsPaid): the key joins the list of generated keys with
+    // its public id, and no secret exists yet.
+    let generated = server.create_pending(
         &admin,
-        NewKey::secret(merchant.clone(), "payments API")
-            .inactive()
-            .signing(),
+        NewKey::secret(merchant.clone(), "payments API").signing(),
     )?;
-    server.activate(&admin, &created.record.id)?;
-    let secret = created.token;
-    println!("API key (X-Processing-Key): {}", created.record.id);
+    for key in server.list(&merchant)? {
+        println!("generated: {}  {}  {}", key.id, key.status, key.redacted);
+    }
+    // Activate, with the IPs requests will come from: the secret is minted
+    // now and shown this once (a second activation never shows it again).
+    let ips = api_keys::IpAllowList::parse("203.0.113.7, 2001:db8::7")?;
+    let activated = server.activate_pending(&admin, &generated.id, Some(ips))?;
+    let secret = activated.token;
+    println!("API key (X-Processing-Key): {}", generated.id);
     println!("secret key (shown once):    {}", secret.expose_secret());
+    let again = server.activate_pending(&admin, &generated.id, None);
+    println!(
+        "activating again:           {}",
+        again.map_or_else(|e| e.to_string(), |_| "a second secret?!".into())
+    );
 
     // Client side: sign the exact bytes that will be sent.
     let body = br#"{"currency":"BTC","foreign_id":"123456"}"#;
@@ -44,9 +54,10 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     }
 
     // Server side again: verify the raw header values and the raw body.
+    let from_allowed_ip = RequestContext::new().peer_ip("203.0.113.7".parse()?);
     let check = |key: &str, sig: &str, body: &[u8]| match server.verify_signed(
         &SignedRequest::new(key.as_bytes(), sig.as_bytes(), body),
-        &RequestContext::new(),
+        &from_allowed_ip,
     ) {
         Ok(v) => format!("accepted for {} ({})", v.owner(), v.environment()),
         Err(e) => format!(
@@ -68,7 +79,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     );
 
     // Bearer use of a signing key is refused: its secret must never travel.
-    let bearer = server.verify(secret.expose_secret(), &RequestContext::new());
+    let bearer = server.verify(secret.expose_secret(), &from_allowed_ip);
     println!(
         "signing key sent as bearer: {}",
         bearer
@@ -77,8 +88,21 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             .map_or("?", |r| r.as_str())
     );
 
+    // From an address outside the list: refused.
+    let elsewhere = server.verify_signed(
+        &SignedRequest::new(headers.key.as_bytes(), headers.signature.as_bytes(), body),
+        &RequestContext::new().peer_ip("198.51.100.1".parse()?),
+    );
+    println!(
+        "from another address: {}",
+        elsewhere
+            .err()
+            .and_then(|e| e.rejection())
+            .map_or("?", |r| r.as_str())
+    );
+
     // Rolling: both secrets verify during the grace window, each under its own id.
-    let rolled = server.roll(&admin, &created.record.id, RollOptions::default())?;
+    let rolled = server.roll(&admin, &generated.id, RollOptions::default())?;
     let new_client = RequestSigner::for_token(rolled.token.expose_secret())?;
     let new_headers = new_client.sign(body);
     println!(
@@ -88,6 +112,30 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     println!(
         "after roll, new key: {}",
         check(&new_headers.key, &new_headers.signature, body)
+    );
+
+    // Lost or leaked secret (CoinsPaid's FAQ): deactivate the key, then
+    // generate and activate a new one.
+    server.deactivate(&admin, &generated.id)?;
+    server.deactivate(&admin, &rolled.successor.id)?;
+    println!(
+        "\nafter deactivation:          {}",
+        check(&new_headers.key, &new_headers.signature, body)
+    );
+    let replacement = server.create_pending(
+        &admin,
+        NewKey::secret(merchant.clone(), "payments API v2").signing(),
+    )?;
+    let replacement = server.activate_pending(&admin, &replacement.id, None)?;
+    let replacement_headers =
+        RequestSigner::for_token(replacement.token.expose_secret())?.sign(body);
+    println!(
+        "replacement key:             {}",
+        check(
+            &replacement_headers.key,
+            &replacement_headers.signature,
+            body
+        )
     );
 
     // The vendor's body-only signature can be replayed verbatim: hosts must
