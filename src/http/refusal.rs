@@ -234,6 +234,7 @@ fn body_for(code: &str) -> Option<&'static str> {
         "key_revoked" => r#"{"error":"key_revoked"}"#,
         "invalid_state" => r#"{"error":"invalid_state"}"#,
         "another_key_active" => r#"{"error":"another_key_active"}"#,
+        "secret_already_revealed" => r#"{"error":"secret_already_revealed"}"#,
         "invalid_client" => r#"{"error":"invalid_client"}"#,
         "unauthorized_client" => r#"{"error":"unauthorized_client"}"#,
         "unsupported_grant_type" => r#"{"error":"unsupported_grant_type"}"#,
@@ -491,6 +492,7 @@ mod tests {
             Error::InvalidState { id, reason: "x" },
             Error::Conflict(id),
             Error::AnotherKeyActive,
+            Error::SecretAlreadyRevealed(id),
             Error::Randomness,
             Error::NoSealingKeys,
         ];
