@@ -784,6 +784,11 @@ mod model {
             inactive: bool,
             ttl_h: Option<i64>,
         },
+        /// A pending key (no secret until `ActivatePending`).
+        CreatePending {
+            ttl_h: Option<i64>,
+        },
+        ActivatePending(usize),
         Activate(usize),
         Deactivate(usize),
         Revoke(usize),
@@ -798,6 +803,8 @@ mod model {
         prop_oneof![
             (any::<bool>(), proptest::option::of(1i64..48))
                 .prop_map(|(inactive, ttl_h)| Op::Create { inactive, ttl_h }),
+            proptest::option::of(1i64..48).prop_map(|ttl_h| Op::CreatePending { ttl_h }),
+            (0usize..8).prop_map(Op::ActivatePending),
             (0usize..8).prop_map(Op::Activate),
             (0usize..8).prop_map(Op::Deactivate),
             (0usize..8).prop_map(Op::Revoke),
@@ -849,7 +856,8 @@ mod model {
         #[test]
         fn manager_matches_model(ops in proptest::collection::vec(op(), 1..40)) {
             let f = fx();
-            let mut keys: Vec<(KeyId, api_keys::Token, M)> = Vec::new();
+            // A pending key has no token until its first activation.
+            let mut keys: Vec<(KeyId, Option<api_keys::Token>, M)> = Vec::new();
             for op in ops {
                 let now = f.keys.now();
                 match op {
@@ -858,13 +866,50 @@ mod model {
                         if inactive { spec = spec.inactive(); }
                         if let Some(h) = ttl_h { spec = spec.expires_at(now + Duration::hours(h)); }
                         let c = f.keys.create(&f.admin, spec).unwrap();
-                        keys.push((c.record.id, c.token, M {
+                        keys.push((c.record.id, Some(c.token), M {
                             status: if inactive { KeyStatus::Inactive } else { KeyStatus::Active },
                             created: now,
                             expires: ttl_h.map(|h| now + Duration::hours(h)),
                             grace_end: None,
                             rolled: false,
                         }));
+                    }
+                    Op::CreatePending { ttl_h } => {
+                        let mut spec = NewKey::secret(f.owner.clone(), "p");
+                        if let Some(h) = ttl_h { spec = spec.expires_at(now + Duration::hours(h)); }
+                        let r = f.keys.create_pending(&f.admin, spec).unwrap();
+                        prop_assert_eq!(r.status, KeyStatus::Pending);
+                        keys.push((r.id, None, M {
+                            status: KeyStatus::Pending,
+                            created: now,
+                            expires: ttl_h.map(|h| now + Duration::hours(h)),
+                            grace_end: None,
+                            rolled: false,
+                        }));
+                    }
+                    Op::ActivatePending(i) => {
+                        let Some((id, token, m)) = keys.get_mut(i) else { continue };
+                        let res = f.keys.activate_pending(&f.admin, id, None);
+                        match m.status {
+                            KeyStatus::Pending if m.end().is_none_or(|e| now < e) => {
+                                let created = res.unwrap();
+                                prop_assert!(token.is_none(), "a second secret");
+                                *token = Some(created.token);
+                                m.status = KeyStatus::Active;
+                            }
+                            KeyStatus::Pending => {
+                                prop_assert!(matches!(res, Err(Error::InvalidState { .. })), "{:?}", res);
+                            }
+                            KeyStatus::Revoked => {
+                                prop_assert!(matches!(res, Err(Error::Revoked(_))), "{:?}", res);
+                            }
+                            KeyStatus::Active | KeyStatus::Inactive => {
+                                prop_assert!(
+                                    matches!(res, Err(Error::SecretAlreadyRevealed(_))),
+                                    "{:?}", res
+                                );
+                            }
+                        }
                     }
                     Op::Activate(i) | Op::Deactivate(i) | Op::Revoke(i) => {
                         let Some((id, _, m)) = keys.get_mut(i) else { continue };
@@ -873,11 +918,14 @@ mod model {
                             Op::Deactivate(_) => (f.keys.deactivate(&f.admin, id), KeyStatus::Inactive),
                             _ => (f.keys.revoke(&f.admin, id), KeyStatus::Revoked),
                         };
-                        let allowed = m.status == target
-                            || target == KeyStatus::Revoked
-                            || (m.status != KeyStatus::Revoked
-                                && (target != KeyStatus::Active
-                                    || (!m.rolled && m.end().is_none_or(|e| now < e))));
+                        // A pending key takes only a revoke (or its first
+                        // activation, above).
+                        let allowed = target == KeyStatus::Revoked
+                            || (m.status != KeyStatus::Pending
+                                && (m.status == target
+                                    || (m.status != KeyStatus::Revoked
+                                        && (target != KeyStatus::Active
+                                            || (!m.rolled && m.end().is_none_or(|e| now < e))))));
                         prop_assert_eq!(res.is_ok(), allowed, "{:?} on {:?}: {:?}", op, m, res);
                         if allowed { m.status = target; }
                     }
@@ -893,7 +941,7 @@ mod model {
                             let grace = now + Duration::hours(g);
                             pm.grace_end = Some(pm.expires.map_or(grace, |e| e.min(grace)));
                             let expires = pm.expires;
-                            keys.push((r.successor.id, r.token, M {
+                            keys.push((r.successor.id, Some(r.token), M {
                                 status: KeyStatus::Active, created: now, expires,
                                 grace_end: None, rolled: false,
                             }));
@@ -922,15 +970,18 @@ mod model {
                     }
                     Op::Advance(h) => f.clock.advance(Duration::hours(h)),
                     Op::Verify(i) => {
-                        let Some((_, token, m)) = keys.get(i) else { continue };
+                        let Some((_, Some(token), m)) = keys.get(i) else { continue };
                         prop_assert_eq!(f.check(token), m.expect(now));
                     }
                 }
             }
             // Finally every key agrees with the model.
             let now = f.keys.now();
-            for (_, token, m) in &keys {
-                prop_assert_eq!(f.check(token), m.expect(now));
+            for (id, token, m) in &keys {
+                prop_assert_eq!(f.keys.get(id).unwrap().status, m.status);
+                if let Some(token) = token {
+                    prop_assert_eq!(f.check(token), m.expect(now));
+                }
             }
         }
     }
