@@ -54,12 +54,13 @@ declare -A TARGETS=(
     [src/store/memory.rs]="--lib --test=conformance --test=lifecycle --test=concurrency"
     [src/http/credential.rs]="--lib --test=exchange"
     [src/http/exchange.rs]="--lib --test=exchange"
+    [src/usage.rs]="--lib --test=usage"
 )
 ORDER=(
     src/engine.rs src/signed.rs src/hash.rs src/token.rs src/secret.rs
     src/base62.rs src/origin.rs src/ip.rs src/signing.rs src/sealing.rs
     src/replay.rs src/manager.rs src/store/memory.rs src/http/credential.rs
-    src/http/exchange.rs
+    src/http/exchange.rs src/usage.rs
 )
 
 full=0

@@ -30,9 +30,13 @@ impl Hasher for IdHasher {
         self.0
     }
     fn write(&mut self, bytes: &[u8]) {
-        // `KeyId` hashes as its 16 bytes (after a length, which
-        // `write_usize` folds in). Mixing every byte keeps any other key
-        // type correct, if slower to spread.
+        // `KeyId` hashes as its 16 bytes: their first word is random
+        // enough on its own (the shard was picked by the second).
+        if let [a, b, c, d, e, f, g, h, _, _, _, _, _, _, _, _] = *bytes {
+            self.0 ^= u64::from_le_bytes([a, b, c, d, e, f, g, h]);
+            return;
+        }
+        // Any other length (not a key id): mix every byte.
         for chunk in bytes.chunks(8) {
             let mut word = [0u8; 8];
             for (dst, src) in word.iter_mut().zip(chunk) {
@@ -40,6 +44,10 @@ impl Hasher for IdHasher {
             }
             self.0 = self.0.rotate_left(29) ^ u64::from_le_bytes(word);
         }
+    }
+    fn write_u64(&mut self, n: u64) {
+        // `KeyId` hashes as its two words; both are random.
+        self.0 = self.0.rotate_left(23) ^ n;
     }
     fn write_usize(&mut self, n: usize) {
         self.0 ^= n as u64;
@@ -73,10 +81,12 @@ impl UsageTally {
     /// Counts `usage` for `id` (merged with what is pending).
     pub(crate) fn add(&self, id: KeyId, usage: Usage) {
         if let Some(mut shard) = self.shard(&id) {
-            shard
-                .entry(id)
-                .and_modify(|u| *u = u.merged(usage))
-                .or_insert(usage);
+            match shard.get_mut(&id) {
+                Some(u) => *u = u.merged(usage),
+                None => {
+                    shard.insert(id, usage);
+                }
+            }
         }
     }
 
@@ -152,6 +162,9 @@ mod tests {
             h.finish()
         };
         assert_ne!(hash(&[1; 16]), hash(&[2; 16]));
+        let mut id = [0u8; 16];
+        id[7] = 1;
+        assert_ne!(hash(&id), hash(&[0; 16]), "the first word counts");
         assert_ne!(hash(&[1, 2, 3]), hash(&[1, 2, 4]));
         assert_ne!(hash(&[0; 16]), hash(&[0; 8]));
     }
