@@ -499,8 +499,8 @@ async fn every_field_round_trips<S: AsyncKeyStore + ?Sized>(store: &S) -> Outcom
     a.use_count = 3;
     read_back(store, &a, C, "touch").await?;
 
-    // Update every setting; the update carries an older last_used_at and a
-    // smaller use_count, which the store must not take.
+    // Update every setting; the update carries an older last_used_at and
+    // another use_count, which the store must not take.
     let mut changed = a.clone();
     changed.name = "conformance: renamed".into();
     changed.note = Some("moved to the other vault".into());
@@ -511,7 +511,7 @@ async fn every_field_round_trips<S: AsyncKeyStore + ?Sized>(store: &S) -> Outcom
     changed.expires_at = Some(at_us(86_400_000_000 * 60 + 777_777));
     changed.version = a.version.saturating_add(1);
     changed.last_used_at = Some(at_us(1));
-    changed.use_count = 1;
+    changed.use_count = 1_000;
     ok(
         store
             .update(&changed, a.version, WriteCondition::Always)
@@ -877,18 +877,31 @@ async fn touch_forward_only<S: AsyncKeyStore + ?Sized>(store: &S) -> Outcome {
     ensure(back.version == r.version, C, || {
         "touch must not change the version".into()
     })?;
-    // A CAS update carrying an older last_used_at and a smaller count
-    // keeps the later one and the larger one.
-    let mut v2 = r.clone();
-    v2.version = 2;
-    ok(store.update(&v2, 1, WriteCondition::Always).await, C)?;
-    let back = fetch(store, &r, C).await?;
-    ensure(back.last_used_at == Some(later), C, || {
-        "an update moved last_used_at backwards".into()
-    })?;
-    ensure(back.use_count == 7, C, || {
-        format!("an update lowered use_count to {}", back.use_count)
-    })?;
+    // A CAS update carrying an older last_used_at and another count keeps
+    // the later instant and the stored count: a smaller one (read before
+    // a touch) must not lower it, a larger one (read with uses a manager
+    // had not written yet) must not count them twice.
+    for (version, carried) in [(2, 0), (3, 100)] {
+        let mut next = r.clone();
+        next.version = version;
+        next.use_count = carried;
+        ok(
+            store
+                .update(&next, version - 1, WriteCondition::Always)
+                .await,
+            C,
+        )?;
+        let back = fetch(store, &r, C).await?;
+        ensure(back.last_used_at == Some(later), C, || {
+            "an update moved last_used_at backwards".into()
+        })?;
+        ensure(back.use_count == 7, C, || {
+            format!(
+                "an update carrying {carried} set use_count to {}",
+                back.use_count
+            )
+        })?;
+    }
     // The count saturates instead of wrapping or failing.
     ok(
         store

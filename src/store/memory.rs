@@ -354,7 +354,7 @@ impl MemoryKeyStore {
 
     /// Validates a compare-and-swap against the stored record and returns
     /// the compact record to store, keeping the later `last_used_at` and
-    /// the larger `use_count`.
+    /// the stored `use_count`.
     fn checked_replacement(
         &self,
         new: &KeyRecord,
@@ -368,7 +368,7 @@ impl MemoryKeyStore {
         }
         let mut next = CompactRecord::of(new);
         next.last_used_at = next.last_used_at.max(old.last_used_at);
-        next.use_count = next.use_count.max(old.use_count);
+        next.use_count = old.use_count;
         Ok(Arc::new(next))
     }
 

@@ -154,9 +154,9 @@ pub struct RollPlan {
 /// * `update`: replaces the record if the stored version equals
 ///   `expected_version` and the stored status is not revoked, else
 ///   `Conflict`; `NotFound` if absent; checks `condition`; keeps the later
-///   of the stored and the new `last_used_at`, and the larger of the stored
-///   and the new `use_count` (touches may land between a read and its
-///   update).
+///   of the stored and the new `last_used_at`, and the **stored**
+///   `use_count` (only touches change it: a record read with uses not yet
+///   written, then updated, must not count them twice).
 /// * `apply_roll`: as `update` for the predecessor plus `insert` for the
 ///   successor, all or nothing.
 /// * `touch`: sets `last_used_at` to the usage's instant if later than the
@@ -195,7 +195,7 @@ pub struct RollPlan {
 ///     }
 ///     let mut new = new.clone();
 ///     new.last_used_at = new.last_used_at.max(old.last_used_at);
-///     new.use_count = new.use_count.max(old.use_count);
+///     new.use_count = old.use_count;
 ///     map.insert(new.id, Arc::new(new));
 ///     Ok(())
 /// }

@@ -499,8 +499,8 @@ impl<E: Engine> SqlStore<E> {
     }
 
     /// The compare-and-swap `UPDATE`; on no match, `NotFound` or
-    /// `Conflict`. Then `last_used_at`, forward only, and `use_count`, up
-    /// only.
+    /// `Conflict`. Then `last_used_at`, forward only (the stored
+    /// `use_count` stays).
     async fn compare_and_swap(
         tx: &mut Conn<E>,
         row: &Encoded,

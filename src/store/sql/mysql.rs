@@ -37,7 +37,7 @@ const DIALECT: Dialect = Dialect {
          WHEN VALUES(last_used_at) IS NOT NULL \
          AND (last_used_at IS NULL OR last_used_at < VALUES(last_used_at)) \
          THEN VALUES(last_used_at) ELSE last_used_at END, \
-         use_count = GREATEST(use_count, VALUES(use_count))",
+         use_count = use_count",
     upsert_touch: "INSERT INTO api_key_usage (id, last_used_at, use_count) VALUES (?, ?, ?) \
          ON DUPLICATE KEY UPDATE last_used_at = CASE \
          WHEN last_used_at IS NULL OR last_used_at < VALUES(last_used_at) \

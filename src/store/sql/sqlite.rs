@@ -40,7 +40,7 @@ const DIALECT: Dialect = Dialect {
          WHEN excluded.last_used_at IS NOT NULL AND (api_key_usage.last_used_at IS NULL \
          OR api_key_usage.last_used_at < excluded.last_used_at) \
          THEN excluded.last_used_at ELSE api_key_usage.last_used_at END, \
-         use_count = MAX(api_key_usage.use_count, excluded.use_count)",
+         use_count = api_key_usage.use_count",
     upsert_touch: "INSERT INTO api_key_usage (id, last_used_at, use_count) VALUES (?, ?, ?) \
          ON CONFLICT (id) DO UPDATE SET last_used_at = CASE \
          WHEN api_key_usage.last_used_at IS NULL \

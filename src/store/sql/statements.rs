@@ -88,9 +88,10 @@ pub(crate) struct Dialect {
     /// `BEGIN IMMEDIATE`).
     pub(crate) lock_owner: Option<&'static str>,
     /// Inserts the usage row, or keeps the later `last_used_at` and the
-    /// larger `use_count` (parameters: id, last_used_at, use_count): what
+    /// stored `use_count` (parameters: id, last_used_at, use_count): what
     /// an insert or an update of a key writes. Never moves a value back,
-    /// and a NULL `last_used_at` changes nothing.
+    /// and a NULL `last_used_at` changes nothing; only touches change a
+    /// stored count.
     pub(crate) upsert_usage: &'static str,
     /// Inserts the usage row, or moves `last_used_at` forward and adds to
     /// `use_count` (parameters: id, at, uses): a touch of a key whose
