@@ -410,12 +410,13 @@ pub enum Error {
     #[error("key {0} was changed concurrently; re-read it and retry")]
     Conflict(KeyId),
     /// [`activate_pending`](crate::KeyManager::activate_pending) on a key
-    /// that is no longer pending: its first activation already happened
-    /// (perhaps by a call whose answer was lost), and a secret is shown
-    /// once. Roll the key (or create a new one) for a new secret.
+    /// that is not pending: its secret was already shown (at its first
+    /// activation, perhaps by a call whose answer was lost, or at its
+    /// creation), and a secret is shown once. Deactivate the key and
+    /// generate a new one (or roll an active key).
     #[error(
-        "key {0} was already activated once and its secret shown; \
-         a secret is never shown again: roll the key for a new one"
+        "key {0} is not pending: its secret was already shown, and a secret is never \
+         shown again; deactivate it and generate a new key"
     )]
     SecretAlreadyRevealed(KeyId),
     /// The one-active-key-per-owner rule is on and the owner already has a

@@ -129,7 +129,7 @@ impl RecordView for KeyRecord {
         self.secret_hash.as_ref()
     }
     fn is_signing_key(&self) -> bool {
-        self.signing
+        KeyRecord::is_signing_key(self)
     }
     fn scopes(&self) -> &Scopes {
         &self.scopes
@@ -188,6 +188,10 @@ impl RecordView for CompactRecord {
     }
     fn is_signing_key(&self) -> bool {
         self.signing
+            || self
+                .cold
+                .as_ref()
+                .is_some_and(|c| c.sealed_secret.is_some())
     }
     fn scopes(&self) -> &Scopes {
         self.cold.as_ref().map_or(&NO_SCOPES, |c| &c.scopes)

@@ -17,6 +17,7 @@ mod feed;
 mod freed_memory;
 mod hash;
 pub mod http;
+mod id_hash;
 pub mod ip;
 mod lent;
 mod manager;

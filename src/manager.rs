@@ -473,7 +473,8 @@ impl<S> KeyManager<S> {
         owner: Option<&OwnerId>,
         limit: usize,
     ) -> Result<Vec<Arc<KeyRecord>>, Error> {
-        self.flush_usage_in(store).await?;
+        // Best effort, as for the scans.
+        let _kept_for_later = self.flush_usage_in(store).await;
         let limit = limit.clamp(1, MAX_PAGE_SIZE);
         let mut keys = store.ranked_by_use(rank, owner, limit).await?;
         // A store that ignores the order, the filter or the limit would
@@ -529,8 +530,10 @@ impl<S> KeyManager<S> {
         limit: usize,
     ) -> Result<KeyPage, Error> {
         // The uses counted here first, so `last_used_at` and `use_count`
-        // are as exact as the store can make them.
-        self.flush_usage_in(store).await?;
+        // are as exact as the store can make them. Best effort: a store
+        // that cannot take writes (a read-only replica) still answers, and
+        // the uses stay in the tally.
+        let _kept_for_later = self.flush_usage_in(store).await;
         let limit = limit.clamp(1, MAX_PAGE_SIZE);
         let mut keys = store.scan(filter, after.as_ref(), limit + 1).await?;
         // A store that ignores the cursor, the order or the limit would make
@@ -1012,8 +1015,9 @@ both! {
     /// call. Call it periodically (say every few seconds, or spawn
     /// [`flush_usage_every`](Self::flush_usage_every)) and at shutdown. A
     /// process that stops without it loses those uses: counts can be low
-    /// by at most the unflushed tally, never high. The audit queries call
-    /// it first; `get` and `list` add the tally without writing.
+    /// by at most the unflushed tally. The audit queries call it first
+    /// (best effort: a store that refuses writes still answers them); `get`
+    /// and `list` add the tally without writing.
     ///
     /// # Errors
     ///
@@ -1052,7 +1056,8 @@ both! {
     /// The `limit` most used keys that are not revoked (of `owner` only,
     /// when given), highest [`use_count`](KeyRecord::use_count) first, ties
     /// by id ([`UseRank::MostUsed`]). Writes the counted uses first
-    /// ([`flush_usage`](Self::flush_usage)). `limit` is clamped to
+    /// ([`flush_usage`](Self::flush_usage); best effort: if the store
+    /// refuses the write, the ranking is of the counts it holds). `limit` is clamped to
     /// 1..=[`MAX_PAGE_SIZE`].
     ///
     /// # Errors
@@ -1067,7 +1072,7 @@ both! {
     /// The `limit` least used keys that are not revoked (of `owner` only,
     /// when given), lowest [`use_count`](KeyRecord::use_count) first (never
     /// used and pending keys first), ties by id ([`UseRank::LeastUsed`]).
-    /// Writes the counted uses first. `limit` is clamped to
+    /// Writes the counted uses first (best effort). `limit` is clamped to
     /// 1..=[`MAX_PAGE_SIZE`].
     ///
     /// # Errors

@@ -437,7 +437,9 @@ impl KeyRecord {
     /// hashed, once it has one).
     #[must_use]
     pub fn is_signing_key(&self) -> bool {
-        self.signing
+        // Either says so: a record whose flag was lost (a host store that
+        // drops it) still never lets a sealed secret travel as a bearer.
+        self.signing || self.sealed_secret.is_some()
     }
 
     /// Whether the key is pending: generated, with no secret yet.

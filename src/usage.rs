@@ -9,10 +9,10 @@
 //! host flushes ([`KeyManager::flush_usage`](crate::KeyManager::flush_usage)),
 //! and go back into it when that write fails.
 
+use crate::id_hash::IdHash;
 use crate::store::Usage;
 use crate::token::KeyId;
 use std::collections::HashMap;
-use std::hash::{BuildHasherDefault, Hasher};
 use std::sync::{Mutex, MutexGuard, PoisonError};
 
 /// Shards of the tally: enough that two cores rarely meet on one lock.
@@ -21,40 +21,8 @@ const SHARDS: usize = 64;
 /// Keys per `touch_many` call of a flush.
 pub(crate) const FLUSH_BATCH: usize = 1_000;
 
-/// Key ids are uniformly random: their first word is already a hash.
-#[derive(Default)]
-pub(crate) struct IdHasher(u64);
-
-impl Hasher for IdHasher {
-    fn finish(&self) -> u64 {
-        self.0
-    }
-    fn write(&mut self, bytes: &[u8]) {
-        // `KeyId` hashes as its 16 bytes: their first word is random
-        // enough on its own (the shard was picked by the second).
-        if let [a, b, c, d, e, f, g, h, _, _, _, _, _, _, _, _] = *bytes {
-            self.0 ^= u64::from_le_bytes([a, b, c, d, e, f, g, h]);
-            return;
-        }
-        // Any other length (not a key id): mix every byte.
-        for chunk in bytes.chunks(8) {
-            let mut word = [0u8; 8];
-            for (dst, src) in word.iter_mut().zip(chunk) {
-                *dst = *src;
-            }
-            self.0 = self.0.rotate_left(29) ^ u64::from_le_bytes(word);
-        }
-    }
-    fn write_u64(&mut self, n: u64) {
-        // `KeyId` hashes as its two words; both are random.
-        self.0 = self.0.rotate_left(23) ^ n;
-    }
-    fn write_usize(&mut self, n: usize) {
-        self.0 ^= n as u64;
-    }
-}
-
-type Shard = HashMap<KeyId, Usage, BuildHasherDefault<IdHasher>>;
+/// Only keys that passed verification enter: ids the crate generated.
+type Shard = HashMap<KeyId, Usage, IdHash>;
 
 /// Uses counted and not yet written, per key.
 pub(crate) struct UsageTally {
@@ -151,21 +119,5 @@ mod tests {
         tally.put_back(&all);
         tally.put_back(&all);
         assert_eq!(tally.peek(&b), Some(Usage { at: t1, uses: 10 }));
-    }
-
-    #[test]
-    fn the_id_hasher_spreads_ids_and_any_bytes() {
-        let hash = |bytes: &[u8]| {
-            let mut h = IdHasher::default();
-            h.write_usize(bytes.len());
-            h.write(bytes);
-            h.finish()
-        };
-        assert_ne!(hash(&[1; 16]), hash(&[2; 16]));
-        let mut id = [0u8; 16];
-        id[7] = 1;
-        assert_ne!(hash(&id), hash(&[0; 16]), "the first word counts");
-        assert_ne!(hash(&[1, 2, 3]), hash(&[1, 2, 4]));
-        assert_ne!(hash(&[0; 16]), hash(&[0; 8]));
     }
 }

@@ -744,3 +744,52 @@ async fn audit_scans_read_the_store_not_the_cache() {
     assert_eq!(page.keys.len(), 1);
     assert_eq!(page.keys[0].status, api_keys::KeyStatus::Revoked);
 }
+
+/// The manager's counts through a cache: uses the store did not take stay
+/// with the manager (never counted in the cached record too), and a flush
+/// reaches the cached record, so `get` served from the cache is exact.
+#[tokio::test]
+async fn use_counts_through_the_cache_are_exact() {
+    let shared = Arc::new(MemoryKeyStore::new());
+    let faulty = Faulty::over(&shared);
+    let cache = CachedKeyStore::with_clock(
+        Arc::clone(&faulty),
+        CacheConfig::default(),
+        Arc::new(ManualMonotonicClock::new()),
+    )
+    .unwrap();
+    let mut follower = cache.follower(FeedSwitch::over(&shared));
+    let wall = Arc::new(api_keys::testing::ManualClock::new(
+        time::macros::utc_datetime!(2026-09-01 00:00),
+    ));
+    let keys = KeyManager::builder(cache)
+        .clock(Arc::clone(&wall))
+        .build()
+        .unwrap();
+    let key = keys
+        .create_async(&Actor::system(), NewKey::secret(owner(), "counted"))
+        .await
+        .unwrap();
+    let id = key.record.id;
+    follower.poll().await.unwrap();
+    let written = || async { shared.get(&id).await.unwrap().unwrap().use_count };
+    for _ in 0..3 {
+        verify_on(&keys, &key.token).await.unwrap();
+    }
+    // The first use was written (and is in the cached record), two wait.
+    assert_eq!(written().await, 1);
+    assert_eq!(keys.get_async(&id).await.unwrap().use_count, 3);
+    // The database refuses the next due write: the cached record must not
+    // count those uses, which the manager keeps for a later write.
+    faulty.down.store(true, SeqCst);
+    wall.advance(time::Duration::seconds(61));
+    verify_on(&keys, &key.token).await.unwrap();
+    assert_eq!(faulty.touches.load(SeqCst), 2);
+    assert_eq!(keys.pending_usage(), 1);
+    assert_eq!(keys.get_async(&id).await.unwrap().use_count, 4);
+    // Back up: a flush writes them, and the cached record follows.
+    faulty.down.store(false, SeqCst);
+    keys.flush_usage_async().await.unwrap();
+    assert_eq!(written().await, 4);
+    assert_eq!(keys.get_async(&id).await.unwrap().use_count, 4);
+}

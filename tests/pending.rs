@@ -182,6 +182,73 @@ fn the_coinspaid_flow_generate_list_activate_sign_deactivate_replace() {
     );
 }
 
+/// A generator that hands out chosen bytes first, then the OS's: with a
+/// pending key's id first, `KeyFormat::generate_with_rng` makes a
+/// well-formed token (valid checksum) for that id.
+struct Chosen(Vec<u8>);
+
+impl rand::TryRng for Chosen {
+    type Error = core::convert::Infallible;
+    fn try_next_u32(&mut self) -> Result<u32, Self::Error> {
+        let mut b = [0u8; 4];
+        self.try_fill_bytes(&mut b)?;
+        Ok(u32::from_le_bytes(b))
+    }
+    fn try_next_u64(&mut self) -> Result<u64, Self::Error> {
+        let mut b = [0u8; 8];
+        self.try_fill_bytes(&mut b)?;
+        Ok(u64::from_le_bytes(b))
+    }
+    fn try_fill_bytes(&mut self, dst: &mut [u8]) -> Result<(), Self::Error> {
+        for byte in dst.iter_mut() {
+            *byte = if self.0.is_empty() {
+                rand::TryRng::try_next_u32(&mut rand::rngs::SysRng).map_or(7, |v| v as u8)
+            } else {
+                self.0.remove(0)
+            };
+        }
+        Ok(())
+    }
+}
+
+impl rand::TryCryptoRng for Chosen {}
+
+#[test]
+fn nothing_verifies_for_a_pending_key() {
+    let (keys, _, _) = coinspaid(MemoryKeyStore::new());
+    for signing in [false, true] {
+        let mut spec = NewKey::secret(merchant(), "probe");
+        if signing {
+            spec = spec.signing();
+        }
+        let pending = keys.create_pending(&admin(), spec).unwrap();
+        // A well-formed bearer token for its id: unknown (no secret matches).
+        let forged = keys
+            .engine()
+            .format()
+            .generate_with_rng(
+                api_keys::KeyKind::Secret,
+                api_keys::Environment::Live,
+                &mut Chosen(pending.id.as_bytes().to_vec()),
+            )
+            .unwrap();
+        assert_eq!(forged.id, pending.id);
+        let refused = keys
+            .verify(forged.token.expose_secret(), &RequestContext::new())
+            .unwrap_err();
+        assert_eq!(refused.rejection(), Some(Rejection::UnknownKey));
+        // Signed with that token as the secret: refused too.
+        let signer = RequestSigner::for_token(forged.token.expose_secret()).unwrap();
+        assert!(signed(&keys, &signer, "203.0.113.7").is_err());
+        // Re-checked by id (a derived token's path): not active.
+        let by_id = keys
+            .check_key(&pending.id, &RequestContext::new())
+            .unwrap_err();
+        assert_eq!(by_id.rejection(), Some(Rejection::Inactive));
+        assert_eq!(keys.get(&pending.id).unwrap().use_count, 0);
+    }
+}
+
 #[test]
 fn a_pending_key_takes_no_other_transition_and_keeps_its_settings() {
     let (keys, clock, _) = coinspaid(MemoryKeyStore::new());

@@ -78,7 +78,11 @@ trait Db: Send + Sync + 'static {
     fn connect(url: &str) -> impl Future<Output = Result<Self::Store, StoreError>> + Send;
     fn migrate(store: &Self::Store) -> impl Future<Output = Result<(), StoreError>> + Send;
     /// Runs literal SQL on the store's pool.
-    async fn raw(store: &Self::Store, sql: &str);
+    async fn raw(store: &Self::Store, sql: &str) {
+        assert!(Self::try_raw(store, sql).await, "{sql}");
+    }
+    /// Runs SQL; whether the database took it.
+    async fn try_raw(store: &Self::Store, sql: &str) -> bool;
     /// A binary literal.
     fn blob(bytes: &[u8]) -> String;
     /// An empty namespace (schema, database or file) beside `location`, and
@@ -155,8 +159,8 @@ impl Db for Postgres {
     fn migrate(store: &Self::Store) -> impl Future<Output = Result<(), StoreError>> + Send {
         store.migrate()
     }
-    async fn raw(store: &Self::Store, sql: &str) {
-        sqlx::Executor::execute(store.pool(), sql).await.unwrap();
+    async fn try_raw(store: &Self::Store, sql: &str) -> bool {
+        sqlx::Executor::execute(store.pool(), sql).await.is_ok()
     }
     fn blob(bytes: &[u8]) -> String {
         format!("decode('{}', 'hex')", hex(bytes))
@@ -202,8 +206,8 @@ impl Db for MySql {
     fn migrate(store: &Self::Store) -> impl Future<Output = Result<(), StoreError>> + Send {
         store.migrate()
     }
-    async fn raw(store: &Self::Store, sql: &str) {
-        sqlx::Executor::execute(store.pool(), sql).await.unwrap();
+    async fn try_raw(store: &Self::Store, sql: &str) -> bool {
+        sqlx::Executor::execute(store.pool(), sql).await.is_ok()
     }
     fn blob(bytes: &[u8]) -> String {
         format!("X'{}'", hex(bytes))
@@ -250,8 +254,8 @@ impl Db for Sqlite {
     fn migrate(store: &Self::Store) -> impl Future<Output = Result<(), StoreError>> + Send {
         store.migrate()
     }
-    async fn raw(store: &Self::Store, sql: &str) {
-        sqlx::Executor::execute(store.pool(), sql).await.unwrap();
+    async fn try_raw(store: &Self::Store, sql: &str) -> bool {
+        sqlx::Executor::execute(store.pool(), sql).await.is_ok()
     }
     fn blob(bytes: &[u8]) -> String {
         format!("X'{}'", hex(bytes))
@@ -936,21 +940,46 @@ async fn foreign_rows<D: Db>(store: &D::Store) {
     store.touch(&id, Usage { at, uses: 4 }).await.unwrap();
     assert_eq!(store.get(&id).await.unwrap().unwrap().use_count, 5);
 
-    // A signing flag without a sealed secret does not decode.
-    let unsealed = random_id();
-    D::raw(
-        store,
-        &insert(&unsealed, good.as_str(), "", "", "", now)
+    // The schema refuses rows that break the pending and signing rules,
+    // and takes the same statement with the rule kept (so the refusal is
+    // the rule's, not a typo's).
+    let row = |status: &str, signing: u8| {
+        insert(&random_id(), good.as_str(), "", "", "", now)
             .replace(
                 "secret_digest, redacted)",
                 "secret_digest, redacted, signing)",
             )
-            .replace("'sk_live_…')", "'sk_live_…', 1)"),
-    )
-    .await;
-    let e = store.get(&unsealed).await.unwrap_err();
-    let cause = std::error::Error::source(&e).unwrap().to_string();
-    assert!(cause.starts_with("api_keys.signing"), "{cause}");
+            .replace("'sk_live_…')", &format!("'sk_live_…', {signing})"))
+            .replace("'active'", &format!("'{status}'"))
+    };
+    assert!(D::try_raw(store, &row("active", 0)).await);
+    assert!(
+        !D::try_raw(store, &row("active", 1)).await,
+        "signing, unsealed"
+    );
+    assert!(
+        !D::try_raw(store, &row("pending", 0)).await,
+        "pending, with a digest"
+    );
+
+    // Records that break the pending and signing rules are refused before
+    // they are written, naming the column.
+    let mut pending_with_hash = full_record();
+    pending_with_hash.status = KeyStatus::Pending;
+    let mut signing_unflagged = full_record();
+    signing_unflagged.signing = false;
+    for (bad, column) in [
+        (pending_with_hash, "api_keys.secret_digest"),
+        (signing_unflagged, "api_keys.signing"),
+    ] {
+        let e = store
+            .insert(&bad, WriteCondition::Always)
+            .await
+            .unwrap_err();
+        let cause = std::error::Error::source(&e).unwrap().to_string();
+        assert!(cause.starts_with(column), "{column}: {cause}");
+        assert!(store.get(&bad.id).await.unwrap().is_none());
+    }
 
     // A usage row that does not decode names its column too.
     D::raw(
@@ -1092,6 +1121,28 @@ async fn usage_tracking<S: AsyncKeyStore + AsyncKeyAudit>(store: S) {
     // The ranking wrote them: the store holds the same count.
     let written = keys.store().get(&a).await.unwrap().unwrap();
     assert_eq!(written.use_count, 7);
+
+    // Every owner's keys (the statement without an owner): in order.
+    let all = keys.most_used_async(None, 50).await.unwrap();
+    assert!(!all.is_empty() && all.len() <= 50);
+    assert!(all.windows(2).all(|w| w[0].use_count > w[1].use_count
+        || (w[0].use_count == w[1].use_count && w[0].id < w[1].id)));
+    assert!(all.iter().all(|r| r.status != KeyStatus::Revoked));
+
+    // A batch of several statements (over 500 keys, unknown ids among
+    // them, a key named twice) is written whole.
+    let mut batch: Vec<(KeyId, Usage)> =
+        (0..1_200).map(|_| (random_id(), Usage::once(t))).collect();
+    batch.insert(600, (a, Usage { at: t, uses: 2 }));
+    batch.push((d, Usage { at: t, uses: 1 }));
+    batch.push((a, Usage { at: t, uses: 1 }));
+    AsyncKeyStore::touch_many(keys.store(), &batch)
+        .await
+        .unwrap();
+    for (id, want) in [(a, 10), (d, 4)] {
+        let written = keys.store().get(&id).await.unwrap().unwrap();
+        assert_eq!(written.use_count, want);
+    }
 }
 
 /// CoinsPaid's flow on a store: generate (pending, listed, no secret),

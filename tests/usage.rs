@@ -328,8 +328,13 @@ proptest! {
     #[test]
     fn the_count_is_the_number_of_accepted_requests(steps in prop::collection::vec(step(), 1..60)) {
         let (keys, clock) = manager(Counting::default());
-        let (id, token) = create(&keys, NewKey::secret(owner("org"), "k"));
-        let ctx = RequestContext::new();
+        let spec = NewKey::secret(owner("org"), "k")
+            .allowed_ips(IpAllowList::parse("192.0.2.0/24").unwrap());
+        let (id, token) = create(&keys, spec);
+        let ctx = RequestContext::new().peer_ip(ip("192.0.2.1"));
+        // Refused after every check but the last: the secret, status and
+        // time pass, the address does not.
+        let elsewhere = RequestContext::new().peer_ip(ip("198.51.100.1"));
         let mut accepted = 0u64;
         for s in steps {
             match s {
@@ -338,7 +343,7 @@ proptest! {
                     accepted += 1;
                 }
                 Step::Refuse => {
-                    prop_assert!(keys.verify("sk_live_nope", &ctx).is_err());
+                    prop_assert!(keys.verify(token.expose_secret(), &elsewhere).is_err());
                 }
                 Step::Advance(s) => clock.advance(Duration::seconds(i64::from(s))),
                 Step::Flush => {

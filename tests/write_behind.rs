@@ -151,11 +151,17 @@ async fn one_entry_per_key_with_the_latest_instant_never_backwards() {
     let later = T0 + time::Duration::minutes(5);
     store.touch(&ids[0], Usage::once(T0)).await.unwrap();
     store.touch(&ids[0], Usage::once(later)).await.unwrap();
-    store.touch(&ids[0], Usage::once(T0)).await.unwrap(); // older: ignored
+    store.touch(&ids[0], Usage::once(T0)).await.unwrap(); // older: its use counts, not its instant
     store.touch(&ids[1], Usage::once(T0)).await.unwrap();
     assert_eq!(store.stats().pending, 2);
     store.flush().await.unwrap();
     assert_eq!(last_used(&spy, &ids[0]), Some(later));
+    let uses = |id: &KeyId| KeyStore::get(&spy.inner, id).unwrap().unwrap().use_count;
+    assert_eq!(
+        (uses(&ids[0]), uses(&ids[1])),
+        (3, 1),
+        "every touch's use counts"
+    );
     // A later flush of an older instant does not move it back.
     store.touch(&ids[0], Usage::once(T0)).await.unwrap();
     store.flush().await.unwrap();

@@ -48,6 +48,11 @@ CREATE TABLE IF NOT EXISTS api_keys (
     CONSTRAINT api_keys_digest_unless_pending CHECK (
         (secret_digest IS NULL) = (status = 'pending')
     ),
+    -- A signing key has a sealed secret once it is not pending; no other key has one.
+    CONSTRAINT api_keys_sealed_iff_signing CHECK (
+        (status = 'pending' AND sealed_version IS NULL)
+        OR (status <> 'pending' AND (signing = 1) = (sealed_version IS NOT NULL))
+    ),
     CONSTRAINT api_keys_sealed_all_or_none CHECK (
         (sealed_version IS NULL) = (sealed_nonce IS NULL)
         AND (sealed_nonce IS NULL) = (sealed_ciphertext IS NULL)

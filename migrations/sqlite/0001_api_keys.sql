@@ -41,6 +41,10 @@ CREATE TABLE IF NOT EXISTS api_keys (
     signing           INTEGER NOT NULL DEFAULT 0 CHECK (signing IN (0, 1)),
     CHECK ((secret_digest IS NULL) = (status = 'pending')),
     CHECK (
+        (status = 'pending' AND sealed_version IS NULL)
+        OR (status <> 'pending' AND (signing = 1) = (sealed_version IS NOT NULL))
+    ),
+    CHECK (
         (sealed_version IS NULL) = (sealed_nonce IS NULL)
         AND (sealed_nonce IS NULL) = (sealed_ciphertext IS NULL)
     )

@@ -126,11 +126,12 @@ impl<'a> Ranking<'a> {
         self.kept.truncate(self.limit);
     }
 
-    /// Takes one scan page; `Ok(true)` when the scan is over. A page that
+    /// Takes one scan page; `Ok(true)` when the scan is over (an empty
+    /// page: a store may answer fewer records than asked for). A page that
     /// does not move past the cursor is refused (a store that ignores it
     /// would loop forever).
     fn offer(&mut self, page: Vec<Arc<KeyRecord>>) -> Result<bool, StoreError> {
-        let over = page.len() < RANK_PAGE;
+        let over = page.is_empty();
         for record in page {
             if self.after.is_some_and(|a| record.id <= a) {
                 return Err(StoreError::backend(

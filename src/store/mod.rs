@@ -98,7 +98,8 @@ impl WriteCondition {
 pub struct Usage {
     /// The latest use: `last_used_at` moves forward to it, never back.
     pub at: UtcDateTime,
-    /// Uses to add to `use_count` (saturating at `u64::MAX`).
+    /// Uses to add to `use_count` (saturating at `u64::MAX`; at `i64::MAX`
+    /// in the SQL stores, whose column is a `BIGINT`).
     pub uses: u64,
 }
 

@@ -114,6 +114,22 @@ impl Encoded {
         // A BIGINT: the count saturates there (as a touch's add does).
         let use_count = i64::try_from(r.use_count).unwrap_or(i64::MAX);
         let hash = r.secret_hash.as_ref();
+        // The rules a read enforces, refused before they are written.
+        let pending = r.status == KeyStatus::Pending;
+        if hash.is_some() == pending {
+            return Err(bad_value(
+                "secret_digest",
+                "a pending key has no secret hash; any other key has one",
+            ));
+        }
+        if (pending && r.sealed_secret.is_some())
+            || (!pending && r.signing != r.sealed_secret.is_some())
+        {
+            return Err(bad_value(
+                "signing",
+                "a signing key has a sealed secret once it is not pending; no other key has one",
+            ));
+        }
         let sealed = r.sealed_secret.as_ref();
         let time = |t: Option<UtcDateTime>| Value::Int(t.map(micros_floor));
         let text = |t: &str| Value::Text(Some(t.to_owned()));

@@ -677,9 +677,10 @@ impl<E: Engine> SqlStore<E> {
     }
 
     /// Records uses of many keys in one transaction, one statement per
-    /// chunk of keys (sorted by id, so two servers flushing overlapping
-    /// batches lock rows in the same order): all or nothing, so a failed
-    /// batch put back and written again is not counted twice.
+    /// chunk of 500 keys (chunks in id order; within a statement the
+    /// database picks the order, and a deadlock between two servers is
+    /// retried): all or nothing, so a failed batch put back and written
+    /// again is not counted twice.
     pub(crate) async fn touch_many(&self, touches: &[(KeyId, Usage)]) -> Result<(), StoreError> {
         let mut sorted: Vec<(KeyId, Usage)> = touches.to_vec();
         sorted.sort_unstable_by_key(|(id, _)| *id);
