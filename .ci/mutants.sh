@@ -55,12 +55,13 @@ declare -A TARGETS=(
     [src/http/credential.rs]="--lib --test=exchange"
     [src/http/exchange.rs]="--lib --test=exchange"
     [src/usage.rs]="--lib --test=usage"
+    [src/id_hash.rs]="--lib --test=usage --test=cache"
 )
 ORDER=(
     src/engine.rs src/signed.rs src/hash.rs src/token.rs src/secret.rs
     src/base62.rs src/origin.rs src/ip.rs src/signing.rs src/sealing.rs
     src/replay.rs src/manager.rs src/store/memory.rs src/http/credential.rs
-    src/http/exchange.rs src/usage.rs
+    src/http/exchange.rs src/usage.rs src/id_hash.rs
 )
 
 full=0
