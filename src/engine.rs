@@ -733,8 +733,30 @@ impl Engine {
         now: UtcDateTime,
         predecessor: Option<KeyId>,
     ) -> KeyRecord {
+        let status = if spec.active {
+            KeyStatus::Active
+        } else {
+            KeyStatus::Inactive
+        };
         KeyRecord {
-            id: fresh.id,
+            predecessor,
+            secret_hash: Some(self.hash_of(fresh)),
+            redacted: fresh.token.redacted(),
+            ..Self::settings_record(spec, scopes, fresh.id, status, now)
+        }
+    }
+
+    /// A version-1 record of `spec`'s settings with no secret, never used
+    /// and in no roll: what a new key starts from.
+    fn settings_record(
+        spec: &NewKey,
+        scopes: Scopes,
+        id: KeyId,
+        status: KeyStatus,
+        now: UtcDateTime,
+    ) -> KeyRecord {
+        KeyRecord {
+            id,
             owner: spec.owner.clone(),
             kind: spec.kind,
             environment: spec.environment,
@@ -744,25 +766,21 @@ impl Engine {
             scopes,
             allowed_domains: spec.allowed_domains.clone(),
             allowed_ips: spec.allowed_ips.clone(),
-            status: if spec.active {
-                KeyStatus::Active
-            } else {
-                KeyStatus::Inactive
-            },
+            status,
             created_at: now,
             expires_at: spec.expires_at,
             last_used_at: None,
             use_count: 0,
             revoked_at: None,
-            predecessor,
+            predecessor: None,
             successor: None,
             rolled_at: None,
             grace_ends_at: None,
             version: 1,
-            secret_hash: Some(self.hash_of(fresh)),
+            secret_hash: None,
             signing: spec.signing,
             sealed_secret: None,
-            redacted: fresh.token.redacted(),
+            redacted: String::new(),
         }
     }
 
@@ -794,31 +812,8 @@ impl Engine {
         let scopes = self.validate_spec(spec, now)?;
         let id = KeyFormat::generate_id(rng)?;
         Ok(KeyRecord {
-            id,
-            owner: spec.owner.clone(),
-            kind: spec.kind,
-            environment: spec.environment,
-            name: spec.name.clone(),
-            note: spec.note.clone(),
-            description: spec.description.clone(),
-            scopes,
-            allowed_domains: spec.allowed_domains.clone(),
-            allowed_ips: spec.allowed_ips.clone(),
-            status: KeyStatus::Pending,
-            created_at: now,
-            expires_at: spec.expires_at,
-            last_used_at: None,
-            use_count: 0,
-            revoked_at: None,
-            predecessor: None,
-            successor: None,
-            rolled_at: None,
-            grace_ends_at: None,
-            version: 1,
-            secret_hash: None,
-            signing: spec.signing,
-            sealed_secret: None,
             redacted: self.format.redacted_head(spec.kind, spec.environment),
+            ..Self::settings_record(spec, scopes, id, KeyStatus::Pending, now)
         })
     }
 

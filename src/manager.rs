@@ -348,12 +348,26 @@ impl<S> KeyManager<S> {
         } else {
             WriteCondition::Always
         };
+        self.insert_new(store, actor, &record, condition, now)
+            .await?;
+        Ok(CreatedKey { record, token })
+    }
+
+    /// Inserts a new key under `condition` and reports it created.
+    async fn insert_new<A: AsyncKeyStore + ?Sized>(
+        &self,
+        store: &A,
+        actor: &Actor,
+        record: &KeyRecord,
+        condition: WriteCondition,
+        now: UtcDateTime,
+    ) -> Result<(), Error> {
         store
-            .insert(&record, condition)
+            .insert(record, condition)
             .await
             .map_err(|e| map_write(e, record.id))?;
-        self.emit(EventKind::Created, &record, Some(actor), now, None);
-        Ok(CreatedKey { record, token })
+        self.emit(EventKind::Created, record, Some(actor), now, None);
+        Ok(())
     }
 
     async fn create_pending_in<A, R>(
@@ -369,11 +383,9 @@ impl<S> KeyManager<S> {
     {
         let now = self.clock.now();
         let record = self.engine.plan_pending(&spec, now, rng)?;
-        store
-            .insert(&record, WriteCondition::Always)
-            .await
-            .map_err(|e| map_write(e, record.id))?;
-        self.emit(EventKind::Created, &record, Some(actor), now, None);
+        // A pending key is not live: no one-active-key condition.
+        self.insert_new(store, actor, &record, WriteCondition::Always, now)
+            .await?;
         Ok(record)
     }
 

@@ -156,6 +156,27 @@ impl<'a> Ranking<'a> {
     }
 }
 
+/// The default ranking: every page of a scan of all records, the best
+/// `limit` kept (one loop for the sync and the async trait).
+async fn rank_by_scanning<F, Fut>(
+    mut scan: F,
+    rank: UseRank,
+    owner: Option<&OwnerId>,
+    limit: usize,
+) -> Result<Vec<Arc<KeyRecord>>, StoreError>
+where
+    F: FnMut(Option<KeyId>) -> Fut,
+    Fut: Future<Output = Result<Vec<Arc<KeyRecord>>, StoreError>>,
+{
+    let mut ranking = Ranking::new(rank, owner, limit);
+    loop {
+        let page = scan(ranking.after).await?;
+        if ranking.offer(page)? {
+            return Ok(ranking.finish());
+        }
+    }
+}
+
 /// One page of an audit scan, from
 /// [`KeyManager::list_all`](crate::KeyManager::list_all) and its siblings.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -237,13 +258,11 @@ pub trait KeyAudit: Send + Sync {
         owner: Option<&OwnerId>,
         limit: usize,
     ) -> Result<Vec<Arc<KeyRecord>>, StoreError> {
-        let mut ranking = Ranking::new(rank, owner, limit);
-        loop {
-            let page = self.scan(KeyFilter::All, ranking.after.as_ref(), RANK_PAGE)?;
-            if ranking.offer(page)? {
-                return Ok(ranking.finish());
-            }
-        }
+        let scan = |after: Option<KeyId>| {
+            core::future::ready(self.scan(KeyFilter::All, after.as_ref(), RANK_PAGE))
+        };
+        super::complete_now(rank_by_scanning(scan, rank, owner, limit))
+            .unwrap_or_else(|| Err(StoreError::backend("a synchronous scan did not complete")))
     }
 }
 
@@ -268,17 +287,10 @@ pub trait AsyncKeyAudit: Send + Sync {
         owner: Option<&OwnerId>,
         limit: usize,
     ) -> impl Future<Output = Result<Vec<Arc<KeyRecord>>, StoreError>> + Send {
-        async move {
-            let mut ranking = Ranking::new(rank, owner, limit);
-            loop {
-                let page = self
-                    .scan(KeyFilter::All, ranking.after.as_ref(), RANK_PAGE)
-                    .await?;
-                if ranking.offer(page)? {
-                    return Ok(ranking.finish());
-                }
-            }
-        }
+        let scan = move |after: Option<KeyId>| async move {
+            self.scan(KeyFilter::All, after.as_ref(), RANK_PAGE).await
+        };
+        rank_by_scanning(scan, rank, owner, limit)
     }
 }
 

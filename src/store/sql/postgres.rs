@@ -1,6 +1,8 @@
 //! PostgreSQL: SQL text, transient errors and `connect`.
 
-use super::statements::{Dialect, touch_set, triples};
+use super::statements::{
+    Dialect, ON_CONFLICT_UPSERT_TOUCH, ON_CONFLICT_UPSERT_USAGE, touch_set, triples,
+};
 use super::{ACQUIRE_TIMEOUT, Migration, migrations, sql_store, sqlx_engine};
 use crate::error::StoreError;
 use std::future::Future;
@@ -33,19 +35,8 @@ const DIALECT: Dialect = Dialect {
         "INSERT INTO api_key_owners (owner) VALUES (?) \
          ON CONFLICT (owner) DO UPDATE SET owner = EXCLUDED.owner",
     ),
-    upsert_usage: "INSERT INTO api_key_usage (id, last_used_at, use_count) VALUES (?, ?, ?) \
-         ON CONFLICT (id) DO UPDATE SET last_used_at = CASE \
-         WHEN EXCLUDED.last_used_at IS NOT NULL AND (api_key_usage.last_used_at IS NULL \
-         OR api_key_usage.last_used_at < EXCLUDED.last_used_at) \
-         THEN EXCLUDED.last_used_at ELSE api_key_usage.last_used_at END, \
-         use_count = api_key_usage.use_count",
-    upsert_touch: "INSERT INTO api_key_usage (id, last_used_at, use_count) VALUES (?, ?, ?) \
-         ON CONFLICT (id) DO UPDATE SET last_used_at = CASE \
-         WHEN api_key_usage.last_used_at IS NULL \
-         OR api_key_usage.last_used_at < EXCLUDED.last_used_at \
-         THEN EXCLUDED.last_used_at ELSE api_key_usage.last_used_at END, \
-         use_count = CASE WHEN api_key_usage.use_count > 9223372036854775807 - EXCLUDED.use_count \
-         THEN 9223372036854775807 ELSE api_key_usage.use_count + EXCLUDED.use_count END",
+    upsert_usage: ON_CONFLICT_UPSERT_USAGE,
+    upsert_touch: ON_CONFLICT_UPSERT_TOUCH,
     create_migrations_table: "CREATE TABLE IF NOT EXISTS api_keys_schema_migrations (\
          version BIGINT PRIMARY KEY, name TEXT NOT NULL)",
     // Transactional DDL: one migrator at a time applies and records.

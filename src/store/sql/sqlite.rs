@@ -1,6 +1,8 @@
 //! SQLite: SQL text, transient errors, `open` and `connect`.
 
-use super::statements::{Dialect, touch_set, triples};
+use super::statements::{
+    Dialect, ON_CONFLICT_UPSERT_TOUCH, ON_CONFLICT_UPSERT_USAGE, touch_set, triples,
+};
 use super::{ACQUIRE_TIMEOUT, Migration, migrations, sql_store, sqlx_engine};
 use crate::error::StoreError;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions};
@@ -35,19 +37,8 @@ const DIALECT: Dialect = Dialect {
     // to upgrade a read lock it cannot get.
     begin: "BEGIN IMMEDIATE",
     lock_owner: None,
-    upsert_usage: "INSERT INTO api_key_usage (id, last_used_at, use_count) VALUES (?, ?, ?) \
-         ON CONFLICT (id) DO UPDATE SET last_used_at = CASE \
-         WHEN excluded.last_used_at IS NOT NULL AND (api_key_usage.last_used_at IS NULL \
-         OR api_key_usage.last_used_at < excluded.last_used_at) \
-         THEN excluded.last_used_at ELSE api_key_usage.last_used_at END, \
-         use_count = api_key_usage.use_count",
-    upsert_touch: "INSERT INTO api_key_usage (id, last_used_at, use_count) VALUES (?, ?, ?) \
-         ON CONFLICT (id) DO UPDATE SET last_used_at = CASE \
-         WHEN api_key_usage.last_used_at IS NULL \
-         OR api_key_usage.last_used_at < excluded.last_used_at \
-         THEN excluded.last_used_at ELSE api_key_usage.last_used_at END, \
-         use_count = CASE WHEN api_key_usage.use_count > 9223372036854775807 - excluded.use_count \
-         THEN 9223372036854775807 ELSE api_key_usage.use_count + excluded.use_count END",
+    upsert_usage: ON_CONFLICT_UPSERT_USAGE,
+    upsert_touch: ON_CONFLICT_UPSERT_TOUCH,
     create_migrations_table: "CREATE TABLE IF NOT EXISTS api_keys_schema_migrations (\
          version INTEGER NOT NULL PRIMARY KEY, name TEXT NOT NULL) STRICT",
     // `BEGIN IMMEDIATE` already serialises migrators.

@@ -27,6 +27,24 @@ const TOUCH: &str = "UPDATE api_key_usage SET \
      ELSE use_count + ? END \
      WHERE id = ?";
 
+/// [`Dialect::upsert_usage`] where the engine has `INSERT … ON CONFLICT`
+/// and the `excluded` row (PostgreSQL, SQLite; case-insensitive).
+pub(crate) const ON_CONFLICT_UPSERT_USAGE: &str = "INSERT INTO api_key_usage (id, last_used_at, use_count) VALUES (?, ?, ?) \
+     ON CONFLICT (id) DO UPDATE SET last_used_at = CASE \
+     WHEN excluded.last_used_at IS NOT NULL AND (api_key_usage.last_used_at IS NULL \
+     OR api_key_usage.last_used_at < excluded.last_used_at) \
+     THEN excluded.last_used_at ELSE api_key_usage.last_used_at END, \
+     use_count = api_key_usage.use_count";
+
+/// [`Dialect::upsert_touch`], likewise.
+pub(crate) const ON_CONFLICT_UPSERT_TOUCH: &str = "INSERT INTO api_key_usage (id, last_used_at, use_count) VALUES (?, ?, ?) \
+     ON CONFLICT (id) DO UPDATE SET last_used_at = CASE \
+     WHEN api_key_usage.last_used_at IS NULL \
+     OR api_key_usage.last_used_at < excluded.last_used_at \
+     THEN excluded.last_used_at ELSE api_key_usage.last_used_at END, \
+     use_count = CASE WHEN api_key_usage.use_count > 9223372036854775807 - excluded.use_count \
+     THEN 9223372036854775807 ELSE api_key_usage.use_count + excluded.use_count END";
+
 /// The usage ranking's order ([`UseRank`](crate::UseRank)): most used
 /// first, and least used first; ties by id.
 const RANK_ORDER: [&str; 2] = [
