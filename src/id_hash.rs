@@ -61,5 +61,10 @@ mod tests {
         assert_eq!(h.finish(), 0x1234);
         h.write_u64(0xff);
         assert_eq!(h.finish(), 0x0000_1234_0000_0000 ^ 0xff);
+        // A byte meets the bits rotated round from the top: XOR, not OR.
+        let mut h = IdHasher::default();
+        h.write_u64(u64::MAX);
+        h.write(&[0x0f]);
+        assert_eq!(h.finish(), u64::MAX ^ 0x0f);
     }
 }
