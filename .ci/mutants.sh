@@ -51,7 +51,8 @@ declare -A TARGETS=(
     [src/sealing.rs]="--lib --test=signing --test=adversarial_signatures"
     [src/replay.rs]="--lib --test=signing --test=adversarial_signatures --test=replay"
     [src/manager.rs]="--lib --test=lifecycle --test=verify --test=faults --test=concurrency"
-    [src/store/memory.rs]="--lib --test=conformance --test=lifecycle --test=concurrency"
+    [src/store/memory.rs]="--lib --test=conformance --test=lifecycle --test=concurrency --test=usage"
+    [src/store/audit.rs]="--lib --test=usage --test=sql_stores"
     [src/http/credential.rs]="--lib --test=exchange"
     [src/http/exchange.rs]="--lib --test=exchange"
     [src/usage.rs]="--lib --test=usage"
@@ -61,7 +62,7 @@ ORDER=(
     src/engine.rs src/signed.rs src/hash.rs src/token.rs src/secret.rs
     src/base62.rs src/origin.rs src/ip.rs src/signing.rs src/sealing.rs
     src/replay.rs src/manager.rs src/store/memory.rs src/http/credential.rs
-    src/http/exchange.rs src/usage.rs src/id_hash.rs
+    src/http/exchange.rs src/usage.rs src/id_hash.rs src/store/audit.rs
 )
 
 full=0
