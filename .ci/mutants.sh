@@ -39,7 +39,7 @@ repo=$(pwd)
 # the run (cargo-mutants --cargo-arg), so each mutant builds and runs only
 # those. Later passes over the list only add rows or targets here.
 declare -A TARGETS=(
-    [src/engine.rs]="--lib --test=lifecycle --test=verify --test=signing --test=faults"
+    [src/engine.rs]="--lib --test=lifecycle --test=verify --test=signing --test=faults --test=pending --test=conformance"
     [src/signed.rs]="--lib --test=signing --test=adversarial_signatures --test=replay"
     [src/hash.rs]="--lib --test=verify --test=lifecycle --test=adversarial_tokens"
     [src/token.rs]="--lib --test=token --test=adversarial_tokens --test=verify"
