@@ -50,7 +50,11 @@ async fn main() -> Result<ExitCode, Box<dyn std::error::Error>> {
             println!("{}", created.token.expose_secret());
         }
         ("verify", Some(token)) => match keys.verify_async(token, &RequestContext::new()).await {
-            Ok(key) => println!("accepted: key {} of {}", key.id(), key.owner()),
+            Ok(key) => {
+                println!("accepted: key {} of {}", key.id(), key.owner());
+                // A process about to exit writes the uses it counted.
+                keys.flush_usage_async().await?;
+            }
             Err(e) => {
                 println!(
                     "refused: {} (HTTP {})",
@@ -71,11 +75,12 @@ async fn main() -> Result<ExitCode, Box<dyn std::error::Error>> {
                 let page = keys.list_all_async(after, 100).await?;
                 for key in &page.keys {
                     println!(
-                        "{}  {:<8}  {}  {}",
+                        "{}  {:<8}  {}  {}  {} uses",
                         key.id,
                         key.status.as_str(),
                         key.owner,
-                        key.redacted
+                        key.redacted,
+                        key.use_count
                     );
                 }
                 match page.next {

@@ -282,6 +282,8 @@ impl<E: Engine> SqlStore<E> {
         }
     }
 
+    /// Only PostgreSQL notifies (`PostgresKeyStore::notifications`).
+    #[cfg(feature = "postgres")]
     pub(crate) fn set_notify(&mut self, notify: bool) {
         self.notify = notify;
     }
