@@ -27,6 +27,7 @@ const TOUCH: &str = "UPDATE api_key_usage SET \
      ELSE use_count + ? END \
      WHERE id = ?";
 
+#[cfg(any(feature = "postgres", feature = "sqlite"))]
 /// [`Dialect::upsert_usage`] where the engine has `INSERT … ON CONFLICT`
 /// and the `excluded` row (PostgreSQL, SQLite; case-insensitive).
 pub(crate) const ON_CONFLICT_UPSERT_USAGE: &str = "INSERT INTO api_key_usage (id, last_used_at, use_count) VALUES (?, ?, ?) \
@@ -36,6 +37,7 @@ pub(crate) const ON_CONFLICT_UPSERT_USAGE: &str = "INSERT INTO api_key_usage (id
      THEN excluded.last_used_at ELSE api_key_usage.last_used_at END, \
      use_count = api_key_usage.use_count";
 
+#[cfg(any(feature = "postgres", feature = "sqlite"))]
 /// [`Dialect::upsert_touch`], likewise.
 pub(crate) const ON_CONFLICT_UPSERT_TOUCH: &str = "INSERT INTO api_key_usage (id, last_used_at, use_count) VALUES (?, ?, ?) \
      ON CONFLICT (id) DO UPDATE SET last_used_at = CASE \
@@ -142,6 +144,7 @@ pub(crate) struct Dialect {
 /// prepares at most four of them.
 pub(crate) const TOUCH_SIZES: [usize; 4] = [1, 8, 64, 500];
 
+#[cfg(any(feature = "postgres", feature = "sqlite"))]
 /// `(?, ?, ?), (?, ?, ?), …` — `n` triples.
 pub(crate) fn triples(n: usize) -> String {
     vec!["(?, ?, ?)"; n].join(", ")
