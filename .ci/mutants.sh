@@ -60,6 +60,7 @@ declare -A TARGETS=(
     [src/http/body.rs]="--lib --test=exchange"
     [src/http/headers.rs]="--lib --test=exchange"
     [src/http/http_crate.rs]="--lib --test=exchange"
+    [src/feed.rs]="--lib --test=cache"
 )
 ORDER=(
     src/engine.rs src/signed.rs src/hash.rs src/token.rs src/secret.rs
@@ -67,7 +68,7 @@ ORDER=(
     src/replay.rs src/manager.rs src/store/memory.rs src/http/credential.rs
     src/http/exchange.rs src/http/refusal.rs src/http/verify.rs
     src/http/facts.rs src/http/body.rs src/http/headers.rs
-    src/http/http_crate.rs
+    src/http/http_crate.rs src/feed.rs
 )
 
 full=0
