@@ -57,12 +57,22 @@ declare -A TARGETS=(
     [src/http/exchange.rs]="--lib --test=exchange"
     [src/usage.rs]="--lib --test=usage"
     [src/id_hash.rs]="--lib --test=usage --test=cache"
+    [src/http/refusal.rs]="--lib --test=exchange"
+    [src/http/verify.rs]="--lib --test=exchange"
+    [src/http/facts.rs]="--lib --test=exchange"
+    [src/http/body.rs]="--lib --test=exchange"
+    [src/http/headers.rs]="--lib --test=exchange"
+    [src/http/http_crate.rs]="--lib --test=exchange"
+    [src/feed.rs]="--lib --test=cache"
 )
 ORDER=(
     src/engine.rs src/signed.rs src/hash.rs src/token.rs src/secret.rs
     src/base62.rs src/origin.rs src/ip.rs src/signing.rs src/sealing.rs
     src/replay.rs src/manager.rs src/store/memory.rs src/http/credential.rs
-    src/http/exchange.rs src/usage.rs src/id_hash.rs src/store/audit.rs
+    src/http/exchange.rs src/http/refusal.rs src/http/verify.rs
+    src/http/facts.rs src/http/body.rs src/http/headers.rs
+    src/http/http_crate.rs src/feed.rs src/usage.rs src/id_hash.rs
+    src/store/audit.rs
 )
 
 full=0
@@ -154,12 +164,12 @@ for file in "${files[@]}"; do
             cat "$res/missed.txt"
         fi
     fi
-    rows+=("$(printf '%-20s %7s %7s %9s %8s %9s %6s  %s' \
+    rows+=("$(printf '%-24s %7s %7s %9s %8s %9s %6s  %s' \
         "$file" "$caught" "$missed" "$unviable" "$timeout" "$excluded" "$all" "$status")")
 done
 
 echo
-printf '%-20s %7s %7s %9s %8s %9s %6s  %s\n' \
+printf '%-24s %7s %7s %9s %8s %9s %6s  %s\n' \
     file caught missed unviable timeout excluded total status
 printf '%s\n' "${rows[@]}"
 echo "(results: $out/<file>/mutants.out/; exclusions: .cargo/mutants.toml)"

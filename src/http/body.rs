@@ -133,6 +133,28 @@ mod tests {
         assert!(buffer.bytes.capacity() <= 2 * MAX_RESERVE);
     }
 
+    /// The announced length is reserved up front, up to 64 KiB (as
+    /// documented): a body that arrives in many chunks is not copied over
+    /// and over while it grows to that size.
+    #[test]
+    fn content_length_reserves_up_to_64_kib() {
+        let small: &[(&str, &str)] = &[("content-length", "3000")];
+        let buffer = BodyBuffer::for_request(small, 1 << 20).unwrap();
+        assert!(buffer.bytes.capacity() >= 3000);
+        let large: &[(&str, &str)] = &[("content-length", "1000000")];
+        let buffer = BodyBuffer::for_request(large, 1 << 20).unwrap();
+        assert!(buffer.bytes.capacity() >= 64 * 1024);
+        assert!(buffer.bytes.capacity() < 1_000_000);
+        let none: &[(&str, &str)] = &[];
+        assert_eq!(
+            BodyBuffer::for_request(none, 1 << 20)
+                .unwrap()
+                .bytes
+                .capacity(),
+            0
+        );
+    }
+
     proptest! {
         #[test]
         fn keeps_exactly_what_fits(chunks in proptest::collection::vec(proptest::collection::vec(any::<u8>(), 0..40), 0..10), limit in 0usize..200) {

@@ -193,6 +193,50 @@ mod tests {
         assert_eq!(facts.origin(), HeaderField::Absent);
     }
 
+    /// Headers that record the names asked for.
+    struct Recording<'a> {
+        pairs: &'a [(&'a str, &'a str)],
+        asked: std::cell::RefCell<Vec<String>>,
+    }
+
+    impl Headers for Recording<'_> {
+        fn field(&self, name: &str) -> HeaderField<'_> {
+            self.asked.borrow_mut().push(name.to_owned());
+            self.pairs.field(name)
+        }
+    }
+
+    /// From a peer that is not a trusted proxy the forwarding headers are
+    /// not even read (whatever they hold cannot count); from a trusted one
+    /// they are.
+    #[test]
+    fn forwarding_headers_are_read_only_from_a_trusted_proxy() {
+        let pairs: &[(&str, &str)] = &[("X-Forwarded-For", "203.0.113.9")];
+        let forwarding = |asked: &[String]| {
+            asked
+                .iter()
+                .filter(|n| *n == X_FORWARDED_FOR || *n == FORWARDED)
+                .count()
+        };
+        let direct = Recording {
+            pairs,
+            asked: std::cell::RefCell::default(),
+        };
+        let peer: IpAddr = "192.0.2.1".parse().unwrap();
+        let facts = RequestFacts::from_headers(&direct, Some(peer), &proxies()).unwrap();
+        assert_eq!(facts.client_ip(), Some(peer));
+        assert_eq!(forwarding(&direct.asked.borrow()), 0);
+
+        let proxied = Recording {
+            pairs,
+            asked: std::cell::RefCell::default(),
+        };
+        let proxy: IpAddr = "10.0.0.1".parse().unwrap();
+        let facts = RequestFacts::from_headers(&proxied, Some(proxy), &proxies()).unwrap();
+        assert_eq!(facts.client_ip(), Some("203.0.113.9".parse().unwrap()));
+        assert!(forwarding(&proxied.asked.borrow()) > 0);
+    }
+
     #[test]
     fn an_unusable_forwarding_header_is_refused() {
         let headers: &[(&str, &str)] = &[("X-Forwarded-For", "203.0.113.9,,")];

@@ -426,6 +426,54 @@ mod tests {
         assert!(std::error::Error::source(&basic).is_some());
     }
 
+    /// A logger that walks `source()` finds the cause of each refusal that
+    /// has one, as its own typed error, and nothing for the others.
+    #[test]
+    fn source_chains_lead_to_the_cause() {
+        use std::error::Error as _;
+        let failed = Refusal::from(VerifyError::Store(StoreError::new(StoreErrorKind::Backend)));
+        let cause = failed.source().unwrap();
+        let store = cause.downcast_ref::<VerifyError>().unwrap();
+        assert!(matches!(store, VerifyError::Store(_)));
+
+        let forwarding = Refusal::from(ForwardedError::EmptyElement);
+        let cause = forwarding.source().unwrap();
+        assert_eq!(
+            cause.downcast_ref::<ForwardedError>(),
+            Some(&ForwardedError::EmptyElement)
+        );
+        assert_eq!(
+            forwarding.to_string(),
+            format!(
+                "bad_forwarding_header: {}",
+                ForwardedError::EmptyElement.as_str()
+            )
+        );
+
+        let rejected = Refusal::from(Rejection::Revoked);
+        let cause = rejected.source().unwrap();
+        assert_eq!(cause.downcast_ref::<Rejection>(), Some(&Rejection::Revoked));
+
+        let basic = Refusal::MalformedBasic(BasicError::Base64);
+        assert_eq!(
+            basic.source().unwrap().downcast_ref::<BasicError>(),
+            Some(&BasicError::Base64)
+        );
+
+        for refusal in [
+            Refusal::MissingCredentials,
+            Refusal::AmbiguousCredentials,
+            Refusal::RepeatedHeader,
+            Refusal::UnsupportedScheme,
+            Refusal::MalformedCredentials,
+            Refusal::BasicIdMismatch,
+            Refusal::SignatureRequired,
+            Refusal::UnreadableBody,
+        ] {
+            assert!(refusal.source().is_none(), "{refusal:?}");
+        }
+    }
+
     #[test]
     fn routes_that_allow_basic_also_challenge_for_it() {
         use super::super::{BasicForms, Requirements};

@@ -311,6 +311,33 @@ mod tests {
         assert_eq!(refused.rejection(), Some(Rejection::IpNotAllowed));
     }
 
+    /// The key id for refusal logs: the one the token names, from either
+    /// header; nothing for a value that fails the token's offline checks.
+    #[test]
+    fn key_id_names_the_presented_key() {
+        let keys = keys();
+        let created = keys
+            .create(
+                &Actor::system(),
+                NewKey::secret(OwnerId::new("acct").unwrap(), "k"),
+            )
+            .unwrap();
+        let token = created.token.expose_secret();
+        let format = keys.engine().format();
+        let auth = format!("Bearer {token}");
+        for presented in [
+            present(&[("Authorization", &auth)]),
+            present(&[("X-Api-Key", token)]),
+        ] {
+            assert_eq!(presented.key_id(format), Some(created.record.id));
+        }
+        // One character changed: the checksum fails, no id comes back.
+        let mut forged = token.to_owned();
+        let last = forged.pop().unwrap();
+        forged.push(if last == 'A' { 'B' } else { 'A' });
+        assert_eq!(present(&[("X-Api-Key", &forged)]).key_id(format), None);
+    }
+
     #[test]
     fn signed_requests_need_their_body() {
         use crate::{RequestSigner, SealingKey, SealingKeyRing};
