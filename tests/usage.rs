@@ -359,3 +359,25 @@ proptest! {
         prop_assert_eq!(stored(&keys, &id).use_count, accepted);
     }
 }
+
+#[test]
+fn audit_queries_work_over_a_shared_store() {
+    // `Arc<MemoryKeyStore>`: the store shared by several managers.
+    let shared = Arc::new(MemoryKeyStore::new());
+    let (keys, _) = manager(Arc::clone(&shared));
+    let (busy, token) = create(&keys, NewKey::secret(owner("org"), "busy"));
+    let (idle, _) = create(&keys, NewKey::secret(owner("org"), "idle"));
+    for _ in 0..3 {
+        keys.verify(token.expose_secret(), &RequestContext::new())
+            .unwrap();
+    }
+    let all = keys.list_all(None, 10).unwrap();
+    assert_eq!(all.keys.len(), 2);
+    let most = keys.most_used(None, 10).unwrap();
+    let ranked: Vec<(KeyId, u64)> = most.iter().map(|r| (r.id, r.use_count)).collect();
+    assert_eq!(ranked, [(busy, 3), (idle, 0)]);
+    assert_eq!(
+        KeyStore::get(&*shared, &busy).unwrap().unwrap().use_count,
+        3
+    );
+}

@@ -350,3 +350,51 @@ impl<S: KeyAudit + ?Sized> AsyncKeyAudit for super::Ready<'_, S> {
         core::future::ready(self.0.ranked_by_use(rank, owner, limit))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::lent::sample_record;
+    use time::Duration;
+
+    fn record(n: u8) -> KeyRecord {
+        sample_record(KeyId::from_bytes([n; 16]))
+    }
+
+    #[test]
+    fn each_filter_is_its_definition() {
+        let base = record(1);
+        let t = base.created_at;
+        let soon = t + Duration::days(10);
+        let mut expiring = record(2);
+        expiring.expires_at = Some(t + Duration::days(5));
+        let mut revoked = expiring.clone();
+        revoked.status = KeyStatus::Revoked;
+        let mut used = record(3);
+        used.last_used_at = Some(t + Duration::days(3));
+        let mut young = record(4);
+        young.created_at = t + Duration::days(20);
+
+        let since = t + Duration::days(2);
+        let cases = [
+            (KeyFilter::All, &base, true),
+            (KeyFilter::All, &revoked, true),
+            (KeyFilter::ExpiringBefore(soon), &expiring, true),
+            (KeyFilter::ExpiringBefore(soon), &base, false),
+            (KeyFilter::ExpiringBefore(soon), &revoked, false),
+            (
+                KeyFilter::ExpiringBefore(t + Duration::days(5)),
+                &expiring,
+                false,
+            ),
+            (KeyFilter::UnusedSince(since), &base, true),
+            (KeyFilter::UnusedSince(since), &used, false),
+            (KeyFilter::UnusedSince(t + Duration::days(4)), &used, true),
+            (KeyFilter::UnusedSince(since), &young, false),
+            (KeyFilter::UnusedSince(since), &revoked, false),
+        ];
+        for (filter, r, want) in cases {
+            assert_eq!(filter.matches(r), want, "{filter:?} on {:?}", r.id);
+        }
+    }
+}
