@@ -27,7 +27,10 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     // Uses counted since each key's last write, written every 10 s.
     let usage = tokio::spawn({
         let keys = Arc::clone(&keys);
-        async move { keys.flush_usage_every(Duration::from_secs(10), tokio::time::sleep).await }
+        async move {
+            keys.flush_usage_every(Duration::from_secs(10), tokio::time::sleep)
+                .await
+        }
     });
     eprintln!("{} keys", keys.list_all_async(None, 100).await?.keys.len());
 
