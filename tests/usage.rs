@@ -381,3 +381,22 @@ fn audit_queries_work_over_a_shared_store() {
         3
     );
 }
+
+#[test]
+fn the_memory_store_writes_last_used_at_once_per_interval() {
+    // The compact records the memory store lends carry `last_used_at`: a
+    // key used again within the interval is not written again.
+    let (keys, clock) = manager(MemoryKeyStore::new());
+    let (id, token) = create(&keys, NewKey::secret(owner("org"), "k"));
+    for _ in 0..3 {
+        keys.verify(token.expose_secret(), &RequestContext::new())
+            .unwrap();
+    }
+    assert_eq!(stored(&keys, &id).use_count, 1);
+    assert_eq!(keys.pending_usage(), 1);
+    clock.advance(Duration::seconds(60));
+    keys.verify(token.expose_secret(), &RequestContext::new())
+        .unwrap();
+    assert_eq!(stored(&keys, &id).use_count, 4);
+    assert_eq!(keys.pending_usage(), 0);
+}

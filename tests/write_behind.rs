@@ -32,6 +32,9 @@ struct Spy {
     batches: Mutex<Vec<usize>>,
     fail: AtomicBool,
     hang: AtomicBool,
+    /// When set, `touch_many` waits for `release` first.
+    gated: AtomicBool,
+    release: tokio::sync::Notify,
 }
 
 impl AsyncKeyStore for Spy {
@@ -74,6 +77,9 @@ impl AsyncKeyStore for Spy {
         AsyncKeyStore::touch(&self.inner, id, usage)
     }
     async fn touch_many(&self, touches: &[(KeyId, Usage)]) -> Result<(), StoreError> {
+        if self.gated.load(SeqCst) {
+            self.release.notified().await;
+        }
         if self.hang.load(SeqCst) {
             std::future::pending::<()>().await;
         }
@@ -401,4 +407,51 @@ async fn audit_scans_and_listings_see_pending_touches() {
     keys.store().flush().await.unwrap();
     let page = direct.unused_since(since, None, 10).unwrap();
     assert_eq!(page.keys.iter().map(|r| r.id).collect::<Vec<_>>(), unused);
+}
+
+#[tokio::test]
+async fn a_failed_batch_put_back_into_a_full_buffer_is_dropped_and_counted() {
+    let spy = Arc::new(Spy::default());
+    let ids: Vec<KeyId> = keys(&spy, 4).into_iter().map(|(id, _)| id).collect();
+    let config = WriteBehindConfig::default().capacity(2).batch_size(2);
+    let store = WriteBehindStore::new(Arc::clone(&spy), config);
+    for id in &ids[..2] {
+        store.touch(id, Usage::once(T0)).await.unwrap();
+    }
+    spy.gated.store(true, SeqCst);
+    spy.fail.store(true, SeqCst);
+    let flushing = tokio::spawn({
+        let store = store.clone();
+        async move { store.flush().await }
+    });
+    while store.stats().in_flight < 2 {
+        tokio::task::yield_now().await;
+    }
+    // The buffer fills again while the batch is being written…
+    for id in &ids[2..] {
+        store.touch(id, Usage::once(T0)).await.unwrap();
+    }
+    assert_eq!(store.stats().pending, 2);
+    // …so the failed batch finds no room: dropped, counted, never past
+    // the capacity.
+    spy.release.notify_one();
+    assert!(flushing.await.unwrap().is_err());
+    let stats = store.stats();
+    assert_eq!((stats.pending, stats.dropped, stats.in_flight), (2, 2, 0));
+}
+
+#[tokio::test]
+async fn dropping_a_store_with_nothing_pending_reports_nothing() {
+    let spy = Arc::new(Spy::default());
+    let ids: Vec<KeyId> = keys(&spy, 1).into_iter().map(|(id, _)| id).collect();
+    let calls = Arc::new(AtomicUsize::new(0));
+    let seen = Arc::clone(&calls);
+    let store = WriteBehindStore::new(Arc::clone(&spy), WriteBehindConfig::default())
+        .on_flush_error(move |_: &FlushFailure<'_>| {
+            seen.fetch_add(1, SeqCst);
+        });
+    store.touch(&ids[0], Usage::once(T0)).await.unwrap();
+    assert_eq!(store.flush().await.unwrap(), 1);
+    drop(store);
+    assert_eq!(calls.load(SeqCst), 0, "nothing was abandoned");
 }
