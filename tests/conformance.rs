@@ -336,3 +336,20 @@ fn the_populated_record_sets_every_field() {
         ["note", "rolled_at"]
     );
 }
+
+#[test]
+fn the_memory_store_counts_its_keys() {
+    let store = MemoryKeyStore::new();
+    assert!(store.is_empty());
+    assert_eq!(store.len(), 0);
+    let keys = api_keys::KeyManager::new(store);
+    for name in ["a", "b"] {
+        keys.create(
+            &api_keys::Actor::system(),
+            api_keys::NewKey::secret(OwnerId::new("acct_len").unwrap(), name),
+        )
+        .unwrap();
+    }
+    assert!(!keys.store().is_empty());
+    assert_eq!(keys.store().len(), 2);
+}

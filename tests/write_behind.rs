@@ -455,3 +455,34 @@ async fn dropping_a_store_with_nothing_pending_reports_nothing() {
     drop(store);
     assert_eq!(calls.load(SeqCst), 0, "nothing was abandoned");
 }
+
+#[tokio::test]
+async fn a_flush_writes_what_was_pending_when_it_started() {
+    let spy = Arc::new(Spy::default());
+    let ids: Vec<KeyId> = keys(&spy, 3).into_iter().map(|(id, _)| id).collect();
+    let store = WriteBehindStore::new(Arc::clone(&spy), WriteBehindConfig::default().batch_size(1));
+    for id in &ids[..2] {
+        store.touch(id, Usage::once(T0)).await.unwrap();
+    }
+    spy.gated.store(true, SeqCst);
+    let flushing = tokio::spawn({
+        let store = store.clone();
+        async move { store.flush().await }
+    });
+    while store.stats().in_flight < 1 {
+        tokio::task::yield_now().await;
+    }
+    // A touch that arrives during the flush waits for the next one: a
+    // flush under steady traffic ends.
+    store.touch(&ids[2], Usage::once(T0)).await.unwrap();
+    spy.gated.store(false, SeqCst);
+    spy.release.notify_one();
+    assert_eq!(flushing.await.unwrap().unwrap(), 2);
+    assert_eq!(store.stats().pending, 1);
+    assert_eq!(last_used(&spy, &ids[2]), None);
+    let shown = format!("{store:?}");
+    assert!(
+        shown.starts_with("WriteBehindStore") && shown.contains("pending: 1"),
+        "{shown}"
+    );
+}
