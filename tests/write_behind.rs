@@ -486,3 +486,39 @@ async fn a_flush_writes_what_was_pending_when_it_started() {
         "{shown}"
     );
 }
+
+#[tokio::test]
+async fn close_returns_as_soon_as_nothing_is_pending() {
+    let spy = Arc::new(Spy::default());
+    let ids: Vec<KeyId> = keys(&spy, 1).into_iter().map(|(id, _)| id).collect();
+    let store = WriteBehindStore::new(Arc::clone(&spy), WriteBehindConfig::default());
+    store.touch(&ids[0], Usage::once(T0)).await.unwrap();
+    // A timer that never fires: close must not need it.
+    let sleeps = AtomicUsize::new(0);
+    let sleep = |_: Duration| {
+        sleeps.fetch_add(1, SeqCst);
+        std::future::pending::<()>()
+    };
+    let report = store.close(Duration::from_secs(3600), sleep).await;
+    assert_eq!((report.written, report.abandoned), (1, 0));
+    assert_eq!(sleeps.load(SeqCst), 1, "only the deadline's timer");
+}
+
+#[tokio::test(start_paused = true)]
+async fn the_flusher_keeps_flushing_while_the_store_is_in_use() {
+    let spy = Arc::new(Spy::default());
+    let ids: Vec<KeyId> = keys(&spy, 2).into_iter().map(|(id, _)| id).collect();
+    let store = WriteBehindStore::new(Arc::clone(&spy), WriteBehindConfig::default());
+    let flusher = store.flusher();
+    assert!(format!("{flusher:?}").starts_with("Flusher"));
+    let running = tokio::spawn(flusher.run(tokio::time::sleep));
+    for (round, id) in ids.iter().enumerate() {
+        store.touch(id, Usage::once(T0)).await.unwrap();
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        assert_eq!(store.stats().written, round as u64 + 1, "round {round}");
+    }
+    assert!(!running.is_finished());
+    drop(store);
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert!(running.is_finished(), "the last handle is gone: it stops");
+}
