@@ -531,7 +531,7 @@ async fn audit_pages_stay_full_and_bounded_when_pending_touches_filter_records_o
     let store = WriteBehindStore::new(Arc::clone(&spy.inner), WriteBehindConfig::default());
     // All three keys are unused since `since`; the first was used just now
     // (pending), so it leaves the filter.
-    let since = time::UtcDateTime::now() + time::Duration::days(1);
+    let since = UtcDateTime::now() + time::Duration::days(1);
     store.touch(&ids[0], Usage::once(since)).await.unwrap();
     let filter = api_keys::KeyFilter::UnusedSince(since);
     let page = AsyncKeyAudit::scan(&store, filter, None, 2).await.unwrap();
