@@ -297,6 +297,18 @@ async fn with_a_write_behind_store_counts_reach_the_database_once() {
     let written = AsyncKeyStore::get(&*inner, &id).await.unwrap().unwrap();
     assert_eq!(written.use_count, 12);
     assert_eq!(written.status, KeyStatus::Active);
+    // A ranking through the write-behind store writes its buffer first.
+    for _ in 0..2 {
+        keys.verify_async(created.token.expose_secret(), &RequestContext::new())
+            .await
+            .unwrap();
+        clock.advance(Duration::seconds(61));
+    }
+    let most = keys.most_used_async(None, 5).await.unwrap();
+    let ranked: Vec<(KeyId, u64)> = most.iter().map(|r| (r.id, r.use_count)).collect();
+    assert_eq!(ranked, [(id, 14)]);
+    let written = AsyncKeyStore::get(&*inner, &id).await.unwrap().unwrap();
+    assert_eq!(written.use_count, 14);
 }
 
 #[derive(Debug, Clone)]
