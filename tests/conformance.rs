@@ -352,7 +352,15 @@ fn the_memory_store_counts_its_keys() {
     }
     assert!(!keys.store().is_empty());
     assert_eq!(keys.store().len(), 2);
-    assert_eq!(format!("{:?}", keys.store()), "MemoryKeyStore { keys: 2 }");
+    let first = keys.list(&OwnerId::new("acct_len").unwrap()).unwrap()[0].id;
+    keys.roll(
+        &api_keys::Actor::system(),
+        &first,
+        api_keys::RollOptions::new(),
+    )
+    .unwrap();
+    assert_eq!(keys.store().len(), 3, "a roll adds its successor");
+    assert_eq!(format!("{:?}", keys.store()), "MemoryKeyStore { keys: 3 }");
 }
 
 #[tokio::test]
