@@ -1,7 +1,9 @@
 //! Many application servers on one PostgreSQL database: cached verification
-//! within a staleness bound, and last-used writes behind the request.
+//! within a staleness bound, and last-used writes (with use counts) behind
+//! the request.
 use api_keys::cache::{CacheConfig, CachedKeyStore};
 use api_keys::{KeyManager, PostgresKeyStore, WriteBehindConfig, WriteBehindStore};
+use std::sync::Arc;
 use std::time::Duration;
 
 #[tokio::main]
@@ -21,10 +23,21 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let follower = cached.follower(pg.clone());
     tokio::spawn(follower.run_with_notifications(listener, tokio::time::sleep));
 
-    let keys = KeyManager::new(cached); // verify_async, create_async, revoke_async, …
+    let keys = Arc::new(KeyManager::new(cached)); // verify_async, create_async, …
+    // Uses counted since each key's last write, written every 10 s.
+    let usage = tokio::spawn({
+        let keys = Arc::clone(&keys);
+        async move {
+            keys.flush_usage_every(Duration::from_secs(10), tokio::time::sleep)
+                .await
+        }
+    });
     eprintln!("{} keys", keys.list_all_async(None, 100).await?.keys.len());
 
-    // At shutdown: flush pending last-used writes, for at most five seconds.
+    // At shutdown: write the counted uses, then flush pending last-used
+    // writes, for at most five seconds.
+    usage.abort();
+    keys.flush_usage_async().await?;
     let report = behind
         .close(Duration::from_secs(5), tokio::time::sleep)
         .await;

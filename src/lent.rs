@@ -442,6 +442,15 @@ mod tests {
     }
 
     #[test]
+    fn a_lent_record_shows_its_id_only() {
+        let record = plain();
+        let shown = format!("{:?}", StoredRecord::from(record.clone()));
+        assert_eq!(shown, format!("StoredRecord({:?})", record.id));
+        let compact = StoredRecord(Held::Compact(Arc::new(CompactRecord::of(&record))));
+        assert_eq!(format!("{compact:?}"), shown);
+    }
+
+    #[test]
     fn the_compact_layout_stays_small() {
         // The memory store's per-key budget: this value plus its `Arc`
         // header, a 24-byte index entry and the owner index stay under

@@ -336,3 +336,40 @@ fn the_populated_record_sets_every_field() {
         ["note", "rolled_at"]
     );
 }
+
+#[test]
+fn the_memory_store_counts_its_keys() {
+    let store = MemoryKeyStore::new();
+    assert!(store.is_empty());
+    assert_eq!(store.len(), 0);
+    let keys = api_keys::KeyManager::new(store);
+    for name in ["a", "b"] {
+        keys.create(
+            &api_keys::Actor::system(),
+            api_keys::NewKey::secret(OwnerId::new("acct_len").unwrap(), name),
+        )
+        .unwrap();
+    }
+    assert!(!keys.store().is_empty());
+    assert_eq!(keys.store().len(), 2);
+    assert_eq!(format!("{:?}", keys.store()), "MemoryKeyStore { keys: 2 }");
+}
+
+#[tokio::test]
+async fn the_memory_store_keeps_the_changes_it_is_told_to() {
+    use api_keys::ChangeFeed;
+    let keys = api_keys::KeyManager::new(MemoryKeyStore::new().change_retention(2));
+    for name in ["a", "b", "c"] {
+        keys.create(
+            &api_keys::Actor::system(),
+            api_keys::NewKey::secret(OwnerId::new("acct_feed").unwrap(), name),
+        )
+        .unwrap();
+    }
+    let page = keys.store().changes_since(0, 10).await.unwrap();
+    assert_eq!(
+        page.pruned_through, 1,
+        "the oldest of three changes is gone"
+    );
+    assert_eq!(page.changes.len(), 2);
+}

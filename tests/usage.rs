@@ -297,6 +297,18 @@ async fn with_a_write_behind_store_counts_reach_the_database_once() {
     let written = AsyncKeyStore::get(&*inner, &id).await.unwrap().unwrap();
     assert_eq!(written.use_count, 12);
     assert_eq!(written.status, KeyStatus::Active);
+    // A ranking through the write-behind store writes its buffer first.
+    for _ in 0..2 {
+        keys.verify_async(created.token.expose_secret(), &RequestContext::new())
+            .await
+            .unwrap();
+        clock.advance(Duration::seconds(61));
+    }
+    let most = keys.most_used_async(None, 5).await.unwrap();
+    let ranked: Vec<(KeyId, u64)> = most.iter().map(|r| (r.id, r.use_count)).collect();
+    assert_eq!(ranked, [(id, 14)]);
+    let written = AsyncKeyStore::get(&*inner, &id).await.unwrap().unwrap();
+    assert_eq!(written.use_count, 14);
 }
 
 #[derive(Debug, Clone)]
@@ -380,4 +392,23 @@ fn audit_queries_work_over_a_shared_store() {
         KeyStore::get(&*shared, &busy).unwrap().unwrap().use_count,
         3
     );
+}
+
+#[test]
+fn the_memory_store_writes_last_used_at_once_per_interval() {
+    // The compact records the memory store lends carry `last_used_at`: a
+    // key used again within the interval is not written again.
+    let (keys, clock) = manager(MemoryKeyStore::new());
+    let (id, token) = create(&keys, NewKey::secret(owner("org"), "k"));
+    for _ in 0..3 {
+        keys.verify(token.expose_secret(), &RequestContext::new())
+            .unwrap();
+    }
+    assert_eq!(stored(&keys, &id).use_count, 1);
+    assert_eq!(keys.pending_usage(), 1);
+    clock.advance(Duration::seconds(60));
+    keys.verify(token.expose_secret(), &RequestContext::new())
+        .unwrap();
+    assert_eq!(stored(&keys, &id).use_count, 4);
+    assert_eq!(keys.pending_usage(), 0);
 }

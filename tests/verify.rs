@@ -582,3 +582,58 @@ fn engine_grants_like_the_scope_check() {
         assert_eq!(engine.grants(key, scope), granted, "{} {scope}", key.name);
     }
 }
+
+/// The two forms a store lends a record in: full records (`Counting`, like
+/// the SQL stores and the cache) and the memory store's compact form.
+/// Each refuses a signing key sent as a bearer token, also when the record
+/// lost its signing flag (a host store that drops it), and reports a
+/// rolled key's grace.
+#[test]
+fn both_record_forms_refuse_signing_keys_as_bearer_and_report_grace() {
+    fn check<S: KeyStore>(store: S, rewrite: impl Fn(&S, &KeyRecord)) {
+        let ring = api_keys::SealingKeyRing::new(api_keys::SealingKey::new(1, &[4; 32]).unwrap());
+        let keys = KeyManager::builder(store)
+            .sealing_keys(ring)
+            .build()
+            .unwrap();
+        let owner = OwnerId::new("acct_forms").unwrap();
+        let signing = keys
+            .create(
+                &Actor::system(),
+                NewKey::secret(owner.clone(), "s").signing(),
+            )
+            .unwrap();
+        let refused = |token: &Token| {
+            keys.verify(token.expose_secret(), &RequestContext::new())
+                .unwrap_err()
+                .rejection()
+        };
+        assert_eq!(refused(&signing.token), Some(Rejection::SigningKeyAsBearer));
+        let mut lost = signing.record.clone();
+        lost.signing = false;
+        lost.version += 1;
+        rewrite(keys.store(), &lost);
+        assert!(!keys.get(&lost.id).unwrap().signing, "the flag is gone");
+        assert_eq!(refused(&signing.token), Some(Rejection::SigningKeyAsBearer));
+
+        let bearer = keys
+            .create(&Actor::system(), NewKey::secret(owner, "b"))
+            .unwrap();
+        keys.roll(
+            &Actor::system(),
+            &bearer.record.id,
+            api_keys::RollOptions::default(),
+        )
+        .unwrap();
+        let old = keys
+            .verify(bearer.token.expose_secret(), &RequestContext::new())
+            .unwrap();
+        assert!(old.in_grace());
+    }
+    check(Counting::default(), |s, r| {
+        KeyStore::update(&s.inner, r, r.version - 1, WriteCondition::Always).unwrap();
+    });
+    check(MemoryKeyStore::new(), |s, r| {
+        KeyStore::update(s, r, r.version - 1, WriteCondition::Always).unwrap();
+    });
+}

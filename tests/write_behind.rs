@@ -11,9 +11,9 @@
 )]
 use api_keys::Usage;
 use api_keys::{
-    Actor, AsyncKeyStore, FlushFailure, KeyId, KeyManager, KeyRecord, KeyStore, MemoryKeyStore,
-    NewKey, OwnerId, RequestContext, RollPlan, StoreError, WriteBehindConfig, WriteBehindStore,
-    WriteCondition,
+    Actor, AsyncKeyAudit, AsyncKeyStore, FlushFailure, KeyId, KeyManager, KeyRecord, KeyStore,
+    MemoryKeyStore, NewKey, OwnerId, RequestContext, RollPlan, StoreError, WriteBehindConfig,
+    WriteBehindStore, WriteCondition,
 };
 use std::future::Future;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering::SeqCst};
@@ -32,6 +32,9 @@ struct Spy {
     batches: Mutex<Vec<usize>>,
     fail: AtomicBool,
     hang: AtomicBool,
+    /// When set, `touch_many` waits for `release` first.
+    gated: AtomicBool,
+    release: tokio::sync::Notify,
 }
 
 impl AsyncKeyStore for Spy {
@@ -74,6 +77,9 @@ impl AsyncKeyStore for Spy {
         AsyncKeyStore::touch(&self.inner, id, usage)
     }
     async fn touch_many(&self, touches: &[(KeyId, Usage)]) -> Result<(), StoreError> {
+        if self.gated.load(SeqCst) {
+            self.release.notified().await;
+        }
         if self.hang.load(SeqCst) {
             std::future::pending::<()>().await;
         }
@@ -401,4 +407,136 @@ async fn audit_scans_and_listings_see_pending_touches() {
     keys.store().flush().await.unwrap();
     let page = direct.unused_since(since, None, 10).unwrap();
     assert_eq!(page.keys.iter().map(|r| r.id).collect::<Vec<_>>(), unused);
+}
+
+#[tokio::test]
+async fn a_failed_batch_put_back_into_a_full_buffer_is_dropped_and_counted() {
+    let spy = Arc::new(Spy::default());
+    let ids: Vec<KeyId> = keys(&spy, 4).into_iter().map(|(id, _)| id).collect();
+    let config = WriteBehindConfig::default().capacity(2).batch_size(2);
+    let store = WriteBehindStore::new(Arc::clone(&spy), config);
+    for id in &ids[..2] {
+        store.touch(id, Usage::once(T0)).await.unwrap();
+    }
+    spy.gated.store(true, SeqCst);
+    spy.fail.store(true, SeqCst);
+    let flushing = tokio::spawn({
+        let store = store.clone();
+        async move { store.flush().await }
+    });
+    while store.stats().in_flight < 2 {
+        tokio::task::yield_now().await;
+    }
+    // The buffer fills again while the batch is being written…
+    for id in &ids[2..] {
+        store.touch(id, Usage::once(T0)).await.unwrap();
+    }
+    assert_eq!(store.stats().pending, 2);
+    // …so the failed batch finds no room: dropped, counted, never past
+    // the capacity.
+    spy.release.notify_one();
+    assert!(flushing.await.unwrap().is_err());
+    let stats = store.stats();
+    assert_eq!((stats.pending, stats.dropped, stats.in_flight), (2, 2, 0));
+}
+
+#[tokio::test]
+async fn dropping_a_store_with_nothing_pending_reports_nothing() {
+    let spy = Arc::new(Spy::default());
+    let ids: Vec<KeyId> = keys(&spy, 1).into_iter().map(|(id, _)| id).collect();
+    let calls = Arc::new(AtomicUsize::new(0));
+    let seen = Arc::clone(&calls);
+    let store = WriteBehindStore::new(Arc::clone(&spy), WriteBehindConfig::default())
+        .on_flush_error(move |_: &FlushFailure<'_>| {
+            seen.fetch_add(1, SeqCst);
+        });
+    store.touch(&ids[0], Usage::once(T0)).await.unwrap();
+    assert_eq!(store.flush().await.unwrap(), 1);
+    drop(store);
+    assert_eq!(calls.load(SeqCst), 0, "nothing was abandoned");
+}
+
+#[tokio::test]
+async fn a_flush_writes_what_was_pending_when_it_started() {
+    let spy = Arc::new(Spy::default());
+    let ids: Vec<KeyId> = keys(&spy, 3).into_iter().map(|(id, _)| id).collect();
+    let store = WriteBehindStore::new(Arc::clone(&spy), WriteBehindConfig::default().batch_size(1));
+    for id in &ids[..2] {
+        store.touch(id, Usage::once(T0)).await.unwrap();
+    }
+    spy.gated.store(true, SeqCst);
+    let flushing = tokio::spawn({
+        let store = store.clone();
+        async move { store.flush().await }
+    });
+    while store.stats().in_flight < 1 {
+        tokio::task::yield_now().await;
+    }
+    // A touch that arrives during the flush waits for the next one: a
+    // flush under steady traffic ends.
+    store.touch(&ids[2], Usage::once(T0)).await.unwrap();
+    spy.gated.store(false, SeqCst);
+    spy.release.notify_one();
+    assert_eq!(flushing.await.unwrap().unwrap(), 2);
+    assert_eq!(store.stats().pending, 1);
+    assert_eq!(last_used(&spy, &ids[2]), None);
+    let shown = format!("{store:?}");
+    assert!(
+        shown.starts_with("WriteBehindStore") && shown.contains("pending: 1"),
+        "{shown}"
+    );
+}
+
+#[tokio::test]
+async fn close_returns_as_soon_as_nothing_is_pending() {
+    let spy = Arc::new(Spy::default());
+    let ids: Vec<KeyId> = keys(&spy, 1).into_iter().map(|(id, _)| id).collect();
+    let store = WriteBehindStore::new(Arc::clone(&spy), WriteBehindConfig::default());
+    store.touch(&ids[0], Usage::once(T0)).await.unwrap();
+    // A timer that never fires: close must not need it.
+    let sleeps = AtomicUsize::new(0);
+    let sleep = |_: Duration| {
+        sleeps.fetch_add(1, SeqCst);
+        std::future::pending::<()>()
+    };
+    let report = store.close(Duration::from_secs(3600), sleep).await;
+    assert_eq!((report.written, report.abandoned), (1, 0));
+    assert_eq!(sleeps.load(SeqCst), 1, "only the deadline's timer");
+}
+
+#[tokio::test(start_paused = true)]
+async fn the_flusher_keeps_flushing_while_the_store_is_in_use() {
+    let spy = Arc::new(Spy::default());
+    let ids: Vec<KeyId> = keys(&spy, 2).into_iter().map(|(id, _)| id).collect();
+    let store = WriteBehindStore::new(Arc::clone(&spy), WriteBehindConfig::default());
+    let flusher = store.flusher();
+    assert!(format!("{flusher:?}").starts_with("Flusher"));
+    let running = tokio::spawn(flusher.run(tokio::time::sleep));
+    for (round, id) in ids.iter().enumerate() {
+        store.touch(id, Usage::once(T0)).await.unwrap();
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        assert_eq!(store.stats().written, round as u64 + 1, "round {round}");
+    }
+    assert!(!running.is_finished());
+    drop(store);
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert!(running.is_finished(), "the last handle is gone: it stops");
+}
+
+#[tokio::test]
+async fn audit_pages_stay_full_and_bounded_when_pending_touches_filter_records_out() {
+    let spy = Spy::default();
+    let mut ids: Vec<KeyId> = keys(&spy, 3).into_iter().map(|(id, _)| id).collect();
+    ids.sort();
+    let store = WriteBehindStore::new(Arc::clone(&spy.inner), WriteBehindConfig::default());
+    // All three keys are unused since `since`; the first was used just now
+    // (pending), so it leaves the filter.
+    let since = UtcDateTime::now() + time::Duration::days(1);
+    store.touch(&ids[0], Usage::once(since)).await.unwrap();
+    let filter = api_keys::KeyFilter::UnusedSince(since);
+    let page = AsyncKeyAudit::scan(&store, filter, None, 2).await.unwrap();
+    let got: Vec<KeyId> = page.iter().map(|r| r.id).collect();
+    assert_eq!(got, [ids[1], ids[2]], "read on past the filtered record");
+    let one = AsyncKeyAudit::scan(&store, filter, None, 1).await.unwrap();
+    assert_eq!(one.len(), 1, "never more than asked");
 }
