@@ -53,7 +53,7 @@ declare -A TARGETS=(
     [src/manager.rs]="--lib --test=lifecycle --test=verify --test=faults --test=concurrency"
     [src/store/memory.rs]="--lib --test=conformance --test=lifecycle --test=concurrency --test=usage"
     [src/store/audit.rs]="--lib --test=usage --test=sql_stores"
-    [src/lent.rs]="--lib --test=conformance --test=verify --test=usage"
+    [src/lent.rs]="--lib --test=conformance --test=verify --test=usage --test=lifecycle"
     [src/write_behind.rs]="--lib --test=write_behind --test=usage"
     [src/stored.rs]="--lib --test=serde"
     [src/http/credential.rs]="--lib --test=exchange"
