@@ -53,6 +53,9 @@ declare -A TARGETS=(
     [src/manager.rs]="--lib --test=lifecycle --test=verify --test=faults --test=concurrency"
     [src/store/memory.rs]="--lib --test=conformance --test=lifecycle --test=concurrency --test=usage"
     [src/store/audit.rs]="--lib --test=usage --test=sql_stores"
+    [src/lent.rs]="--lib --test=conformance --test=verify --test=usage --test=lifecycle"
+    [src/write_behind.rs]="--lib --test=write_behind --test=usage"
+    [src/stored.rs]="--lib --test=serde"
     [src/http/credential.rs]="--lib --test=exchange"
     [src/http/exchange.rs]="--lib --test=exchange"
     [src/usage.rs]="--lib --test=usage"
@@ -72,7 +75,7 @@ ORDER=(
     src/http/exchange.rs src/http/refusal.rs src/http/verify.rs
     src/http/facts.rs src/http/body.rs src/http/headers.rs
     src/http/http_crate.rs src/feed.rs src/usage.rs src/id_hash.rs
-    src/store/audit.rs
+    src/store/audit.rs src/lent.rs src/write_behind.rs src/stored.rs
 )
 
 full=0
