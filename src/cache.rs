@@ -351,9 +351,7 @@ impl Shared {
         if usage.uses == 0 && current.last_used_at.is_some_and(|t| t >= usage.at) {
             return;
         }
-        let mut next = (*current).clone();
-        usage.apply_to(&mut next);
-        let next = Arc::new(next);
+        let next = usage.applied(&current);
         // Only over the same version; never recreates an evicted entry.
         match self.records.entry(id, None, |_, cached| {
             if cached.version == next.version {

@@ -428,11 +428,7 @@ impl<S> KeyManager<S> {
     /// written added (what `get` and `list` show).
     fn with_pending_uses(&self, record: Arc<KeyRecord>) -> Arc<KeyRecord> {
         match self.usage.peek(&record.id) {
-            Some(usage) => {
-                let mut counted = KeyRecord::clone(&record);
-                usage.apply_to(&mut counted);
-                Arc::new(counted)
-            }
+            Some(usage) => usage.applied(&record),
             None => record,
         }
     }
@@ -461,8 +457,7 @@ impl<S> KeyManager<S> {
     /// that fails goes back into the tally (with the rest), to be written
     /// by a later flush or touch.
     async fn flush_usage_in<A: AsyncKeyStore + ?Sized>(&self, store: &A) -> Result<usize, Error> {
-        let mut pending = self.usage.drain();
-        pending.sort_unstable_by_key(|(id, _)| *id);
+        let pending = self.usage.drain();
         let mut written = 0;
         let mut chunks = pending.chunks(FLUSH_BATCH);
         while let Some(chunk) = chunks.next() {
@@ -488,7 +483,7 @@ impl<S> KeyManager<S> {
         // Best effort, as for the scans.
         let _kept_for_later = self.flush_usage_in(store).await;
         let limit = limit.clamp(1, MAX_PAGE_SIZE);
-        let mut keys = store.ranked_by_use(rank, owner, limit).await?;
+        let keys = store.ranked_by_use(rank, owner, limit).await?;
         // A store that ignores the order, the filter or the limit would
         // mislead an operator: refuse its answer.
         let ordered = keys
@@ -502,7 +497,6 @@ impl<S> KeyManager<S> {
                 "the store's usage ranking is not in order, filtered or limited",
             )));
         }
-        keys.shrink_to_fit();
         Ok(keys)
     }
 

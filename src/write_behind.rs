@@ -472,7 +472,10 @@ impl<S: AsyncKeyStore> AsyncKeyStore for WriteBehindStore<S> {
     /// The store's record, with the touch still pending applied.
     async fn get(&self, id: &KeyId) -> Result<Option<Arc<KeyRecord>>, StoreError> {
         let record = self.shared.store.get(id).await?;
-        Ok(record.and_then(|r| self.shared.overlay(vec![r]).pop()))
+        Ok(record.map(|r| {
+            let p = self.shared.lock();
+            overlaid(&p, r)
+        }))
     }
     fn get_for_verify(
         &self,
@@ -528,17 +531,15 @@ impl<S> Shared<S> {
         if p.latest.is_empty() {
             return records;
         }
-        records
-            .into_iter()
-            .map(|record| match p.latest.get(&record.id) {
-                Some(&usage) => {
-                    let mut moved = KeyRecord::clone(&record);
-                    usage.apply_to(&mut moved);
-                    Arc::new(moved)
-                }
-                None => record,
-            })
-            .collect()
+        records.into_iter().map(|r| overlaid(&p, r)).collect()
+    }
+}
+
+/// `record` with its pending touch, if any, applied.
+fn overlaid(p: &Pending, record: Arc<KeyRecord>) -> Arc<KeyRecord> {
+    match p.latest.get(&record.id) {
+        Some(usage) => usage.applied(&record),
+        None => record,
     }
 }
 

@@ -128,6 +128,14 @@ impl Usage {
         }
         record.use_count = record.use_count.saturating_add(self.uses);
     }
+
+    /// A copy of `record` with this usage applied (what overlays of uses
+    /// not yet written show).
+    pub(crate) fn applied(self, record: &KeyRecord) -> Arc<KeyRecord> {
+        let mut counted = record.clone();
+        self.apply_to(&mut counted);
+        Arc::new(counted)
+    }
 }
 
 /// A roll, planned by the core and applied atomically by a store: the
