@@ -303,19 +303,32 @@ impl MemoryKeyStore {
     /// lock (which no publication holds back for long).
     fn lend(&self, id: &KeyId) -> Result<Option<Arc<CompactRecord>>, StoreError> {
         let key = key_of(id);
+        if let Some(found) = self.read_optimistically(key)? {
+            return Ok(found);
+        }
+        let _publishers_done = self.writer();
+        self.find(key)
+    }
+
+    /// The lock-free part of [`lend`](Self::lend): `Some(found)` from a read
+    /// that no two-shard publication overlapped, `None` if every attempt
+    /// overlapped one (the caller then reads under the writer lock).
+    fn read_optimistically(
+        &self,
+        key: [u64; 2],
+    ) -> Result<Option<Option<Arc<CompactRecord>>>, StoreError> {
         for _ in 0..READ_ATTEMPTS {
             let before = self.seq.load(Ordering::Acquire);
             if before & 1 == 0 {
                 let found = self.find(key)?;
                 fence(Ordering::Acquire);
                 if self.seq.load(Ordering::Relaxed) == before {
-                    return Ok(found);
+                    return Ok(Some(found));
                 }
             }
             core::hint::spin_loop();
         }
-        let _publishers_done = self.writer();
-        self.find(key)
+        Ok(None)
     }
 
     /// Publishes `record` in its shard (insert or replace). Writer lock held.
@@ -429,6 +442,8 @@ impl MemoryKeyStore {
             // has moved, so they see both tables or neither.
             self.seq.fetch_add(1, Ordering::SeqCst);
             b.store(Arc::new(b.load().with(successor_key, successor)));
+            #[cfg(test)]
+            tests::between_the_two_shards(self);
             a.store(Arc::new(a.load().with(predecessor_key, predecessor)));
             self.seq.fetch_add(1, Ordering::SeqCst);
         }
@@ -645,6 +660,91 @@ mod tests {
         b[0] = first;
         b[8..].copy_from_slice(&n.to_be_bytes());
         KeyId::from_bytes(b)
+    }
+
+    /// What a test runs in the middle of a two-shard roll.
+    type MidRoll = Box<dyn FnMut(&MemoryKeyStore)>;
+
+    std::thread_local! {
+        /// Called by `roll_now` between the two shard stores of a two-shard
+        /// roll, on the writing thread (which holds the writer lock).
+        static MID_ROLL: core::cell::RefCell<Option<MidRoll>> =
+            core::cell::RefCell::new(None);
+    }
+
+    pub(super) fn between_the_two_shards(store: &MemoryKeyStore) {
+        MID_ROLL.with(|hook| {
+            if let Some(f) = hook.borrow_mut().as_mut() {
+                f(store);
+            }
+        });
+    }
+
+    /// A roll whose predecessor (first byte 0x00) and successor (0x80) live
+    /// in different shards, with `during` run between their publications.
+    fn roll_across_shards(during: impl FnMut(&MemoryKeyStore) + 'static) -> (MemoryKeyStore, u64) {
+        let store = MemoryKeyStore::new();
+        let (old, new) = (id(0x00, 1), id(0x80, 2));
+        let mut predecessor = crate::lent::sample_record(old);
+        assert!(KeyStore::insert(&store, &predecessor, WriteCondition::Always).is_ok());
+        let shards = &store.shards;
+        assert_ne!(shards.index(key_of(&old)), shards.index(key_of(&new)));
+        let expected_version = predecessor.version;
+        predecessor.successor = Some(new);
+        predecessor.version += 1;
+        let mut successor = crate::lent::sample_record(new);
+        successor.predecessor = Some(old);
+        MID_ROLL.with(|hook| *hook.borrow_mut() = Some(Box::new(during)));
+        let rolled = KeyStore::apply_roll(
+            &store,
+            &RollPlan {
+                predecessor,
+                expected_version,
+                successor,
+            },
+        );
+        MID_ROLL.with(|hook| *hook.borrow_mut() = None);
+        assert!(rolled.is_ok());
+        let seq = store.seq.load(Ordering::SeqCst);
+        (store, seq)
+    }
+
+    #[test]
+    fn no_lock_free_read_overlaps_a_two_shard_publication() {
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        let log = Arc::clone(&seen);
+        let (store, seq) = roll_across_shards(move |store| {
+            // The successor is published, the predecessor not yet: a read
+            // now must not answer, or a reader could see the new key
+            // beside an old key that does not know it was rolled.
+            for key in [key_of(&id(0x80, 2)), key_of(&id(0x00, 1))] {
+                let read = store.read_optimistically(key).ok().map(|r| r.is_some());
+                log.lock()
+                    .unwrap_or_else(PoisonError::into_inner)
+                    .push(read);
+            }
+        });
+        let seen = seen.lock().unwrap_or_else(PoisonError::into_inner).clone();
+        assert_eq!(seen, [Some(false), Some(false)]);
+        // The sequence number is even again, and has moved once per store.
+        assert_eq!(seq, 2);
+        // Afterwards reads answer without the lock, and see both halves.
+        let new = store.read_optimistically(key_of(&id(0x80, 2))).ok();
+        assert_eq!(
+            new.map(|r| r.map(|f| f.map(|c| c.id))),
+            Some(Some(Some(id(0x80, 2))))
+        );
+        let old = store.read_optimistically(key_of(&id(0x00, 1))).ok();
+        assert_eq!(
+            old.map(|r| r.map(|f| f.and_then(|c| crate::lent::RecordView::successor(&*c)))),
+            Some(Some(Some(id(0x80, 2))))
+        );
+        // And through the store's own read path.
+        let lent = store
+            .lend(&id(0x00, 1))
+            .ok()
+            .map(|f| f.and_then(|c| crate::lent::RecordView::successor(&*c)));
+        assert_eq!(lent, Some(Some(id(0x80, 2))));
     }
 
     #[test]
