@@ -985,3 +985,206 @@ fn time_is_checked_on_the_record_returned() {
         Some(Rejection::Expired)
     );
 }
+
+/// Audit queries over a store whose `scan` or `ranked_by_use` ignores the
+/// contract: the manager refuses the answer (`Error::Store`, `Backend`)
+/// rather than page forever, skip keys or show revoked or foreign keys.
+mod audit_answers {
+    use super::*;
+    use api_keys::{KeyAudit, KeyFilter, Usage, UseRank};
+
+    #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+    enum Lie {
+        None,
+        /// Pages in descending id order.
+        Reversed,
+        /// Starts again from the first key, whatever the cursor.
+        IgnoresCursor,
+        /// Returns every key, whatever the limit.
+        IgnoresLimit,
+        /// Rankings include revoked keys.
+        KeepsRevoked,
+        /// Rankings of one owner include the others' keys.
+        IgnoresOwner,
+    }
+
+    struct Lying {
+        inner: MemoryKeyStore,
+        lie: Lie,
+    }
+
+    impl KeyStore for Lying {
+        fn insert(&self, r: &KeyRecord, c: WriteCondition) -> Result<(), StoreError> {
+            KeyStore::insert(&self.inner, r, c)
+        }
+        fn get(&self, id: &KeyId) -> Result<Option<Arc<KeyRecord>>, StoreError> {
+            KeyStore::get(&self.inner, id)
+        }
+        fn list_by_owner(&self, o: &OwnerId) -> Result<Vec<Arc<KeyRecord>>, StoreError> {
+            KeyStore::list_by_owner(&self.inner, o)
+        }
+        fn update(&self, r: &KeyRecord, v: u64, c: WriteCondition) -> Result<(), StoreError> {
+            KeyStore::update(&self.inner, r, v, c)
+        }
+        fn apply_roll(&self, p: &RollPlan) -> Result<(), StoreError> {
+            KeyStore::apply_roll(&self.inner, p)
+        }
+        fn touch(&self, id: &KeyId, usage: Usage) -> Result<(), StoreError> {
+            KeyStore::touch(&self.inner, id, usage)
+        }
+    }
+
+    impl KeyAudit for Lying {
+        fn scan(
+            &self,
+            filter: KeyFilter,
+            after: Option<&KeyId>,
+            limit: usize,
+        ) -> Result<Vec<Arc<KeyRecord>>, StoreError> {
+            let (after, limit) = match self.lie {
+                Lie::IgnoresCursor => (None, limit),
+                Lie::IgnoresLimit => (after, usize::MAX),
+                _ => (after, limit),
+            };
+            let mut keys = KeyAudit::scan(&self.inner, filter, after, limit)?;
+            if self.lie == Lie::Reversed {
+                keys.reverse();
+            }
+            Ok(keys)
+        }
+        fn ranked_by_use(
+            &self,
+            rank: UseRank,
+            owner: Option<&OwnerId>,
+            limit: usize,
+        ) -> Result<Vec<Arc<KeyRecord>>, StoreError> {
+            let all = KeyAudit::scan(&self.inner, KeyFilter::All, None, usize::MAX)?;
+            let mut keys: Vec<_> = all
+                .into_iter()
+                .filter(|r| self.lie == Lie::KeepsRevoked || r.status != KeyStatus::Revoked)
+                .filter(|r| self.lie == Lie::IgnoresOwner || owner.is_none_or(|o| *o == r.owner))
+                .collect();
+            keys.sort_by(|a, b| rank.order(a, b));
+            if self.lie == Lie::Reversed {
+                keys.reverse();
+            }
+            if self.lie != Lie::IgnoresLimit {
+                keys.truncate(limit);
+            }
+            Ok(keys)
+        }
+    }
+
+    /// Five keys of two owners, used 1..=5 times, the last one revoked.
+    fn manager(lie: Lie) -> (KeyManager<Lying>, OwnerId) {
+        let store = Lying {
+            inner: MemoryKeyStore::new(),
+            lie,
+        };
+        let keys = KeyManager::builder(store)
+            .clock(Arc::new(ManualClock::new(T0)))
+            .build()
+            .unwrap();
+        let (a, b) = (
+            OwnerId::new("acct_a").unwrap(),
+            OwnerId::new("acct_b").unwrap(),
+        );
+        for (n, owner) in [&a, &b, &a, &b, &a].into_iter().enumerate() {
+            let created = keys
+                .create(&Actor::system(), NewKey::publishable(owner.clone(), "k"))
+                .unwrap();
+            for _ in 0..=n {
+                keys.verify(created.token.expose_secret(), &RequestContext::new())
+                    .unwrap();
+            }
+            if n == 4 {
+                keys.revoke(&Actor::system(), &created.record.id).unwrap();
+            }
+        }
+        keys.flush_usage().unwrap();
+        (keys, a)
+    }
+
+    fn refused<T: core::fmt::Debug>(answer: Result<T, Error>) -> bool {
+        matches!(&answer, Err(Error::Store(e)) if e.kind() == StoreErrorKind::Backend)
+    }
+
+    /// Every page of `list_all` with pages of `limit`.
+    fn pages(keys: &KeyManager<Lying>, limit: usize) -> Result<Vec<Vec<KeyId>>, Error> {
+        let (mut pages, mut after) = (Vec::new(), None);
+        loop {
+            let page = keys.list_all(after, limit)?;
+            pages.push(page.keys.iter().map(|r| r.id).collect());
+            match page.next {
+                Some(next) => after = Some(next),
+                None => return Ok(pages),
+            }
+            assert!(pages.len() <= 5, "the scan does not end");
+        }
+    }
+
+    #[test]
+    fn an_honest_store_pages_every_key_once_and_ends() {
+        let (keys, owner) = manager(Lie::None);
+        for limit in 1..=6 {
+            let pages = pages(&keys, limit).unwrap();
+            let ids: Vec<KeyId> = pages.iter().flatten().copied().collect();
+            let mut sorted = ids.clone();
+            sorted.sort();
+            sorted.dedup();
+            assert_eq!((ids.len(), &sorted), (5, &ids), "pages of {limit}");
+            assert_eq!(pages.len(), 5usize.div_ceil(limit), "pages of {limit}");
+            assert!(pages.iter().all(|p| !p.is_empty() && p.len() <= limit));
+        }
+        let counts = |r: Vec<Arc<KeyRecord>>| r.iter().map(|k| k.use_count).collect::<Vec<_>>();
+        assert_eq!(counts(keys.most_used(None, 10).unwrap()), [4, 3, 2, 1]);
+        assert_eq!(counts(keys.least_used(None, 3).unwrap()), [1, 2, 3]);
+        assert_eq!(counts(keys.most_used(Some(&owner), 10).unwrap()), [3, 1]);
+        assert_eq!(counts(keys.most_used(Some(&owner), 1).unwrap()), [3]);
+    }
+
+    #[test]
+    fn a_scan_out_of_order_past_the_cursor_or_the_limit_is_refused() {
+        for lie in [Lie::Reversed, Lie::IgnoresCursor, Lie::IgnoresLimit] {
+            let (keys, _) = manager(lie);
+            assert!(refused(pages(&keys, 2)), "{lie:?}");
+        }
+    }
+
+    #[test]
+    fn a_ranking_out_of_order_with_revoked_or_foreign_keys_or_too_long_is_refused() {
+        for (lie, owner_only) in [
+            (Lie::Reversed, false),
+            (Lie::KeepsRevoked, false),
+            (Lie::IgnoresOwner, true),
+            (Lie::IgnoresLimit, false),
+        ] {
+            let (keys, owner) = manager(lie);
+            let owner = owner_only.then_some(&owner);
+            let limit = if lie == Lie::IgnoresLimit { 2 } else { 10 };
+            assert!(refused(keys.most_used(owner, limit)), "{lie:?}");
+            assert!(refused(keys.least_used(owner, limit)), "{lie:?}");
+        }
+    }
+}
+
+#[test]
+fn the_signed_body_limit_is_the_policys_and_the_builder_shows_its_settings() {
+    let policy = |max_body_len| {
+        let mut policy = api_keys::Policy::default();
+        policy.signatures.max_body_len = max_body_len;
+        policy
+    };
+    for len in [0, 1, 4096, 1 << 20] {
+        let keys = KeyManager::builder(MemoryKeyStore::new())
+            .policy(policy(len))
+            .build()
+            .unwrap();
+        assert_eq!(keys.max_signed_body_len(), len);
+    }
+    let builder = KeyManager::builder(MemoryKeyStore::new()).policy(policy(4321));
+    let shown = format!("{builder:?}");
+    assert!(shown.starts_with("KeyManagerBuilder"), "{shown}");
+    assert!(shown.contains("4321"), "{shown}");
+    assert!(shown.contains("format"), "{shown}");
+}
