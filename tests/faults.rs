@@ -1000,6 +1000,8 @@ mod audit_answers {
         Reversed,
         /// Starts again from the first key, whatever the cursor.
         IgnoresCursor,
+        /// Starts at the cursor's key instead of after it.
+        IncludesCursor,
         /// Returns every key, whatever the limit.
         IgnoresLimit,
         /// Rankings include revoked keys.
@@ -1046,7 +1048,14 @@ mod audit_answers {
                 Lie::IgnoresLimit => (after, usize::MAX),
                 _ => (after, limit),
             };
-            let mut keys = KeyAudit::scan(&self.inner, filter, after, limit)?;
+            let mut keys = if let (Lie::IncludesCursor, Some(cursor)) = (self.lie, after) {
+                let mut all = KeyAudit::scan(&self.inner, filter, None, usize::MAX)?;
+                all.retain(|r| r.id >= *cursor);
+                all.truncate(limit);
+                all
+            } else {
+                KeyAudit::scan(&self.inner, filter, after, limit)?
+            };
             if self.lie == Lie::Reversed {
                 keys.reverse();
             }
@@ -1145,7 +1154,12 @@ mod audit_answers {
 
     #[test]
     fn a_scan_out_of_order_past_the_cursor_or_the_limit_is_refused() {
-        for lie in [Lie::Reversed, Lie::IgnoresCursor, Lie::IgnoresLimit] {
+        for lie in [
+            Lie::Reversed,
+            Lie::IgnoresCursor,
+            Lie::IncludesCursor,
+            Lie::IgnoresLimit,
+        ] {
             let (keys, _) = manager(lie);
             assert!(refused(pages(&keys, 2)), "{lie:?}");
         }
