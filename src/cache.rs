@@ -825,3 +825,43 @@ impl<F: ChangeFeed> FeedFollower<F> {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_fill_never_replaces_a_newer_cached_version() {
+        let cache = CachedKeyStore::with_clock(
+            crate::MemoryKeyStore::new(),
+            CacheConfig::default(),
+            crate::ManualMonotonicClock::new(),
+        )
+        .unwrap_or_else(|_| unreachable!());
+        let shared = &cache.shared;
+        let version = |v: u64| {
+            let mut record = crate::lent::sample_record(KeyId::from_bytes([7; 16]));
+            record.version = v;
+            Arc::new(record)
+        };
+        let cached = |id| shared.records.peek(&id).map(|r| r.version);
+        let id = version(1).id;
+        shared.fill(&version(1), 0);
+        assert_eq!(cached(id), Some(1));
+        shared.fill(&version(3), 0);
+        assert_eq!(cached(id), Some(3), "a newer version replaces");
+        shared.fill(&version(2), 0);
+        assert_eq!(cached(id), Some(3), "an older one does not");
+        let mut same = (*version(3)).clone();
+        same.use_count = 9;
+        shared.fill(&Arc::new(same), 0);
+        assert_eq!(
+            shared.records.peek(&id).map(|r| r.use_count),
+            Some(9),
+            "the same version refreshes"
+        );
+        // A fill that saw an older epoch leaves nothing behind.
+        shared.fill(&version(4), 1);
+        assert_eq!(cached(id), None);
+    }
+}

@@ -522,7 +522,8 @@ async fn falling_behind_the_feeds_retention_drops_everything() {
 
 #[tokio::test]
 async fn a_gap_in_the_numbers_stops_serving_until_it_fills_or_times_out() {
-    let config = CacheConfig::default().gap_timeout(Duration::from_secs(10));
+    // Not the default (10 s), so the setting is shown to apply.
+    let config = CacheConfig::default().gap_timeout(Duration::from_secs(30));
     let mut s = servers_with(MemoryKeyStore::new(), config);
     let (id, token) = create(&s, "k").await;
     let (other, _) = create(&s, "other").await;
@@ -569,7 +570,10 @@ async fn a_gap_in_the_numbers_stops_serving_until_it_fills_or_times_out() {
         }],
     ));
     assert!(!s.follower.poll().await.unwrap().confirmed);
-    s.clock.advance(Duration::from_secs(10));
+    s.clock.advance(Duration::from_secs(29));
+    let r = s.follower.poll().await.unwrap();
+    assert!(!r.confirmed && !r.resynced, "still within the gap timeout");
+    s.clock.advance(Duration::from_secs(1));
     let r = s.follower.poll().await.unwrap();
     assert!(r.confirmed && r.resynced);
     assert_eq!(r.last_seen, 4);
@@ -792,4 +796,22 @@ async fn use_counts_through_the_cache_are_exact() {
     keys.flush_usage_async().await.unwrap();
     assert_eq!(written().await, 4);
     assert_eq!(keys.get_async(&id).await.unwrap().use_count, 4);
+}
+
+#[tokio::test]
+async fn a_failed_touch_still_moves_the_cached_last_use_so_a_down_store_is_not_hammered() {
+    let mut s = servers();
+    let (id, token) = create(&s, "k").await;
+    s.follower.poll().await.unwrap();
+    // Cached, never used yet: the first accepted request touches.
+    assert!(s.b.get_async(&id).await.unwrap().last_used_at.is_none());
+    s.b_store.down.store(true, SeqCst);
+    let touches = s.b_store.touches.load(SeqCst);
+    for _ in 0..5 {
+        verify_on(&s.b, &token).await.unwrap();
+    }
+    assert_eq!(s.b_store.touches.load(SeqCst), touches + 1, "one touch tried");
+    // The uses the store did not take stay counted by the manager.
+    assert_eq!(s.b.pending_usage(), 1, "one key with uses to write");
+    assert_eq!(s.b.get_async(&id).await.unwrap().use_count, 5);
 }
