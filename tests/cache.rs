@@ -810,8 +810,30 @@ async fn a_failed_touch_still_moves_the_cached_last_use_so_a_down_store_is_not_h
     for _ in 0..5 {
         verify_on(&s.b, &token).await.unwrap();
     }
-    assert_eq!(s.b_store.touches.load(SeqCst), touches + 1, "one touch tried");
+    assert_eq!(
+        s.b_store.touches.load(SeqCst),
+        touches + 1,
+        "one touch tried"
+    );
     // The uses the store did not take stay counted by the manager.
     assert_eq!(s.b.pending_usage(), 1, "one key with uses to write");
     assert_eq!(s.b.get_async(&id).await.unwrap().use_count, 5);
+}
+
+#[tokio::test]
+async fn the_cache_shows_its_settings_and_counters_and_no_record() {
+    let mut s = servers_with(
+        MemoryKeyStore::new(),
+        CacheConfig::default().gap_timeout(Duration::from_secs(31)),
+    );
+    let (_, token) = create(&s, "k").await;
+    s.follower.poll().await.unwrap();
+    verify_on(&s.b, &token).await.unwrap();
+    verify_on(&s.b, &token).await.unwrap();
+    let shown = format!("{:?}", s.b.store());
+    assert!(shown.starts_with("CachedKeyStore"), "{shown}");
+    assert!(shown.contains("gap_timeout: 31s"), "{shown}");
+    assert!(shown.contains("hits: 1"), "{shown}");
+    assert!(shown.contains("records: 1"), "{shown}");
+    assert!(!shown.contains(token.expose_secret()), "{shown}");
 }

@@ -1163,6 +1163,11 @@ mod audit_answers {
             let (keys, _) = manager(lie);
             assert!(refused(pages(&keys, 2)), "{lie:?}");
         }
+        // Refused at once, not at a later page that happens to fit.
+        for lie in [Lie::Reversed, Lie::IgnoresLimit] {
+            let (keys, _) = manager(lie);
+            assert!(refused(keys.list_all(None, 2)), "{lie:?}");
+        }
     }
 
     #[test]
