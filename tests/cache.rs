@@ -837,3 +837,30 @@ async fn the_cache_shows_its_settings_and_counters_and_no_record() {
     assert!(shown.contains("records: 1"), "{shown}");
     assert!(!shown.contains(token.expose_secret()), "{shown}");
 }
+
+#[tokio::test]
+async fn the_cache_tells_how_long_ago_the_feed_was_confirmed_and_can_be_emptied() {
+    let mut s = servers();
+    let (_, token) = create(&s, "k").await;
+    assert_eq!(s.b.store().confirmed_ago(), None, "never confirmed");
+    s.clock.advance(Duration::from_secs(5));
+    s.follower.poll().await.unwrap();
+    s.clock.advance(Duration::from_millis(250));
+    assert_eq!(
+        s.b.store().confirmed_ago(),
+        Some(Duration::from_millis(250))
+    );
+    verify_on(&s.b, &token).await.unwrap();
+    let (gets, resyncs) = (s.b_store.gets.load(SeqCst), s.b.store().stats().resyncs);
+    verify_on(&s.b, &token).await.unwrap();
+    assert_eq!(s.b_store.gets.load(SeqCst), gets, "served from the cache");
+    s.b.store().clear();
+    assert_eq!(s.b.store().stats().records, 0);
+    assert_eq!(s.b.store().stats().resyncs, resyncs + 1);
+    verify_on(&s.b, &token).await.unwrap();
+    assert_eq!(
+        s.b_store.gets.load(SeqCst),
+        gets + 1,
+        "read again after clear"
+    );
+}

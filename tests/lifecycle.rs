@@ -1094,6 +1094,16 @@ fn update_then_activate_cannot_bypass_expiry() {
 /// one-active-key condition.
 #[test]
 fn an_expiry_move_racing_a_replacement_keeps_one_active_key() {
+    // Clearing the expiry, and moving it later.
+    for update in [
+        KeyUpdate::new().clear_expiry(),
+        KeyUpdate::new().expires_at(T0 + Duration::days(1)),
+    ] {
+        expiry_move_racing_a_replacement(&update);
+    }
+}
+
+fn expiry_move_racing_a_replacement(update: &KeyUpdate) {
     let store = HookedStore::default();
     let shared = Arc::clone(&store.inner);
     let f = fx_with(store, one_active());
@@ -1117,9 +1127,7 @@ fn an_expiry_move_racing_a_replacement_keeps_one_active_key() {
             .unwrap();
         *b_slot.lock().unwrap() = Some(b.token);
     }));
-    let out = f
-        .keys
-        .update(&f.admin, &a.id, 1, &KeyUpdate::new().clear_expiry());
+    let out = f.keys.update(&f.admin, &a.id, 1, update);
     let b_token = b_token.lock().unwrap().take().unwrap();
     let usable = [&a_token, &b_token]
         .iter()
