@@ -836,6 +836,9 @@ async fn the_cache_shows_its_settings_and_counters_and_no_record() {
     assert!(shown.contains("hits: 1"), "{shown}");
     assert!(shown.contains("records: 1"), "{shown}");
     assert!(!shown.contains(token.expose_secret()), "{shown}");
+    let follower = format!("{:?}", s.follower);
+    assert!(follower.starts_with("FeedFollower"), "{follower}");
+    assert!(follower.contains("last_seen: Some(1)"), "{follower}");
 }
 
 #[tokio::test]
