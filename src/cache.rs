@@ -744,12 +744,15 @@ impl<F: ChangeFeed> FeedFollower<F> {
             }
             shared.evict(page.changes.iter().map(|c| c.key_id));
             let mut contiguous = last;
+            // Pages are ascending (the feed's contract): the run of numbers
+            // that follows `last` without a hole. Anything else (a hole, or
+            // a number repeated by a broken feed) ends it, so at worst the
+            // follower waits as for a gap.
             for change in &page.changes {
-                if change.seq == contiguous.saturating_add(1) {
-                    contiguous = change.seq;
-                } else if change.seq > contiguous {
+                if change.seq != contiguous.saturating_add(1) {
                     break;
                 }
+                contiguous = change.seq;
             }
             if contiguous < newest {
                 // A gap: a change numbered below one already visible is not

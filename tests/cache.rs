@@ -847,7 +847,10 @@ async fn the_cache_tells_how_long_ago_the_feed_was_confirmed_and_can_be_emptied(
     let (_, token) = create(&s, "k").await;
     assert_eq!(s.b.store().confirmed_ago(), None, "never confirmed");
     s.clock.advance(Duration::from_secs(5));
-    s.follower.poll().await.unwrap();
+    // The first read starts at the feed's head: confirmed, from scratch.
+    let first = s.follower.poll().await.unwrap();
+    assert!(first.confirmed && first.resynced, "{first:?}");
+    assert_eq!(first.last_seen, 1);
     s.clock.advance(Duration::from_millis(250));
     assert_eq!(
         s.b.store().confirmed_ago(),

@@ -1577,3 +1577,40 @@ fn pepper_rotation_over_several_versions() {
     assert!(retired.verify(mid.token.expose_secret(), &ctx()).is_ok());
     assert!(retired.verify(new.token.expose_secret(), &ctx()).is_ok());
 }
+
+/// A write that loses a race (another server changed the key between this
+/// call's read and its write) is planned again over the new version, not
+/// reported as a conflict; both changes survive.
+#[test]
+fn a_lost_race_is_retried_over_the_new_version() {
+    for op in ["deactivate", "revoke"] {
+        let store = HookedStore::default();
+        let shared = Arc::clone(&store.inner);
+        let f = fx_with(store, Policy::default());
+        let other = KeyManager::builder(Arc::clone(&shared))
+            .clock(Arc::clone(&f.clock))
+            .build()
+            .unwrap();
+        let (a, _) = f.create(NewKey::secret(f.owner.clone(), "a"));
+        let id = a.id;
+        *f.keys.store().on_get.lock().unwrap() = Some(Box::new(move || {
+            other
+                .update(
+                    &Actor::system(),
+                    &id,
+                    1,
+                    &KeyUpdate::new().note("by the other server"),
+                )
+                .unwrap();
+        }));
+        let out = if op == "revoke" {
+            f.keys.revoke(&f.admin, &id)
+        } else {
+            f.keys.deactivate(&f.admin, &id)
+        };
+        assert!(out.is_ok(), "{op}: {out:?}");
+        let now = f.keys.get(&id).unwrap();
+        assert_eq!(now.note.as_deref(), Some("by the other server"), "{op}");
+        assert_eq!(now.version, 3, "{op}: two writes");
+    }
+}
