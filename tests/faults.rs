@@ -1207,3 +1207,51 @@ fn the_signed_body_limit_is_the_policys_and_the_builder_shows_its_settings() {
     assert!(shown.contains("4321"), "{shown}");
     assert!(shown.contains("format"), "{shown}");
 }
+
+/// A key the host's store deleted between a call's read and its write: the
+/// write's `NotFound` reaches the caller as `Error::NotFound` of that key.
+#[test]
+fn a_key_gone_before_the_write_is_not_found() {
+    struct GoneOnWrite(MemoryKeyStore);
+    impl KeyStore for GoneOnWrite {
+        fn insert(&self, r: &KeyRecord, c: WriteCondition) -> Result<(), StoreError> {
+            KeyStore::insert(&self.0, r, c)
+        }
+        fn get(&self, id: &KeyId) -> Result<Option<Arc<KeyRecord>>, StoreError> {
+            KeyStore::get(&self.0, id)
+        }
+        fn list_by_owner(&self, o: &OwnerId) -> Result<Vec<Arc<KeyRecord>>, StoreError> {
+            KeyStore::list_by_owner(&self.0, o)
+        }
+        fn update(&self, _: &KeyRecord, _: u64, _: WriteCondition) -> Result<(), StoreError> {
+            Err(StoreError::new(StoreErrorKind::NotFound))
+        }
+        fn apply_roll(&self, _: &RollPlan) -> Result<(), StoreError> {
+            Err(StoreError::new(StoreErrorKind::NotFound))
+        }
+        fn touch(&self, id: &KeyId, usage: api_keys::Usage) -> Result<(), StoreError> {
+            KeyStore::touch(&self.0, id, usage)
+        }
+    }
+    let keys = KeyManager::new(GoneOnWrite(MemoryKeyStore::new()));
+    let owner = OwnerId::new("acct_gone").unwrap();
+    let id = keys
+        .create(&Actor::system(), NewKey::secret(owner, "k"))
+        .unwrap()
+        .record
+        .id;
+    let gone = |e: Result<KeyRecord, Error>| matches!(e, Err(Error::NotFound(k)) if k == id);
+    assert!(gone(keys.deactivate(&Actor::system(), &id)));
+    assert!(gone(keys.revoke(&Actor::system(), &id)));
+    assert!(gone(keys.update(
+        &Actor::system(),
+        &id,
+        1,
+        &KeyUpdate::new().name("n")
+    )));
+    let rolled = keys.roll(&Actor::system(), &id, RollOptions::default());
+    assert!(
+        matches!(rolled, Err(Error::NotFound(k)) if k == id),
+        "{rolled:?}"
+    );
+}
