@@ -22,6 +22,11 @@
 #                        $MUTANTS_OUT/<name>/mutants.out/{caught,missed,...}.txt
 #   MUTANTS_MIN_TIMEOUT  minimum test timeout in seconds (default 120).
 #   MUTANTS_NICE         niceness of the cargo-mutants process (default 19).
+#   MUTANTS_ARGS         more cargo-mutants options, split on spaces; e.g.
+#                        MUTANTS_ARGS='--re fill|touched' re-runs only the
+#                        mutants of those functions (a confirming run of the
+#                        survivors after new tests). The counts then cover
+#                        only those mutants.
 #
 # Equivalent mutants (changing nothing observable) are excluded, one regex and
 # one justification each, in .cargo/mutants.toml (`exclude_re`). Every other
@@ -161,7 +166,7 @@ for file in "${files[@]}"; do
     rc=0
     (cd "$work/tree" && nice -n "$niceness" cargo mutants --in-place --all-features \
         --minimum-test-timeout "$min_timeout" -f "$file" --output "$dest" \
-        ${cargo_args[@]+"${cargo_args[@]}"}) || rc=$?
+        ${cargo_args[@]+"${cargo_args[@]}"} ${MUTANTS_ARGS:-}) || rc=$?
     res="$dest/mutants.out"
     caught=$(count "$res/caught.txt")
     missed=$(count "$res/missed.txt")

@@ -412,3 +412,33 @@ fn the_memory_store_writes_last_used_at_once_per_interval() {
     assert_eq!(stored(&keys, &id).use_count, 4);
     assert_eq!(keys.pending_usage(), 0);
 }
+
+#[tokio::test(start_paused = true)]
+async fn the_background_flush_writes_the_tally_every_period() {
+    let (keys, _) = manager(MemoryKeyStore::new());
+    let keys = Arc::new(keys);
+    let (id, token) = create(&keys, NewKey::secret(owner("org_timer"), "k"));
+    for _ in 0..3 {
+        let verified = keys.verify(token.expose_secret(), &RequestContext::new());
+        assert!(verified.is_ok());
+    }
+    // The first use was written with its touch; two wait in the tally.
+    assert_eq!((stored(&keys, &id).use_count, keys.pending_usage()), (1, 1));
+    let every = std::time::Duration::from_secs(10);
+    let flusher = tokio::spawn({
+        let keys = Arc::clone(&keys);
+        async move { keys.flush_usage_every(every, tokio::time::sleep).await }
+    });
+    tokio::time::sleep(std::time::Duration::from_secs(9)).await;
+    assert_eq!(keys.pending_usage(), 1, "not before the period");
+    tokio::time::sleep(std::time::Duration::from_secs(2)).await;
+    assert_eq!((stored(&keys, &id).use_count, keys.pending_usage()), (3, 0));
+    // And again at every period.
+    assert!(
+        keys.verify(token.expose_secret(), &RequestContext::new())
+            .is_ok()
+    );
+    tokio::time::sleep(every).await;
+    assert_eq!((stored(&keys, &id).use_count, keys.pending_usage()), (4, 0));
+    flusher.abort();
+}
