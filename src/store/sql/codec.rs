@@ -79,18 +79,19 @@ pub(crate) trait SqlRow {
 
 /// An instant as stored: Unix microseconds, rounded down (toward the past).
 pub(super) fn micros_floor(t: UtcDateTime) -> i64 {
-    let micros = t.unix_timestamp_nanos().div_euclid(1_000);
-    // `UtcDateTime` spans ±9999 years: about ±3.2e17 µs, well inside i64.
-    i64::try_from(micros).unwrap_or(if micros < 0 { i64::MIN } else { i64::MAX })
+    // Whole seconds round down and the time of day is never negative, so
+    // this is the floor also before 1970. `UtcDateTime` spans ±9999 years:
+    // about ±3.2e17 µs, well inside i64 (saturating only to stay total).
+    t.unix_timestamp()
+        .saturating_mul(1_000_000)
+        .saturating_add(i64::from(t.microsecond()))
 }
 
 /// Unix microseconds rounded up: for `stored < bound` comparisons, since a
 /// stored (whole-microsecond) instant `s` is before `t` exactly when
 /// `s < ceil(t)`.
 pub(super) fn micros_ceil(t: UtcDateTime) -> i64 {
-    let nanos = t.unix_timestamp_nanos();
-    let micros = nanos.div_euclid(1_000) + i128::from(nanos.rem_euclid(1_000) != 0);
-    i64::try_from(micros).unwrap_or(if micros < 0 { i64::MIN } else { i64::MAX })
+    micros_floor(t).saturating_add(i64::from(t.nanosecond() % 1_000 != 0))
 }
 
 fn instant(column: &'static str, micros: i64) -> Result<UtcDateTime, StoreError> {
@@ -458,5 +459,22 @@ mod tests {
         assert_eq!(micros_ceil(before), 0);
         assert_eq!(instant("t", micros_floor(whole)).unwrap(), whole);
         assert!(instant("t", i64::MAX).is_err());
+        for t in [UtcDateTime::MIN, UtcDateTime::MAX] {
+            let nanos = t.unix_timestamp_nanos();
+            assert_eq!(i128::from(micros_floor(t)), nanos.div_euclid(1_000));
+            assert_eq!(i128::from(micros_ceil(t)), -(-nanos).div_euclid(1_000));
+        }
+    }
+
+    proptest::proptest! {
+        /// Floor and ceiling of the nanosecond count, over the whole range.
+        #[test]
+        fn instants_are_the_floor_and_ceiling_in_microseconds(
+            nanos in UtcDateTime::MIN.unix_timestamp_nanos()..=UtcDateTime::MAX.unix_timestamp_nanos()
+        ) {
+            let t = UtcDateTime::from_unix_timestamp_nanos(nanos).unwrap();
+            proptest::prop_assert_eq!(i128::from(micros_floor(t)), nanos.div_euclid(1_000));
+            proptest::prop_assert_eq!(i128::from(micros_ceil(t)), -(-nanos).div_euclid(1_000));
+        }
     }
 }
