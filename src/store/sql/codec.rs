@@ -91,7 +91,7 @@ pub(super) fn micros_floor(t: UtcDateTime) -> i64 {
 /// stored (whole-microsecond) instant `s` is before `t` exactly when
 /// `s < ceil(t)`.
 pub(super) fn micros_ceil(t: UtcDateTime) -> i64 {
-    micros_floor(t).saturating_add(i64::from(t.nanosecond() % 1_000 != 0))
+    micros_floor(t).saturating_add(i64::from(!t.nanosecond().is_multiple_of(1_000)))
 }
 
 fn instant(column: &'static str, micros: i64) -> Result<UtcDateTime, StoreError> {
