@@ -1016,15 +1016,15 @@ mod retry_tests {
     }
 
     fn pg(failures: usize, fail: Fail) -> (Result<usize, StoreError>, usize) {
-        run(failures, fail, |op| retry::<postgres::Pg, _, _, _>(op))
+        run(failures, fail, retry::<postgres::Pg, _, _, _>)
     }
 
     fn lite(failures: usize, fail: Fail) -> (Result<usize, StoreError>, usize) {
-        run(failures, fail, |op| retry::<sqlite::Lite, _, _, _>(op))
+        run(failures, fail, retry::<sqlite::Lite, _, _, _>)
     }
 
     fn any(failures: usize, fail: Fail) -> (Result<usize, StoreError>, usize) {
-        run(failures, fail, |op| retry_any(op))
+        run(failures, fail, retry_any)
     }
 
     fn ok(out: (Result<usize, StoreError>, usize)) -> Option<usize> {
