@@ -140,3 +140,37 @@ impl MySqlKeyStore {
         Ok(Self::from_pool(pool))
     }
 }
+
+/// The engine's own errors, from a real server: `API_KEYS_TEST_MYSQL_URL`
+/// (see `tests/sql_stores.rs`); skipped without it, unless
+/// `API_KEYS_TEST_REQUIRE_DATABASE=1`.
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::panic, reason = "test code")]
+    use sqlx::Connection as _;
+
+    #[tokio::test]
+    async fn deadlocks_and_lock_wait_timeouts_are_transient_and_nothing_else() {
+        let Ok(url) = std::env::var("API_KEYS_TEST_MYSQL_URL") else {
+            let required = std::env::var_os("API_KEYS_TEST_REQUIRE_DATABASE");
+            assert!(required.is_none_or(|v| v != "1"), "no MySQL server");
+            return;
+        };
+        let mut conn = sqlx::mysql::MySqlConnection::connect(&url).await.unwrap();
+        // Duplicate key, missing table, syntax error: not worth a retry.
+        for (errno, transient) in [
+            (1213, true),
+            (1205, true),
+            (1062, false),
+            (1146, false),
+            (1064, false),
+        ] {
+            let signal = format!("SIGNAL SQLSTATE '40001' SET MYSQL_ERRNO = {errno}");
+            let Err(e) = sqlx::raw_sql(&signal).execute(&mut conn).await else {
+                panic!("SIGNAL did not fail");
+            };
+            let db = e.as_database_error().unwrap();
+            assert_eq!(super::transient(db), transient, "{errno}");
+        }
+    }
+}
