@@ -238,6 +238,55 @@ impl Db for MySql {
     }
 }
 
+/// A namespace of one test's own (schema, database or file), dropped when
+/// the test ends, also when it fails: no test sees another's rows, nor rows
+/// a failed or mutated run left behind.
+struct Scratch<D: Db> {
+    location: Location,
+    base: String,
+    drop_sql: Option<String>,
+    engine: core::marker::PhantomData<fn() -> D>,
+}
+
+impl<D: Db> Scratch<D> {
+    /// A fresh namespace beside `base`.
+    async fn beside(base: &Location) -> Self {
+        let (location, drop_sql) = D::fresh(base).await;
+        Self {
+            location,
+            base: base.url.clone(),
+            drop_sql,
+            engine: core::marker::PhantomData,
+        }
+    }
+}
+
+impl<D: Db> Drop for Scratch<D> {
+    fn drop(&mut self) {
+        let Some(sql) = self.drop_sql.take() else {
+            return;
+        };
+        let base = core::mem::take(&mut self.base);
+        let statement = sql.clone();
+        // Drop has no runtime to await on: a thread with its own. Best
+        // effort: a throwaway server is deleted whole afterwards anyway.
+        let dropped = std::thread::spawn(move || {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .ok()?;
+            runtime.block_on(async {
+                let store = D::connect(&base).await.ok()?;
+                D::try_raw(&store, &statement).await.then_some(())
+            })
+        })
+        .join();
+        if !matches!(dropped, Ok(Some(()))) {
+            say(&format!("could not drop a test namespace: {sql}"));
+        }
+    }
+}
+
 #[cfg(feature = "sqlite")]
 struct Sqlite;
 
@@ -1240,6 +1289,8 @@ macro_rules! engine_tests {
             use super::*;
             type D = $db;
 
+            /// The server's database, shared (tests that make their own
+            /// namespaces, or need none).
             macro_rules! located {
                 ($test:literal) => {
                     match D::location($test) {
@@ -1249,9 +1300,17 @@ macro_rules! engine_tests {
                 };
             }
 
+            /// A namespace of this test's own, dropped at its end.
+            macro_rules! scratch {
+                ($test:literal) => {
+                    Scratch::<D>::beside(&located!($test)).await
+                };
+            }
+
             #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
             async fn passes_the_conformance_suite() {
-                let loc = located!("passes_the_conformance_suite");
+                let scratch = scratch!("passes_the_conformance_suite");
+                let loc = &scratch.location;
                 let store = open::<D>(&loc.url).await;
                 api_keys::testing::run_conformance_async(&store)
                     .await
@@ -1260,51 +1319,59 @@ macro_rules! engine_tests {
 
             #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
             async fn every_field_round_trips() {
-                let loc = located!("every_field_round_trips");
+                let scratch = scratch!("every_field_round_trips");
+                let loc = &scratch.location;
                 super::every_field_round_trips(&open::<D>(&loc.url).await, true).await;
             }
 
             #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
             async fn lifecycle() {
-                let loc = located!("lifecycle");
+                let scratch = scratch!("lifecycle");
+                let loc = &scratch.location;
                 super::lifecycle(open::<D>(&loc.url).await).await;
             }
 
             #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
             async fn audit_queries() {
-                let loc = located!("audit_queries");
+                let scratch = scratch!("audit_queries");
+                let loc = &scratch.location;
                 super::audit_queries(open::<D>(&loc.url).await).await;
             }
 
             #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
             async fn usage_tracking() {
-                let loc = located!("usage_tracking");
+                let scratch = scratch!("usage_tracking");
+                let loc = &scratch.location;
                 super::usage_tracking(open::<D>(&loc.url).await).await;
             }
 
             #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
             async fn pending_flow() {
-                let loc = located!("pending_flow");
+                let scratch = scratch!("pending_flow");
+                let loc = &scratch.location;
                 super::pending_flow(open::<D>(&loc.url).await).await;
             }
 
             #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
             async fn two_servers_share_one_database() {
-                let loc = located!("two_servers_share_one_database");
+                let scratch = scratch!("two_servers_share_one_database");
+                let loc = &scratch.location;
                 let (a, b) = (open::<D>(&loc.url).await, open::<D>(&loc.url).await);
                 super::two_servers_share_one_database(a, b).await;
             }
 
             #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
             async fn concurrent_rolls_have_one_winner() {
-                let loc = located!("concurrent_rolls_have_one_winner");
+                let scratch = scratch!("concurrent_rolls_have_one_winner");
+                let loc = &scratch.location;
                 let (a, b) = (open::<D>(&loc.url).await, open::<D>(&loc.url).await);
                 super::concurrent_rolls_have_one_winner(a, b).await;
             }
 
             #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
             async fn one_active_key_holds_across_servers() {
-                let loc = located!("one_active_key_holds_across_servers");
+                let scratch = scratch!("one_active_key_holds_across_servers");
+                let loc = &scratch.location;
                 let (a, b) = (open::<D>(&loc.url).await, open::<D>(&loc.url).await);
                 super::one_active_key_holds_across_servers(a, b).await;
             }
@@ -1460,9 +1527,11 @@ async fn sqlite_file_persists_and_is_shared() {
 #[cfg(feature = "mysql")]
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn mysql_owner_ids_compare_exactly() {
-    let Some(loc) = MySql::location("owner_ids_compare_exactly") else {
+    let Some(base) = MySql::location("owner_ids_compare_exactly") else {
         return;
     };
+    let scratch = Scratch::<MySql>::beside(&base).await;
+    let loc = &scratch.location;
     let policy = Policy {
         one_active_key_per_owner: true,
         ..Policy::default()

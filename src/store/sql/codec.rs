@@ -190,16 +190,6 @@ impl Encoded {
         Value::Bytes(Some(self.id.clone()))
     }
 
-    /// `last_used_at` in stored form.
-    pub(super) fn last_used_at(&self) -> Option<i64> {
-        self.last_used_at
-    }
-
-    /// `use_count` in stored form.
-    pub(super) fn use_count(&self) -> i64 {
-        self.use_count
-    }
-
     /// The usage row's upsert parameters: id, `last_used_at`, `use_count`.
     pub(super) fn usage_params(&self) -> Vec<Value> {
         vec![

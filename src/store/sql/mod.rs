@@ -522,12 +522,13 @@ impl<E: Engine> SqlStore<E> {
                 StoreErrorKind::Conflict
             }));
         }
-        if row.last_used_at().is_some() || row.use_count() > 0 {
-            E::execute(tx, &sql.upsert_usage, row.usage_params())
-                .await
-                .map_err(db)?;
-        }
-        Ok(())
+        // Also for a record never used: one statement for every update
+        // (management writes are rare) instead of a test that could skip
+        // a `last_used_at` to move forward.
+        E::execute(tx, &sql.upsert_usage, row.usage_params())
+            .await
+            .map(drop)
+            .map_err(db)
     }
 
     pub(crate) async fn insert(
