@@ -942,7 +942,8 @@ where
 /// `retry` and `retry_any` over database errors with chosen codes (the
 /// engines' own errors are tested against real servers in
 /// `tests/sql_stores.rs`).
-#[cfg(all(test, feature = "postgres", feature = "sqlite"))]
+#[cfg(test)]
+#[cfg(all(feature = "postgres", feature = "sqlite"))]
 mod retry_tests {
     #![allow(clippy::unwrap_used, reason = "test code")]
     use super::*;
