@@ -939,171 +939,6 @@ where
     }
 }
 
-/// `retry` and `retry_any` over database errors with chosen codes (the
-/// engines' own errors are tested against real servers in
-/// `tests/sql_stores.rs`).
-#[cfg(test)]
-#[cfg(all(feature = "postgres", feature = "sqlite"))]
-mod retry_tests {
-    #![allow(clippy::unwrap_used, reason = "test code")]
-    use super::*;
-    use std::borrow::Cow;
-    use std::sync::atomic::{AtomicUsize, Ordering};
-
-    /// A database error with a code, as a driver reports it.
-    #[derive(Debug)]
-    struct Coded(&'static str);
-
-    impl core::fmt::Display for Coded {
-        fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
-            write!(f, "error {}", self.0)
-        }
-    }
-
-    impl std::error::Error for Coded {}
-
-    impl sqlx::error::DatabaseError for Coded {
-        fn message(&self) -> &str {
-            "coded"
-        }
-        fn code(&self) -> Option<Cow<'_, str>> {
-            Some(Cow::Borrowed(self.0))
-        }
-        fn as_error(&self) -> &(dyn std::error::Error + Send + Sync + 'static) {
-            self
-        }
-        fn as_error_mut(&mut self) -> &mut (dyn std::error::Error + Send + Sync + 'static) {
-            self
-        }
-        fn into_error(self: Box<Self>) -> Box<dyn std::error::Error + Send + Sync + 'static> {
-            self
-        }
-        fn kind(&self) -> sqlx::error::ErrorKind {
-            sqlx::error::ErrorKind::Other
-        }
-    }
-
-    enum Fail {
-        /// A database error with this code.
-        Code(&'static str),
-        /// A store error with no database error behind it.
-        Plain,
-    }
-
-    /// How `how` ends when the first `failures` attempts fail, and how many
-    /// attempts it made.
-    fn run<F, Fut>(failures: usize, fail: Fail, how: F) -> (Result<usize, StoreError>, usize)
-    where
-        F: FnOnce(Box<dyn FnMut() -> core::future::Ready<Result<usize, StoreError>>>) -> Fut,
-        Fut: Future<Output = Result<usize, StoreError>>,
-    {
-        let calls = Arc::new(AtomicUsize::new(0));
-        let counted = Arc::clone(&calls);
-        let op = Box::new(move || {
-            let n = counted.fetch_add(1, Ordering::SeqCst) + 1;
-            core::future::ready(if n > failures {
-                Ok(n)
-            } else {
-                Err(match fail {
-                    Fail::Code(code) => db(sqlx::Error::Database(Box::new(Coded(code)))),
-                    Fail::Plain => StoreError::backend("not a database error"),
-                })
-            })
-        });
-        let runtime = tokio::runtime::Builder::new_current_thread()
-            .build()
-            .unwrap();
-        let out = runtime.block_on(how(op));
-        (out, calls.load(Ordering::SeqCst))
-    }
-
-    fn pg(failures: usize, fail: Fail) -> (Result<usize, StoreError>, usize) {
-        run(failures, fail, retry::<postgres::Pg, _, _, _>)
-    }
-
-    fn lite(failures: usize, fail: Fail) -> (Result<usize, StoreError>, usize) {
-        run(failures, fail, retry::<sqlite::Lite, _, _, _>)
-    }
-
-    fn any(failures: usize, fail: Fail) -> (Result<usize, StoreError>, usize) {
-        run(failures, fail, retry_any)
-    }
-
-    fn ok(out: (Result<usize, StoreError>, usize)) -> Option<usize> {
-        let (result, calls) = out;
-        result.ok().filter(|n| *n == calls)
-    }
-
-    fn failed(out: (Result<usize, StoreError>, usize)) -> Option<usize> {
-        let (result, calls) = out;
-        result.is_err().then_some(calls)
-    }
-
-    #[test]
-    fn transient_failures_are_retried_up_to_five_attempts() {
-        for code in ["40001", "40P01"] {
-            assert_eq!(ok(pg(0, Fail::Code(code))), Some(1), "{code}");
-            assert_eq!(ok(pg(1, Fail::Code(code))), Some(2), "{code}");
-            assert_eq!(
-                ok(pg(ATTEMPTS - 1, Fail::Code(code))),
-                Some(ATTEMPTS),
-                "{code}"
-            );
-            assert_eq!(
-                failed(pg(ATTEMPTS, Fail::Code(code))),
-                Some(ATTEMPTS),
-                "{code}"
-            );
-            assert_eq!(failed(pg(100, Fail::Code(code))), Some(ATTEMPTS), "{code}");
-        }
-        // SQLite: BUSY and LOCKED, with their extended codes.
-        for code in ["5", "6", "261", "517", "262"] {
-            assert_eq!(ok(lite(2, Fail::Code(code))), Some(3), "{code}");
-            assert_eq!(
-                failed(lite(100, Fail::Code(code))),
-                Some(ATTEMPTS),
-                "{code}"
-            );
-        }
-    }
-
-    #[test]
-    fn other_failures_are_not_retried() {
-        // A unique violation, a syntax error, a missing table.
-        for code in ["23505", "42601", "42P01"] {
-            assert_eq!(failed(pg(1, Fail::Code(code))), Some(1), "{code}");
-        }
-        // SQLite: constraint, generic error, read-only.
-        for code in ["19", "1", "8", "2067"] {
-            assert_eq!(failed(lite(1, Fail::Code(code))), Some(1), "{code}");
-        }
-        assert_eq!(failed(pg(1, Fail::Plain)), Some(1));
-        assert_eq!(failed(any(1, Fail::Plain)), Some(1));
-    }
-
-    #[test]
-    fn migrations_retry_every_database_error_up_to_five_attempts() {
-        assert_eq!(ok(any(0, Fail::Code("23505"))), Some(1));
-        assert_eq!(ok(any(ATTEMPTS - 1, Fail::Code("23505"))), Some(ATTEMPTS));
-        assert_eq!(failed(any(ATTEMPTS, Fail::Code("42P07"))), Some(ATTEMPTS));
-        assert_eq!(failed(any(100, Fail::Code("40001"))), Some(ATTEMPTS));
-    }
-
-    #[test]
-    fn a_missing_table_is_told_apart() {
-        for code in ["42P01", "42S02"] {
-            let e = db(sqlx::Error::Database(Box::new(Coded(code))));
-            assert_eq!(e.kind(), StoreErrorKind::SchemaMissing, "{code}");
-        }
-        let e = db(sqlx::Error::Database(Box::new(Coded("23505"))));
-        assert_eq!(e.kind(), StoreErrorKind::Backend);
-        assert_eq!(
-            db(sqlx::Error::PoolTimedOut).kind(),
-            StoreErrorKind::Backend
-        );
-    }
-}
-
 /// Generates a public store type over [`SqlStore`]: the struct, `Clone`,
 /// a `Debug` that never shows the connection string, `from_pool`, `pool`,
 /// `migrate`, and the [`AsyncKeyStore`](crate::AsyncKeyStore) and
@@ -1364,3 +1199,168 @@ macro_rules! sqlx_engine {
     };
 }
 use sqlx_engine;
+
+/// `retry` and `retry_any` over database errors with chosen codes (the
+/// engines' own errors are tested against real servers in
+/// `tests/sql_stores.rs`).
+#[cfg(test)]
+#[cfg(all(feature = "postgres", feature = "sqlite"))]
+mod retry_tests {
+    #![allow(clippy::unwrap_used, reason = "test code")]
+    use super::*;
+    use std::borrow::Cow;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    /// A database error with a code, as a driver reports it.
+    #[derive(Debug)]
+    struct Coded(&'static str);
+
+    impl core::fmt::Display for Coded {
+        fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+            write!(f, "error {}", self.0)
+        }
+    }
+
+    impl std::error::Error for Coded {}
+
+    impl sqlx::error::DatabaseError for Coded {
+        fn message(&self) -> &str {
+            "coded"
+        }
+        fn code(&self) -> Option<Cow<'_, str>> {
+            Some(Cow::Borrowed(self.0))
+        }
+        fn as_error(&self) -> &(dyn std::error::Error + Send + Sync + 'static) {
+            self
+        }
+        fn as_error_mut(&mut self) -> &mut (dyn std::error::Error + Send + Sync + 'static) {
+            self
+        }
+        fn into_error(self: Box<Self>) -> Box<dyn std::error::Error + Send + Sync + 'static> {
+            self
+        }
+        fn kind(&self) -> sqlx::error::ErrorKind {
+            sqlx::error::ErrorKind::Other
+        }
+    }
+
+    enum Fail {
+        /// A database error with this code.
+        Code(&'static str),
+        /// A store error with no database error behind it.
+        Plain,
+    }
+
+    /// How `how` ends when the first `failures` attempts fail, and how many
+    /// attempts it made.
+    fn run<F, Fut>(failures: usize, fail: Fail, how: F) -> (Result<usize, StoreError>, usize)
+    where
+        F: FnOnce(Box<dyn FnMut() -> core::future::Ready<Result<usize, StoreError>>>) -> Fut,
+        Fut: Future<Output = Result<usize, StoreError>>,
+    {
+        let calls = Arc::new(AtomicUsize::new(0));
+        let counted = Arc::clone(&calls);
+        let op = Box::new(move || {
+            let n = counted.fetch_add(1, Ordering::SeqCst) + 1;
+            core::future::ready(if n > failures {
+                Ok(n)
+            } else {
+                Err(match fail {
+                    Fail::Code(code) => db(sqlx::Error::Database(Box::new(Coded(code)))),
+                    Fail::Plain => StoreError::backend("not a database error"),
+                })
+            })
+        });
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap();
+        let out = runtime.block_on(how(op));
+        (out, calls.load(Ordering::SeqCst))
+    }
+
+    fn pg(failures: usize, fail: Fail) -> (Result<usize, StoreError>, usize) {
+        run(failures, fail, retry::<postgres::Pg, _, _, _>)
+    }
+
+    fn lite(failures: usize, fail: Fail) -> (Result<usize, StoreError>, usize) {
+        run(failures, fail, retry::<sqlite::Lite, _, _, _>)
+    }
+
+    fn any(failures: usize, fail: Fail) -> (Result<usize, StoreError>, usize) {
+        run(failures, fail, retry_any)
+    }
+
+    fn ok(out: (Result<usize, StoreError>, usize)) -> Option<usize> {
+        let (result, calls) = out;
+        result.ok().filter(|n| *n == calls)
+    }
+
+    fn failed(out: (Result<usize, StoreError>, usize)) -> Option<usize> {
+        let (result, calls) = out;
+        result.is_err().then_some(calls)
+    }
+
+    #[test]
+    fn transient_failures_are_retried_up_to_five_attempts() {
+        for code in ["40001", "40P01"] {
+            assert_eq!(ok(pg(0, Fail::Code(code))), Some(1), "{code}");
+            assert_eq!(ok(pg(1, Fail::Code(code))), Some(2), "{code}");
+            assert_eq!(
+                ok(pg(ATTEMPTS - 1, Fail::Code(code))),
+                Some(ATTEMPTS),
+                "{code}"
+            );
+            assert_eq!(
+                failed(pg(ATTEMPTS, Fail::Code(code))),
+                Some(ATTEMPTS),
+                "{code}"
+            );
+            assert_eq!(failed(pg(100, Fail::Code(code))), Some(ATTEMPTS), "{code}");
+        }
+        // SQLite: BUSY and LOCKED, with their extended codes.
+        for code in ["5", "6", "261", "517", "262"] {
+            assert_eq!(ok(lite(2, Fail::Code(code))), Some(3), "{code}");
+            assert_eq!(
+                failed(lite(100, Fail::Code(code))),
+                Some(ATTEMPTS),
+                "{code}"
+            );
+        }
+    }
+
+    #[test]
+    fn other_failures_are_not_retried() {
+        // A unique violation, a syntax error, a missing table.
+        for code in ["23505", "42601", "42P01"] {
+            assert_eq!(failed(pg(1, Fail::Code(code))), Some(1), "{code}");
+        }
+        // SQLite: constraint, generic error, read-only.
+        for code in ["19", "1", "8", "2067"] {
+            assert_eq!(failed(lite(1, Fail::Code(code))), Some(1), "{code}");
+        }
+        assert_eq!(failed(pg(1, Fail::Plain)), Some(1));
+        assert_eq!(failed(any(1, Fail::Plain)), Some(1));
+    }
+
+    #[test]
+    fn migrations_retry_every_database_error_up_to_five_attempts() {
+        assert_eq!(ok(any(0, Fail::Code("23505"))), Some(1));
+        assert_eq!(ok(any(ATTEMPTS - 1, Fail::Code("23505"))), Some(ATTEMPTS));
+        assert_eq!(failed(any(ATTEMPTS, Fail::Code("42P07"))), Some(ATTEMPTS));
+        assert_eq!(failed(any(100, Fail::Code("40001"))), Some(ATTEMPTS));
+    }
+
+    #[test]
+    fn a_missing_table_is_told_apart() {
+        for code in ["42P01", "42S02"] {
+            let e = db(sqlx::Error::Database(Box::new(Coded(code))));
+            assert_eq!(e.kind(), StoreErrorKind::SchemaMissing, "{code}");
+        }
+        let e = db(sqlx::Error::Database(Box::new(Coded("23505"))));
+        assert_eq!(e.kind(), StoreErrorKind::Backend);
+        assert_eq!(
+            db(sqlx::Error::PoolTimedOut).kind(),
+            StoreErrorKind::Backend
+        );
+    }
+}
