@@ -870,3 +870,33 @@ async fn the_cache_tells_how_long_ago_the_feed_was_confirmed_and_can_be_emptied(
         "read again after clear"
     );
 }
+
+#[tokio::test]
+async fn a_failed_touch_moves_an_older_cached_last_use_too() {
+    let mut s = servers();
+    let (_, token) = create(&s, "k").await;
+    s.follower.poll().await.unwrap();
+    // From the creating server's clock on: the key is valid.
+    let clock = Arc::new(api_keys::testing::ManualClock::new(
+        s.a.now() + time::Duration::seconds(1),
+    ));
+    let interval = time::Duration::seconds(60);
+    let b = KeyManager::builder(s.b.store().clone())
+        .clock(Arc::clone(&clock))
+        .policy(api_keys::Policy {
+            touch_interval: interval,
+            ..api_keys::Policy::default()
+        })
+        .build()
+        .unwrap();
+    let touches = s.b_store.touches.load(SeqCst);
+    assert!(verify_on(&b, &token).await.unwrap().touched(), "written");
+    // Later, the store is down: one touch is tried, and the cached record
+    // remembers it, so the next requests within the interval try none.
+    clock.advance(interval * 2);
+    s.b_store.down.store(true, SeqCst);
+    for _ in 0..3 {
+        verify_on(&b, &token).await.unwrap();
+    }
+    assert_eq!(s.b_store.touches.load(SeqCst), touches + 2);
+}

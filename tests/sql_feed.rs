@@ -780,3 +780,30 @@ async fn mysql_interleaved_writes_cannot_skip_a_change() {
     follower.poll().await.unwrap();
     assert_eq!(rejection(verify(&s.b, &y_token).await), Rejection::Revoked);
 }
+
+/// `notifications(false)`: that store's writes send nothing; another
+/// store's do, with the feed's new head as the payload.
+#[cfg(feature = "postgres")]
+#[tokio::test]
+async fn pg_a_quiet_store_sends_no_notification() {
+    let Some(db) = Pg::namespace("pg_a_quiet_store_sends_no_notification").await else {
+        return;
+    };
+    let loud = db.store().await;
+    let quiet = KeyManager::new(db.store().await.notifications(false));
+    let loud = KeyManager::new(loud);
+    let mut listener = sqlx::postgres::PgListener::connect_with(quiet.store().pool())
+        .await
+        .unwrap();
+    listener.listen("api_key_changes").await.unwrap();
+    let (quiet_id, _) = create(&quiet, &owner(), "quiet").await;
+    let (loud_id, _) = create(&loud, &owner(), "loud").await;
+    assert_ne!(quiet_id, loud_id);
+    // The quiet write took change 1 and told no one; the first
+    // notification is the loud write's, change 2.
+    let first = tokio::time::timeout(PATIENCE, listener.recv())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(first.payload(), "2");
+}
