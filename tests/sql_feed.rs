@@ -807,3 +807,28 @@ async fn pg_a_quiet_store_sends_no_notification() {
         .unwrap();
     assert_eq!(first.payload(), "2");
 }
+
+/// The listener waits for a write (it is not ready before one), resumes a
+/// wait that was given up, and shows nothing of its connection.
+#[cfg(feature = "postgres")]
+#[tokio::test]
+async fn pg_the_change_listener_waits_for_a_write() {
+    let Some(db) = Pg::namespace("pg_the_change_listener_waits_for_a_write").await else {
+        return;
+    };
+    let store = db.store().await;
+    let mut listener = store.change_listener().await.unwrap();
+    assert_eq!(format!("{listener:?}"), "PgChangeListener { .. }");
+    {
+        // Nothing was written: not ready at the first look.
+        let mut waiting = std::pin::pin!(listener.changed());
+        let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
+        assert!(waiting.as_mut().poll(&mut cx).is_pending());
+    }
+    let keys = KeyManager::new(store);
+    create(&keys, &owner(), "k").await;
+    tokio::time::timeout(PATIENCE, listener.changed())
+        .await
+        .unwrap()
+        .unwrap();
+}

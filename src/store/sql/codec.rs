@@ -456,6 +456,47 @@ mod tests {
         }
     }
 
+    /// A row whose every column fails to read.
+    struct Unreadable;
+
+    impl SqlRow for Unreadable {
+        fn int(&self, _: usize) -> Result<Option<i64>, sqlx::Error> {
+            Err(sqlx::Error::ColumnNotFound("int".into()))
+        }
+        fn text(&self, _: usize) -> Result<Option<String>, sqlx::Error> {
+            Err(sqlx::Error::ColumnNotFound("text".into()))
+        }
+        fn bytes(&self, _: usize) -> Result<Option<Vec<u8>>, sqlx::Error> {
+            Err(sqlx::Error::ColumnNotFound("bytes".into()))
+        }
+    }
+
+    #[test]
+    fn errors_name_their_column_and_keep_their_cause() {
+        type R<'r> = Reader<'r, Unreadable>;
+        assert_eq!(R::name(0), "id");
+        assert_eq!(R::name(LAST_USED_AT), "api_key_usage.last_used_at");
+        assert_eq!(R::name(USE_COUNT), "api_key_usage.use_count");
+        let reader = Reader { row: &Unreadable };
+        for (e, column) in [
+            (
+                reader.int(USE_COUNT).unwrap_err(),
+                "api_key_usage.use_count",
+            ),
+            (
+                reader.int(LAST_USED_AT).unwrap_err(),
+                "api_key_usage.last_used_at",
+            ),
+            (decode(&Unreadable).unwrap_err(), "api_keys.id"),
+        ] {
+            let bad = std::error::Error::source(&e).unwrap();
+            assert!(bad.to_string().starts_with(column), "{bad}");
+            // The driver's error is the next link of the chain.
+            let cause = bad.source().unwrap();
+            assert!(cause.to_string().starts_with("no column found"), "{cause}");
+        }
+    }
+
     proptest::proptest! {
         /// Floor and ceiling of the nanosecond count, over the whole range.
         #[test]
