@@ -497,6 +497,53 @@ mod tests {
         }
     }
 
+    /// A row holding only the hash columns (19: pepper version, 20: digest).
+    struct HashColumns(Option<i64>, Option<Vec<u8>>);
+
+    impl SqlRow for HashColumns {
+        fn int(&self, index: usize) -> Result<Option<i64>, sqlx::Error> {
+            match index {
+                19 => Ok(self.0),
+                _ => Err(sqlx::Error::ColumnNotFound(index.to_string())),
+            }
+        }
+        fn text(&self, index: usize) -> Result<Option<String>, sqlx::Error> {
+            Err(sqlx::Error::ColumnNotFound(index.to_string()))
+        }
+        fn bytes(&self, index: usize) -> Result<Option<Vec<u8>>, sqlx::Error> {
+            match index {
+                20 => Ok(self.1.clone()),
+                _ => Err(sqlx::Error::ColumnNotFound(index.to_string())),
+            }
+        }
+    }
+
+    /// The schema's CHECK keeps such rows out; the codec refuses them too
+    /// (a database without the CHECK, or edited by hand).
+    #[test]
+    fn a_digest_exactly_when_not_pending() {
+        let digest = Some(vec![7u8; 32]);
+        for (row, status, ok) in [
+            (
+                HashColumns(Some(2), digest.clone()),
+                KeyStatus::Active,
+                true,
+            ),
+            (HashColumns(None, digest.clone()), KeyStatus::Revoked, true),
+            (HashColumns(None, None), KeyStatus::Pending, true),
+            (HashColumns(None, digest.clone()), KeyStatus::Pending, false),
+            (HashColumns(Some(1), None), KeyStatus::Pending, false),
+            (HashColumns(None, None), KeyStatus::Active, false),
+            (HashColumns(None, None), KeyStatus::Inactive, false),
+        ] {
+            let read = Reader { row: &row }.secret_hash(status);
+            assert_eq!(read.is_ok(), ok, "{status:?} {:?}", row.0);
+            if let Ok(hash) = read {
+                assert_eq!(hash.is_some(), status != KeyStatus::Pending);
+            }
+        }
+    }
+
     proptest::proptest! {
         /// Floor and ceiling of the nanosecond count, over the whole range.
         #[test]
