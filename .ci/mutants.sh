@@ -74,7 +74,7 @@ declare -A TARGETS=(
     [src/feed.rs]="--lib --test=cache"
     [src/cache.rs]="--lib --test=cache --test=usage"
     [src/record.rs]="--lib --test=lifecycle --test=verify --test=conformance --test=serde --test=pending"
-    [src/store/mod.rs]="--lib --test=conformance --test=usage --test=write_behind --test=lifecycle --test=faults"
+    [src/store/mod.rs]="--lib --test=conformance --test=usage --test=write_behind --test=lifecycle --test=faults --test=cache"
     # The SQL stores' tests need the servers: eval "$(.ci/postgres.sh start)"
     # and eval "$(.ci/mariadb.sh start)" first (with
     # API_KEYS_TEST_REQUIRE_DATABASE=1, a missing server fails the baseline

@@ -900,3 +900,21 @@ async fn a_failed_touch_moves_an_older_cached_last_use_too() {
     }
     assert_eq!(s.b_store.touches.load(SeqCst), touches + 2);
 }
+
+/// The default `touch_many` of an async host store (`Faulty` keeps it):
+/// one `touch` per key, unknown keys skipped, any other failure returned.
+#[tokio::test]
+async fn the_default_async_batch_touch_skips_unknown_keys_and_fails_on_the_rest() {
+    let s = servers();
+    let (id, _) = create(&s, "k").await;
+    let at = s.a.now();
+    let batch = [
+        (KeyId::from_bytes([3; 16]), api_keys::Usage { at, uses: 1 }),
+        (id, api_keys::Usage { at, uses: 4 }),
+    ];
+    assert!(AsyncKeyStore::touch_many(&*s.b_store, &batch).await.is_ok());
+    assert_eq!(s.shared.get(&id).await.unwrap().unwrap().use_count, 4);
+    s.b_store.down.store(true, SeqCst);
+    let failed = AsyncKeyStore::touch_many(&*s.b_store, &batch).await;
+    assert!(failed.is_err_and(|e| e.kind() == StoreErrorKind::Backend));
+}

@@ -442,3 +442,36 @@ async fn the_background_flush_writes_the_tally_every_period() {
     assert_eq!((stored(&keys, &id).use_count, keys.pending_usage()), (4, 0));
     flusher.abort();
 }
+
+#[test]
+fn a_usage_moves_last_use_forward_only_and_adds_its_uses() {
+    let (keys, _) = manager(MemoryKeyStore::new());
+    let (id, _) = create(&keys, NewKey::secret(owner("org_apply"), "k"));
+    let mut record = (*stored(&keys, &id)).clone();
+    assert_eq!(record.last_used_at, None);
+    let (t1, t2) = (T0 + Duration::minutes(1), T0 + Duration::minutes(2));
+    Usage { at: t1, uses: 2 }.apply_to(&mut record);
+    assert_eq!((record.last_used_at, record.use_count), (Some(t1), 2));
+    Usage { at: t2, uses: 3 }.apply_to(&mut record);
+    assert_eq!((record.last_used_at, record.use_count), (Some(t2), 5));
+    Usage { at: t1, uses: 1 }.apply_to(&mut record);
+    assert_eq!((record.last_used_at, record.use_count), (Some(t2), 6));
+}
+
+/// The default `touch_many` of a host store: one `touch` per key, unknown
+/// keys skipped, any other failure returned.
+#[test]
+fn the_default_batch_touch_skips_unknown_keys_and_fails_on_the_rest() {
+    let (keys, _) = manager(Counting::default());
+    let (id, _) = create(&keys, NewKey::secret(owner("org_batch"), "k"));
+    let unknown = KeyId::from_bytes([3; 16]);
+    let batch = [
+        (unknown, Usage { at: T0, uses: 1 }),
+        (id, Usage { at: T0, uses: 4 }),
+    ];
+    assert!(KeyStore::touch_many(keys.store(), &batch).is_ok());
+    assert_eq!(stored(&keys, &id).use_count, 4);
+    keys.store().fail_touches.store(true, SeqCst);
+    let failed = KeyStore::touch_many(keys.store(), &batch);
+    assert!(failed.is_err_and(|e| e.kind() == api_keys::StoreErrorKind::Backend));
+}
