@@ -1614,3 +1614,56 @@ fn a_lost_race_is_retried_over_the_new_version() {
         assert_eq!(now.version, 3, "{op}: two writes");
     }
 }
+
+/// The record's own answers about status and time, at the boundaries: a
+/// key is usable from `created_at` (inclusive) to its effective end
+/// (exclusive), only while active; live ignores `created_at`; grace is a
+/// rolled key still usable.
+#[test]
+fn record_status_and_time_answers_hold_at_their_boundaries() {
+    let f = fx();
+    let (mut r, _) = f.create(NewKey::secret(f.owner.clone(), "k"));
+    let created = r.created_at;
+    let second = Duration::seconds(1);
+    r.expires_at = Some(created + Duration::hours(2));
+    r.grace_ends_at = Some(created + Duration::hours(1));
+    assert_eq!(r.effective_end(), Some(created + Duration::hours(1)));
+    let end = created + Duration::hours(1);
+    for (now, usable, live) in [
+        (created - second, false, true),
+        (created, true, true),
+        (end - second, true, true),
+        (end, false, false),
+        (end + second, false, false),
+    ] {
+        assert_eq!(r.is_usable_at(now), usable, "usable at {now}");
+        assert_eq!(r.is_live_at(now), live, "live at {now}");
+        assert!(!r.in_grace_at(now), "no successor: never in grace");
+    }
+    r.successor = Some(KeyId::from_bytes([5; 16]));
+    assert!(r.in_grace_at(created) && r.in_grace_at(end - second));
+    assert!(!r.in_grace_at(end) && !r.in_grace_at(created - second));
+    for status in [KeyStatus::Inactive, KeyStatus::Revoked, KeyStatus::Pending] {
+        r.status = status;
+        assert!(!r.is_usable_at(created), "{status:?}");
+        assert!(!r.is_live_at(created), "{status:?}");
+        assert!(!r.in_grace_at(created), "{status:?}");
+    }
+    r.status = KeyStatus::Active;
+    r.grace_ends_at = None;
+    r.expires_at = None;
+    assert_eq!(r.effective_end(), None);
+    assert!(r.is_usable_at(created + Duration::days(10_000)));
+}
+
+#[test]
+fn scopes_convert_to_and_from_lists_of_names() {
+    let scopes = Scopes::new(["write", "read"]).unwrap();
+    let names: Vec<String> = scopes.clone().into();
+    assert_eq!(Scopes::new(names.clone()).unwrap(), scopes);
+    assert_eq!(names.len(), 2);
+    assert!(names.iter().any(|n| n == "read") && names.iter().any(|n| n == "write"));
+    assert_eq!(Scopes::try_from(names).unwrap(), scopes);
+    assert!(Scopes::try_from(vec!["not a scope".to_owned()]).is_err());
+    assert!(Vec::<String>::from(Scopes::default()).is_empty());
+}
