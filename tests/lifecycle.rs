@@ -1643,8 +1643,10 @@ fn record_status_and_time_answers_hold_at_their_boundaries() {
     r.successor = Some(KeyId::from_bytes([5; 16]));
     assert!(r.in_grace_at(created) && r.in_grace_at(end - second));
     assert!(!r.in_grace_at(end) && !r.in_grace_at(created - second));
+    assert!(!r.is_pending());
     for status in [KeyStatus::Inactive, KeyStatus::Revoked, KeyStatus::Pending] {
         r.status = status;
+        assert_eq!(r.is_pending(), status == KeyStatus::Pending);
         assert!(!r.is_usable_at(created), "{status:?}");
         assert!(!r.is_live_at(created), "{status:?}");
         assert!(!r.in_grace_at(created), "{status:?}");
