@@ -73,6 +73,7 @@ declare -A TARGETS=(
     [src/http/http_crate.rs]="--lib --test=exchange"
     [src/feed.rs]="--lib --test=cache"
     [src/cache.rs]="--lib --test=cache --test=usage"
+    [src/request.rs]="--lib --test=verify --test=adversarial_ip --test=adversarial_origin --test=lifecycle"
     [src/record.rs]="--lib --test=lifecycle --test=verify --test=conformance --test=serde --test=pending"
     [src/store/mod.rs]="--lib --test=conformance --test=usage --test=write_behind --test=lifecycle --test=faults --test=cache"
     # The SQL stores' tests need the servers: eval "$(.ci/postgres.sh start)"
@@ -94,7 +95,7 @@ ORDER=(
     src/http/facts.rs src/http/body.rs src/http/headers.rs
     src/http/http_crate.rs src/feed.rs src/usage.rs src/id_hash.rs
     src/store/audit.rs src/lent.rs src/write_behind.rs src/stored.rs
-    src/cache.rs src/record.rs src/store/mod.rs src/store/sql/codec.rs src/store/sql/mod.rs
+    src/cache.rs src/record.rs src/request.rs src/store/mod.rs src/store/sql/codec.rs src/store/sql/mod.rs
     src/store/sql/statements.rs src/store/sql/postgres.rs
     src/store/sql/mysql.rs src/store/sql/sqlite.rs
 )
