@@ -1669,3 +1669,40 @@ fn scopes_convert_to_and_from_lists_of_names() {
     assert!(Scopes::try_from(vec!["not a scope".to_owned()]).is_err());
     assert!(Vec::<String>::from(Scopes::default()).is_empty());
 }
+
+/// Names, notes and ids at exactly their longest length are taken; one
+/// character or byte more is refused (multi-byte characters count as one).
+#[test]
+fn texts_and_ids_are_taken_up_to_their_longest_length() {
+    let f = fx();
+    let name = |n: usize| "é".repeat(n);
+    assert!(
+        f.keys
+            .create(
+                &f.admin,
+                NewKey::secret(f.owner.clone(), name(api_keys::MAX_NAME_CHARS))
+            )
+            .is_ok()
+    );
+    assert!(
+        f.keys
+            .create(
+                &f.admin,
+                NewKey::secret(f.owner.clone(), name(api_keys::MAX_NAME_CHARS + 1))
+            )
+            .is_err()
+    );
+    let note = |n: usize| NewKey::secret(f.owner.clone(), "k").note("ü".repeat(n));
+    assert!(
+        f.keys
+            .create(&f.admin, note(api_keys::MAX_TEXT_CHARS))
+            .is_ok()
+    );
+    assert!(
+        f.keys
+            .create(&f.admin, note(api_keys::MAX_TEXT_CHARS + 1))
+            .is_err()
+    );
+    assert!(OwnerId::new("o".repeat(api_keys::MAX_ID_LEN)).is_ok());
+    assert!(OwnerId::new("o".repeat(api_keys::MAX_ID_LEN + 1)).is_err());
+}
