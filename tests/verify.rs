@@ -637,3 +637,21 @@ fn both_record_forms_refuse_signing_keys_as_bearer_and_report_grace() {
         KeyStore::update(s, r, r.version - 1, WriteCondition::Always).unwrap();
     });
 }
+
+/// A verified key's `Debug` names the key and its owner, never its secret.
+#[test]
+fn a_verified_key_shows_its_id_and_owner_and_no_secret() {
+    let keys = KeyManager::new(MemoryKeyStore::new());
+    let owner = OwnerId::new("acct_debug").unwrap();
+    let created = keys
+        .create(&Actor::system(), NewKey::secret(owner, "k"))
+        .unwrap();
+    let verified = keys
+        .verify(created.token.expose_secret(), &RequestContext::new())
+        .unwrap();
+    let shown = format!("{verified:?}");
+    assert!(shown.starts_with("VerifiedKey"), "{shown}");
+    assert!(shown.contains("acct_debug"), "{shown}");
+    assert!(shown.contains(&created.record.id.to_string()), "{shown}");
+    assert!(!shown.contains(created.token.expose_secret()), "{shown}");
+}
