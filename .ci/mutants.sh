@@ -73,7 +73,7 @@ declare -A TARGETS=(
     [src/http/http_crate.rs]="--lib --test=exchange"
     [src/feed.rs]="--lib --test=cache"
     [src/cache.rs]="--lib --test=cache --test=usage"
-    [src/request.rs]="--lib --test=verify --test=adversarial_ip --test=adversarial_origin --test=lifecycle"
+    [src/request.rs]="--lib --test=verify --test=adversarial_ip --test=adversarial_origin --test=lifecycle --test=cache --test=exchange"
     [src/record.rs]="--lib --test=lifecycle --test=verify --test=conformance --test=serde --test=pending"
     [src/store/mod.rs]="--lib --test=conformance --test=usage --test=write_behind --test=lifecycle --test=faults --test=cache"
     # The SQL stores' tests need the servers: eval "$(.ci/postgres.sh start)"
